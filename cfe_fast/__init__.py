@@ -1,0 +1,30 @@
+"""cfe_fast: fast CF-Ensemble — combine many classifiers' probabilities.
+
+The classifiers x instances probability matrix is factorised by
+confidence-weighted ALS and a class-weighted aggregator reads the prediction
+off the reconstruction. See SPEC.md for the math contract.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._errors import CollapseWarning, SingularSystemError
+from .backends import BACKENDS
+from .datasets import make_ensemble
+from .estimator import CFEnsembleClassifier
+from .kernels import aggregator_loss_grad, update_classifier_factors, update_instance_factors
+
+try:
+    __version__ = version("cfe_fast")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BACKENDS",
+    "CFEnsembleClassifier",
+    "CollapseWarning",
+    "SingularSystemError",
+    "aggregator_loss_grad",
+    "make_ensemble",
+    "update_classifier_factors",
+    "update_instance_factors",
+]

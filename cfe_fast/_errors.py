@@ -1,0 +1,20 @@
+"""Exception and warning classes shared by every backend."""
+
+import numpy as np
+
+#: A Cholesky pivot L_jj**2 at or below this fraction of the diagonal entry A_jj
+#: marks the system as numerically singular (condition number beyond ~1e12).
+#: The reference and every fast kernel apply the same rule.
+PIVOT_RTOL = 1e-12
+
+
+class SingularSystemError(np.linalg.LinAlgError, ValueError):
+    """A ridge system of an ALS half-step is singular (or numerically so).
+
+    Raised instead of returning NaN or garbage; the message names the first
+    failing instance or classifier and how to fix it (raise ``lam``).
+    """
+
+
+class CollapseWarning(UserWarning):
+    """The fitted ensemble shows a documented collapse failure mode."""

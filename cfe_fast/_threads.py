@@ -1,0 +1,25 @@
+"""Keep BLAS single-threaded while Numba's threads call it.
+
+Every Numba kernel that calls BLAS (``np.dot``) from inside a ``prange`` loop
+runs under :func:`single_threaded_blas`: nested BLAS threads oversubscribe the
+cores and were measured 5-20x slower under load.
+"""
+
+from contextlib import contextmanager
+from functools import lru_cache
+
+import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.dot calls)
+from threadpoolctl import ThreadpoolController
+
+
+@lru_cache(maxsize=1)
+def _controller():
+    # created after SciPy's BLAS is loaded, so that the snapshot includes it
+    return ThreadpoolController()
+
+
+@contextmanager
+def single_threaded_blas():
+    """Context manager limiting every loaded BLAS library to one thread."""
+    with _controller().limit(limits=1, user_api="blas"):
+        yield

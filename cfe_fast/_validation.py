@@ -1,0 +1,115 @@
+"""Input checks shared by the functional API, the estimator and the CLI.
+
+Every check raises ``TypeError`` (wrong kind of object or dtype) or
+``ValueError`` (wrong values or shapes) naming the offending argument; none
+modifies its input.
+"""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def as_float_array(a, name, ndim, dtype=None):
+    """Return ``a`` as a finite floating array with ``ndim`` dimensions.
+
+    Integer and boolean input is converted to float64; complex, object and
+    string input is refused. ``dtype`` (float32/float64) forces the result type.
+    """
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
+    arr = arr.astype(dtype, copy=False)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_probabilities(R, name="R", dtype=None):
+    """Check a probability matrix: finite, 2-D, every entry in [0, 1]."""
+    R = as_float_array(R, name, 2, dtype)
+    if R.size == 0:
+        raise ValueError(f"{name} is empty (shape {R.shape})")
+    lo, hi = R.min(), R.max()
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
+    return R
+
+
+def check_confidence(C, shape, name="C", dtype=None):
+    """Check a confidence matrix: finite, non-negative, of the given shape."""
+    C = as_float_array(C, name, 2, dtype)
+    if C.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {C.shape}, expected {tuple(shape)} (the shape of R)")
+    if C.size and C.min() < 0:
+        raise ValueError(f"{name} must be non-negative; found minimum {C.min():g}")
+    return C
+
+
+def check_lam(lam):
+    """Check the ridge penalty: a finite real number >= 0."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not np.isfinite(lam):
+        raise TypeError(f"lam must be a finite real number, got {lam!r}")
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    return float(lam)
+
+
+def check_solvable(C, lam, latent_dim, axis):
+    """Refuse ridge systems that are singular by construction (``lam == 0``).
+
+    ``axis=0`` checks the instance systems (one per column of C, size
+    ``latent_dim``), ``axis=1`` the classifier systems (one per row).
+    """
+    if lam > 0:
+        return
+    what, count = ("instance", C.shape[0]) if axis == 0 else ("classifier", C.shape[1])
+    if count < latent_dim:
+        raise ValueError(
+            f"lam=0 with latent_dim={latent_dim} > {count} (the number of terms in each "
+            f"{what} system) makes every {what} system singular; use lam > 0"
+        )
+    empty = np.flatnonzero(~(C > 0).any(axis=axis))
+    if empty.size:
+        raise ValueError(
+            f"lam=0 and {what} {empty[0]} has zero confidence everywhere, so its ridge "
+            "system is singular; use lam > 0 or give it non-zero confidence"
+        )
+
+
+def check_labels(labels, n, name="y"):
+    """Normalise labels to float64 with NaN for unlabeled.
+
+    Accepts 0/1 for labeled and NaN or -1 (the scikit-learn semi-supervised
+    convention) for unlabeled instances; anything else is refused.
+    """
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be numeric (0, 1, and NaN or -1 for unlabeled), got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but there are {n} instances")
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} contains infinite values")
+    arr = np.where(arr == -1, np.nan, arr)
+    bad = ~np.isnan(arr) & (arr != 0) & (arr != 1)
+    if bad.any():
+        raise ValueError(
+            f"{name} must hold 0, 1, or NaN/-1 for unlabeled; found {np.unique(arr[bad])[:5]}"
+        )
+    return arr
+
+
+def check_positive_int(value, name):
+    """Check a parameter that must be an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)

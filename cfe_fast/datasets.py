@@ -1,0 +1,117 @@
+"""Built-in example data: a seeded generator of ensemble probability matrices."""
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import expit
+from sklearn.metrics import average_precision_score
+
+
+class EnsembleData(NamedTuple):
+    """Output of :func:`make_ensemble`.
+
+    R : (m, n) probabilities (classifiers x instances, as in SPEC.md).
+    y_true : (n,) true 0/1 labels of every instance.
+    labels : (n,) float, y_true where labeled and NaN elsewhere.
+    """
+
+    R: np.ndarray
+    y_true: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def P(self):
+        """R transposed: the (n_instances, n_classifiers) matrix the estimator takes."""
+        return self.R.T
+
+
+@lru_cache(maxsize=64)
+def _signal_for_quality(quality, positive_rate):
+    """Signal strength a with which one classifier's PR-AUC is about ``quality``.
+
+    A classifier's logit is a (2y - 1) + N(0, 1); PR-AUC grows with a, so a
+    bisection on a fixed pilot sample (its own seed) finds a.
+    """
+    pilot = np.random.default_rng(20260125)
+    y = pilot.random(40_000) < positive_rate
+    noise = pilot.standard_normal(y.size)
+    lo, hi = 0.0, 8.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if average_precision_score(y, mid * (2 * y - 1) + noise) < quality:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def make_ensemble(
+    n_classifiers=10,
+    n_instances=500,
+    labeled_fraction=0.5,
+    positive_rate=0.1,
+    quality=0.7,
+    n_groups=3,
+    group_correlation=0.4,
+    common_correlation=0.4,
+    n_subgroups=1,
+    expertise=0.5,
+    random_state=0,
+):
+    """Probabilities of a pool of classifiers with correlated errors.
+
+    Each classifier u belongs to one of ``n_groups`` groups; its logit on
+    instance i is ``a_ui (2 y_i - 1) + e_ui`` with unit-variance errors
+
+        e_ui = sqrt(kappa) h_i + sqrt(rho) g_{group(u), i} + sqrt(1 - kappa - rho) o_ui,
+
+    ``kappa = common_correlation`` (instance hardness every classifier shares),
+    ``rho = group_correlation`` (errors shared within a group). Averaging does not
+    cancel shared errors, so the mean of R is better than one classifier but not
+    perfect. ``a`` is set so that a single classifier's PR-AUC is about ``quality``. With ``n_subgroups > 1`` instances fall into subgroups and
+    group g is an expert (signal x (1 + expertise)) on subgroup g mod n_subgroups
+    and weaker (x (1 - expertise)) elsewhere.
+
+    Labeled instances are drawn stratified, at least one per class.
+
+    Returns
+    -------
+    EnsembleData(R (m, n), y_true (n,), labels (n,) with NaN for unlabeled)
+    """
+    if not 0 < positive_rate < 1:
+        raise ValueError(f"positive_rate must be in (0, 1), got {positive_rate}")
+    if not positive_rate < quality < 1:
+        raise ValueError(f"quality (a PR-AUC) must be in (positive_rate, 1), got {quality}")
+    if not 0 <= labeled_fraction <= 1 or not 0 <= expertise < 1:
+        raise ValueError("labeled_fraction must be in [0, 1] and expertise in [0, 1)")
+    if min(group_correlation, common_correlation) < 0 or group_correlation + common_correlation > 1:
+        raise ValueError("group_correlation and common_correlation must be >= 0 with a sum <= 1")
+    if min(n_classifiers, n_instances, n_groups, n_subgroups) < 1:
+        raise ValueError("n_classifiers, n_instances, n_groups and n_subgroups must be >= 1")
+    rng = np.random.default_rng(random_state)
+    m, n = n_classifiers, n_instances
+    y = (rng.random(n) < positive_rate).astype(np.int64)
+    y[rng.choice(n, size=min(2, n), replace=False)[: int(y.sum() == 0)]] = 1
+    group = np.arange(m) % n_groups
+    subgroup = rng.integers(0, n_subgroups, size=n)
+    signal = np.full((m, n), _signal_for_quality(float(quality), float(positive_rate)))
+    if n_subgroups > 1:
+        expert = (group[:, None] % n_subgroups) == subgroup[None, :]
+        signal *= np.where(expert, 1.0 + expertise, 1.0 - expertise)
+    errors = (
+        np.sqrt(common_correlation) * rng.standard_normal(n)
+        + np.sqrt(group_correlation) * rng.standard_normal((n_groups, n))[group]
+        + np.sqrt(1 - common_correlation - group_correlation) * rng.standard_normal((m, n))
+    )
+    logit = signal * (2 * y - 1) + errors
+    R = expit(logit)
+
+    labels = np.full(n, np.nan)
+    for cls in (0, 1):
+        members = rng.permutation(np.flatnonzero(y == cls))
+        k = int(round(labeled_fraction * members.size))
+        if labeled_fraction > 0 and members.size:
+            k = max(k, 1)
+        labels[members[:k]] = cls
+    return EnsembleData(R, y, labels)

@@ -1,0 +1,128 @@
+"""Public functional API: the hot kernels with input checks and a ``backend=`` switch.
+
+All functions take the layout of SPEC.md: R and C are (m, n) = (classifiers,
+instances), X is (d, m), Y is (d, n). The result dtype is float32 when R is
+float32 (Numba backend) and float64 otherwise; the NumPy reference always
+computes in float64.
+"""
+
+import numpy as np
+
+from ._validation import (
+    as_float_array,
+    check_confidence,
+    check_labels,
+    check_lam,
+    check_probabilities,
+    check_solvable,
+)
+from .backends import get_backend
+from .reference import FOCAL_VARIANTS, class_weights
+
+
+def _check_problem(F, R, C, lam, factor_name, factor_axis):
+    R = check_probabilities(R, "R")
+    dtype = R.dtype
+    C = check_confidence(C, R.shape, "C", dtype)
+    F = as_float_array(F, factor_name, 2, dtype)
+    if F.shape[1] != R.shape[factor_axis]:
+        raise ValueError(
+            f"{factor_name} has shape {F.shape} but R has shape {R.shape}: "
+            f"expected {factor_name}.shape[1] == {R.shape[factor_axis]}"
+        )
+    if F.shape[0] < 1:
+        raise ValueError(f"{factor_name} must have latent dimension >= 1")
+    lam = check_lam(lam)
+    check_solvable(C, lam, F.shape[0], axis=factor_axis)
+    return F, R, C, lam
+
+
+def update_instance_factors(X, R, C, lam, *, backend="numba"):
+    """Instance half-step of confidence-weighted ALS.
+
+    Solves ``y_i = (X C_i X^T + lam I)^-1 X C_i r_i`` for every instance i.
+
+    Parameters
+    ----------
+    X : array (d, m)
+        Classifier factors.
+    R : array (m, n)
+        Probabilities in [0, 1].
+    C : array (m, n)
+        Non-negative confidences.
+    lam : float
+        Ridge penalty (>= 0; 0 is refused where a system would be singular).
+    backend : {"numba", "numpy"}
+
+    Returns
+    -------
+    Y : ndarray (d, n)
+
+    Raises
+    ------
+    SingularSystemError
+        If a system is numerically singular.
+    """
+    X, R, C, lam = _check_problem(X, R, C, lam, "X", 0)
+    return get_backend(backend).update_instance_factors(X, R, C, lam)
+
+
+def update_classifier_factors(Y, R, C, lam, *, backend="numba"):
+    """Classifier half-step: ``x_u = (Y C_u Y^T + lam I)^-1 Y C_u r_u`` for every u.
+
+    Parameters are as in :func:`update_instance_factors` with Y (d, n) in place
+    of X. Returns X of shape (d, m).
+    """
+    Y, R, C, lam = _check_problem(Y, R, C, lam, "Y", 1)
+    return get_backend(backend).update_classifier_factors(Y, R, C, lam)
+
+
+def aggregator_loss_grad(X, Y, labels, w, b, *, class_weight=True, focal_gamma=0.0,
+                         focal_variant="exact", backend="numba"):
+    """Supervised loss of the aggregator and its gradient, without forming R_hat.
+
+    ``L_sup = sum_i omega_i loss(y_i, sigma(w^T X^T y_i + b)) / sum_i omega_i``
+    over the labeled instances, computed from ``v = X w`` in O(n_labeled d).
+
+    Parameters
+    ----------
+    X : array (d, m)
+    Y : array (d, n)
+    labels : array (n,)
+        0/1, NaN or -1 for unlabeled.
+    w : array (m,), b : float
+    class_weight : bool
+        Inverse class-frequency weights (SPEC.md); unit weights when False.
+    focal_gamma : float
+        0 for binary cross-entropy, > 0 for focal loss.
+    focal_variant : {"exact", "weighted_bce"}
+        True focal gradient, or the seeds' BCE gradient weighted by (1 - p_t)^gamma.
+
+    Returns
+    -------
+    loss : float
+    grad_w : ndarray (m,)
+    grad_b : float
+    """
+    X = as_float_array(X, "X", 2)
+    Y = as_float_array(Y, "Y", 2)
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X {X.shape} and Y {Y.shape} must have the same latent dimension")
+    labels = check_labels(labels, Y.shape[1], "labels")
+    w = as_float_array(w, "w", 1, np.float64)
+    if w.shape[0] != X.shape[1]:
+        raise ValueError(f"w has {w.shape[0]} entries but X has {X.shape[1]} classifiers")
+    if not np.isfinite(b):
+        raise ValueError("b must be finite")
+    if focal_gamma < 0:
+        raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
+    if focal_variant not in FOCAL_VARIANTS:
+        raise ValueError(f"focal_variant must be one of {FOCAL_VARIANTS}, got {focal_variant!r}")
+    labeled = ~np.isnan(labels)
+    if not labeled.any():
+        raise ValueError("labels has no labeled instance: the supervised loss is undefined")
+    y = labels[labeled]
+    terms = get_backend(backend).aggregator_terms(
+        X, Y[:, labeled], y, class_weights(y, class_weight), w, float(b), float(focal_gamma), focal_variant, False
+    )
+    return terms.loss, terms.grad_w, terms.grad_b

@@ -1,0 +1,227 @@
+"""Plain NumPy reference implementation of every cfe_fast kernel: the oracle.
+
+Written to be read, not to be fast: one loop iteration per ridge system, the
+reconstruction R_hat = X.T @ Y materialised where that is the obvious way to
+write the formula. Every fast backend (Numba, CuPy, Dask) is tested against the
+functions here. Layout follows SPEC.md: R, C are (m, n); X is (d, m); Y is (d, n).
+Everything is computed in float64.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.special import expit
+
+from ._errors import PIVOT_RTOL, SingularSystemError
+
+CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
+FOCAL_VARIANTS = ("exact", "weighted_bce")
+
+
+# --------------------------------------------------------------------------- ALS
+def cholesky_solve(A, b, what="system"):
+    """Solve the symmetric positive definite system ``A x = b`` by Cholesky.
+
+    Raises :class:`SingularSystemError` when A is not positive definite or a
+    pivot falls below ``PIVOT_RTOL`` times its diagonal entry.
+    """
+    try:
+        L = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        L = None
+    if L is None or np.any(np.diag(L) ** 2 <= PIVOT_RTOL * np.diag(A)):
+        raise SingularSystemError(f"the ridge system of {what} is singular; increase lam")
+    z = solve_triangular(L, b, lower=True)
+    return solve_triangular(L.T, z, lower=False)
+
+
+def update_instance_factors(X, R, C, lam):
+    """Instance half-step: y_i = (X C_i X^T + lam I)^-1 X C_i r_i for every i.
+
+    Parameters
+    ----------
+    X : ndarray (d, m)  classifier factors.
+    R, C : ndarray (m, n)  probabilities and confidences.
+    lam : float  ridge penalty.
+
+    Returns
+    -------
+    Y : ndarray (d, n)
+    """
+    X, R, C = (np.asarray(a, dtype=np.float64) for a in (X, R, C))
+    d, n = X.shape[0], R.shape[1]
+    Y = np.empty((d, n))
+    for i in range(n):
+        A = (X * C[:, i]) @ X.T + lam * np.eye(d)
+        rhs = X @ (C[:, i] * R[:, i])
+        Y[:, i] = cholesky_solve(A, rhs, f"instance {i}")
+    return Y
+
+
+def update_classifier_factors(Y, R, C, lam):
+    """Classifier half-step: x_u = (Y C_u Y^T + lam I)^-1 Y C_u r_u for every u.
+
+    Returns X of shape (d, m).
+    """
+    Y, R, C = (np.asarray(a, dtype=np.float64) for a in (Y, R, C))
+    d, m = Y.shape[0], R.shape[0]
+    X = np.empty((d, m))
+    for u in range(m):
+        A = (Y * C[u]) @ Y.T + lam * np.eye(d)
+        rhs = Y @ (C[u] * R[u])
+        X[:, u] = cholesky_solve(A, rhs, f"classifier {u}")
+    return X
+
+
+def fold_in(X, R_new, C_new, lam):
+    """Inductive fold-in of new instances: the instance half-step with X fixed."""
+    return update_instance_factors(X, R_new, C_new, lam)
+
+
+def reconstruction_loss(X, Y, R, C, lam):
+    """Normalised reconstruction term of SPEC.md:
+
+    [sum c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2)] / (m n).
+    """
+    X, Y, R, C = (np.asarray(a, dtype=np.float64) for a in (X, Y, R, C))
+    residual = R - X.T @ Y
+    m, n = R.shape
+    return float((np.sum(C * residual**2) + lam * (np.sum(X**2) + np.sum(Y**2))) / (m * n))
+
+
+# -------------------------------------------------------------------- confidence
+def certainty_confidence(R):
+    """c = |r - 0.5|: confident predictions weigh more."""
+    return np.abs(np.asarray(R, dtype=np.float64) - 0.5)
+
+
+def uniform_confidence(R):
+    """c = 1 everywhere."""
+    return np.ones(np.shape(R))
+
+
+def label_aware_confidence(R, labels, alpha=1.0):
+    """The seeds' default: |r - 0.5| (1 + alpha s) on labeled columns.
+
+    s = r for positives and 1 - r for negatives (rewards being right);
+    unlabeled columns keep |r - 0.5|.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    C = certainty_confidence(R)
+    labeled = ~np.isnan(labels)
+    y = labels[labeled]
+    s = np.where(y == 1, R[:, labeled], 1.0 - R[:, labeled])
+    C[:, labeled] *= 1.0 + alpha * s
+    return C
+
+
+def calibration_confidence(R, labels, floor=0.05):
+    """Per classifier: 1 - Brier score on the labeled part, floored at ``floor``."""
+    R = np.asarray(R, dtype=np.float64)
+    labeled = ~np.isnan(labels)
+    if not labeled.any():
+        raise ValueError("the 'calibration' confidence needs labeled instances")
+    brier = np.mean((R[:, labeled] - labels[labeled]) ** 2, axis=1)
+    quality = np.maximum(1.0 - brier, floor)
+    return np.repeat(quality[:, None], R.shape[1], axis=1)
+
+
+def confidence(R, labels, strategy, alpha=1.0, floor=0.05):
+    """Confidence matrix C (m, n) for a named strategy (see SPEC.md)."""
+    if strategy == "uniform":
+        return uniform_confidence(R)
+    if strategy == "certainty":
+        return certainty_confidence(R)
+    if strategy == "label_aware":
+        return label_aware_confidence(R, labels, alpha)
+    if strategy == "calibration":
+        return calibration_confidence(R, labels, floor)
+    raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
+
+
+# -------------------------------------------------------------------- aggregator
+def class_weights(y_labeled, balanced=True):
+    """omega_i = n_L / (2 n_class(y_i)); all ones when off or a class is absent."""
+    y = np.asarray(y_labeled, dtype=np.float64)
+    n_pos = np.sum(y == 1)
+    n_neg = y.size - n_pos
+    if not balanced or n_pos == 0 or n_neg == 0:
+        return np.ones(y.size)
+    return np.where(y == 1, y.size / (2.0 * n_pos), y.size / (2.0 * n_neg))
+
+
+def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact"):
+    """Per-instance loss, dloss/dz and curvature at logits z (vectorised).
+
+    BCE in log-sum-exp form; focal loss -(1 - p_t)^gamma log p_t with its true
+    derivative ("exact") or the seeds' variant that treats (1 - p_t)^gamma as a
+    constant weight on the BCE gradient ("weighted_bce"). The curvature is
+    d2loss/dz2 for BCE and exact focal, and the frozen-weight BCE curvature for
+    "weighted_bce".
+    """
+    z = np.asarray(z, dtype=np.float64)
+    sign = 2.0 * y - 1.0
+    a = sign * z  # logit of p_t
+    log_pt = -np.logaddexp(0.0, -a)
+    pt = expit(a)
+    q = expit(-a)  # 1 - p_t
+    g = focal_gamma
+    loss = -(q**g) * log_pt
+    bce_grad = expit(z) - y
+    bce_curv = pt * q
+    if g == 0.0:
+        return loss, bce_grad, bce_curv
+    if focal_variant == "weighted_bce":
+        return loss, q**g * bce_grad, q**g * bce_curv
+    grad = sign * (g * q**g * pt * log_pt - q ** (g + 1))
+    curv = g * q ** (g + 1) * pt * (log_pt + 1) - g**2 * q**g * pt**2 * log_pt + (g + 1) * q ** (g + 1) * pt
+    return loss, grad, curv
+
+
+class AggregatorTerms(NamedTuple):
+    """Normalised supervised loss, its gradient and (optionally) its Hessian.
+
+    ``hessian`` is (m + 1, m + 1) over (w, b), b last, or None.
+    """
+
+    loss: float
+    grad_w: np.ndarray
+    grad_b: float
+    hessian: np.ndarray | None
+
+
+def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):
+    """L_sup = sum omega_i loss(y_i, sigma(w^T r_hat_i + b)) / sum omega_i and derivatives.
+
+    Parameters
+    ----------
+    X : (d, m) classifier factors.  Y_labeled : (d, n_L) factors of labeled instances.
+    y_labeled : (n_L,) 0/1 labels.  omega : (n_L,) instance weights.
+    w : (m,), b : float  aggregator.
+    """
+    X, Y_labeled = np.asarray(X, dtype=np.float64), np.asarray(Y_labeled, dtype=np.float64)
+    R_hat = X.T @ Y_labeled  # (m, n_L): the reference may materialise it
+    z = w @ R_hat + b
+    loss, grad, curv = sample_loss_terms(z, y_labeled, focal_gamma, focal_variant)
+    total = omega.sum()
+    features = np.vstack([R_hat, np.ones(z.size)])  # (m + 1, n_L)
+    full_grad = features @ (omega * grad) / total
+    H = (features * (omega * curv)) @ features.T / total if hessian else None
+    return AggregatorTerms(float(omega @ loss / total), full_grad[:-1], float(full_grad[-1]), H)
+
+
+def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0, focal_variant="exact", l2=0.0):
+    """The full normalised objective rho L_rec + (1 - rho) L_sup (SPEC.md).
+
+    Returns (total, reconstruction, supervised); L_sup includes (l2/2)||w||^2
+    and is 0 when nothing is labeled.
+    """
+    rec = reconstruction_loss(X, Y, R, C, lam)
+    labeled = ~np.isnan(labels)
+    sup = 0.0
+    if labeled.any():
+        y = labels[labeled]
+        terms = aggregator_terms(X, np.asarray(Y)[:, labeled], y, class_weights(y, balanced), w, b, focal_gamma, focal_variant)
+        sup = terms.loss + 0.5 * l2 * float(np.dot(w, w))
+    return rho * rec + (1 - rho) * sup, rec, sup

@@ -1,0 +1,33 @@
+"""Shared helpers: random CF-Ensemble problems in the SPEC layout."""
+
+import numpy as np
+import pytest
+
+
+def random_problem(m, n, d, seed=0, dtype=np.float64, zero_conf=0.0, extremes=0.0):
+    """X (d, m), Y (d, n), R and C (m, n) with optional zero confidences and 0/1 probabilities."""
+    rng = np.random.default_rng(seed)
+    R = rng.random((m, n))
+    if extremes:
+        mask = rng.random((m, n)) < extremes
+        R[mask] = rng.integers(0, 2, size=mask.sum())
+    C = rng.uniform(0.1, 1.0, (m, n))
+    if zero_conf:
+        C[rng.random((m, n)) < zero_conf] = 0.0
+    X = rng.standard_normal((d, m))
+    Y = rng.standard_normal((d, n))
+    return tuple(a.astype(dtype) for a in (X, Y, R, C))
+
+
+def rel_error(actual, expected):
+    """Norm-wise relative error ||a - e|| / max(||e||, tiny)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-300))
+
+
+@pytest.fixture
+def seed_data():
+    from cfe_fast import make_ensemble
+
+    return make_ensemble(n_classifiers=10, n_instances=400, random_state=3)
