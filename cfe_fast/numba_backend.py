@@ -46,15 +46,15 @@ def _add_ridge(G, k, lam):
 
 
 @njit(cache=True)
-def _packed_cholesky_solve(G, B, failed):
-    """Solve nb SPD systems at once, in place.
+def _packed_cholesky(G, failed):
+    """Factorise nb SPD systems at once, in place: G = L L^T per column.
 
     G : (k (k + 1) / 2, nb) float64, packed lower triangles, one system per
-        column; overwritten by the Cholesky factors.
-    B : (k, nb) float64 right-hand sides; overwritten by the solutions.
+        column (the innermost index, so every loop below is SIMD across systems).
     failed : (nb,) bool, set where a pivot L_jj**2 <= PIVOT_RTOL * A_jj.
     """
-    k, nb = B.shape
+    nb = G.shape[1]
+    k = int((np.sqrt(8 * G.shape[0] + 1) - 1) / 2 + 0.5)
     inv = np.empty(nb)
     for j in range(k):
         rj = _tri(j)
@@ -78,20 +78,33 @@ def _packed_cholesky_solve(G, B, failed):
                     G[ri + j, b] -= G[ri + p, b] * G[rj + p, b]
             for b in range(nb):
                 G[ri + j, b] *= inv[b]
+
+
+@njit(cache=True)
+def _packed_solve(L, B):
+    """Solve L L^T x = B in place for nb factorised systems; B is (k, nb)."""
+    k, nb = B.shape
     for i in range(k):  # forward substitution L z = B
         ri = _tri(i)
         for p in range(i):
             for b in range(nb):
-                B[i, b] -= G[ri + p, b] * B[p, b]
+                B[i, b] -= L[ri + p, b] * B[p, b]
         for b in range(nb):
-            B[i, b] /= G[ri + i, b]
+            B[i, b] /= L[ri + i, b]
     for i in range(k - 1, -1, -1):  # back substitution L^T x = z
         for p in range(i + 1, k):
             rp = _tri(p)
             for b in range(nb):
-                B[i, b] -= G[rp + i, b] * B[p, b]
+                B[i, b] -= L[rp + i, b] * B[p, b]
         for b in range(nb):
-            B[i, b] /= G[_tri(i) + i, b]
+            B[i, b] /= L[_tri(i) + i, b]
+
+
+@njit(cache=True)
+def _packed_cholesky_solve(G, B, failed):
+    """Factorise the packed systems G and solve them for B, both in place."""
+    _packed_cholesky(G, failed)
+    _packed_solve(G, B)
 
 
 @njit(cache=True)
@@ -111,7 +124,8 @@ def _packed_outer(F):
 
 # -------------------------------------------------------- instance step
 @njit(cache=True, parallel=True)
-def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed):
+def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt):
+    """Primal d x d systems; if v.size, also Zt[i] = A_i^-1 v (same factors)."""
     n = Rt.shape[0]
     d = X.shape[0]
     for c in prange((n + chunk - 1) // chunk):
@@ -123,11 +137,24 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed):
         _add_ridge(G, d, lam)
         _packed_cholesky_solve(G, B, failed[s:e])
         Yt[s:e] = B.T
+        if v.size:
+            V = np.empty((d, e - s))
+            for a in range(d):
+                V[a] = v[a]
+            _packed_solve(G, V)
+            Zt[s:e] = V.T
 
 
 @njit(cache=True, parallel=True)
-def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed):
+def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt):
+    """Dual m x m systems (m < d); if w.size, also Zt[i] = A_i^-1 X w.
+
+    A_i^-1 X w = (X w - X D M^-1 D X^T X w) / lam  (Woodbury), M = lam I + D X^T X D.
+    """
     n, m = Rt.shape
+    if w.size:
+        Xw = np.dot(X, w)
+        XtXw = np.dot(XtX, w)
     for c in prange((n + chunk - 1) // chunk):
         s = c * chunk
         e = min(n, s + chunk)
@@ -140,6 +167,15 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed):
         _add_ridge(M, m, lam)
         _packed_cholesky_solve(M, Z, failed[s:e])
         Yt[s:e] = np.dot(X, S * Z).T
+        if w.size:
+            W = np.empty((m, e - s))
+            for u in range(m):
+                W[u] = S[u] * XtXw[u]
+            _packed_solve(M, W)
+            Zc = np.dot(X, S * W)
+            for i in range(e - s):
+                for a in range(Zc.shape[0]):
+                    Zt[s + i, a] = (Xw[a] - Zc[a, i]) / lam
 
 
 def _chunk_for(k):
@@ -159,27 +195,34 @@ def _working_dtype(R):
     return np.float32 if R.dtype == np.float32 else np.float64
 
 
-def solve_instances(X, Rt, Ct, lam):
+def solve_instances(X, Rt, Ct, lam, w=None):
     """Instance half-step on instance-major data.
 
     X (d, m); Rt, Ct (n, m) C-contiguous. Returns Yt (n, d), C-contiguous.
+    With ``w`` (m,) given, also returns Zt (n, d) float64 with
+    Zt[i] = (X C_i X^T + lam I)^-1 X w, from the same factorisations (the
+    exact trainer's rank-one update needs it; requires lam > 0 when m < d).
     """
     dtype = _working_dtype(Rt)
     d, m = X.shape
     n = Rt.shape[0]
     Yt = np.empty((n, d), dtype=dtype)
     failed = np.zeros(n, dtype=np.bool_)
+    want_z = w is not None
+    Zt = np.empty((n, d) if want_z else (0, d))
     with single_threaded_blas():
         if m < d:
             X64 = np.ascontiguousarray(X, dtype=np.float64)
-            _instance_dual(X64, X64.T @ X64, Rt, Ct, float(lam), _chunk_for(m), Yt, failed)
+            w64 = np.asarray(w if want_z else np.empty(0), dtype=np.float64)
+            _instance_dual(X64, X64.T @ X64, Rt, Ct, float(lam), _chunk_for(m), Yt, failed, w64, Zt)
         else:
             X = np.ascontiguousarray(X, dtype=dtype)
             rows, cols = np.tril_indices(d)
             PX = np.ascontiguousarray(X[rows] * X[cols])
-            _instance_primal(X, PX, Rt, Ct, float(lam), _chunk_for(d), Yt, failed)
+            v = np.asarray(X, dtype=np.float64) @ np.asarray(w, dtype=np.float64) if want_z else np.empty(0)
+            _instance_primal(X, PX, Rt, Ct, float(lam), _chunk_for(d), Yt, failed, v, Zt)
     _raise_if_failed(failed, "instance")
-    return Yt
+    return (Yt, Zt) if want_z else Yt
 
 
 # ------------------------------------------------------ classifier step
