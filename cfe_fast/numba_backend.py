@@ -250,20 +250,25 @@ def _classifier_grams(Yt, Rt, Ct, chunk, group, G, B):
 
 def solve_classifiers(Yt, Rt, Ct, lam):
     """Classifier half-step on instance-major data. Returns X (d, m)."""
-    dtype = _working_dtype(Rt)
+    G, B = classifier_grams_t(Yt, Rt, Ct)
     d = Yt.shape[1]
-    m = Rt.shape[1]
-    Yt = np.ascontiguousarray(Yt, dtype=dtype)
-    G = np.zeros((d * (d + 1) // 2, m))
-    B = np.zeros((d, m))
-    group = max(2, 2 * _num_threads())
-    with single_threaded_blas():
-        _classifier_grams(Yt, Rt, Ct, _REDUCE_CHUNK, group, G, B)
     _add_ridge(G, d, float(lam))
-    failed = np.zeros(m, dtype=np.bool_)
+    failed = np.zeros(B.shape[1], dtype=np.bool_)
     _packed_cholesky_solve(G, B, failed)
     _raise_if_failed(failed, "classifier")
-    return B.astype(dtype)
+    return B.astype(_working_dtype(Rt))
+
+
+def classifier_grams_t(Yt, Rt, Ct):
+    """Packed per-classifier Grams G (T, m) and right-hand sides B (d, m), float64, no ridge."""
+    d = Yt.shape[1]
+    m = Rt.shape[1]
+    Yt = np.ascontiguousarray(Yt, dtype=_working_dtype(Rt))
+    G = np.zeros((d * (d + 1) // 2, m))
+    B = np.zeros((d, m))
+    with single_threaded_blas():
+        _classifier_grams(Yt, Rt, Ct, _REDUCE_CHUNK, max(2, 2 * _num_threads()), G, B)
+    return G, B
 
 
 def _num_threads():
@@ -292,6 +297,38 @@ def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
     for c in range(n_chunks):
         total += partial[c]
     return total
+
+
+@njit(cache=True, parallel=True)
+def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
+    """Fused pass over chunks with E = c (r - r_hat): returns sum c (r - r_hat)^2 and
+    gX = -2 sum_i y_i e_i^T (d, m), and writes gYt[i] = -2 X e_i (float64,
+    fixed-order reduction)."""
+    n, m = Rt.shape
+    d = X.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    sse_p = np.zeros(n_chunks)
+    gX_p = np.zeros((n_chunks, d, m))
+    X64 = X.astype(np.float64)
+    for c in prange(n_chunks):
+        s = c * chunk
+        e = min(n, s + chunk)
+        Yc = Yt[s:e].astype(np.float64)
+        residual = Rt[s:e].astype(np.float64) - np.dot(Yc, X64)
+        E = Ct[s:e].astype(np.float64) * residual
+        acc = 0.0
+        for i in range(e - s):
+            for u in range(m):
+                acc += E[i, u] * residual[i, u]
+        sse_p[c] = acc
+        gX_p[c] = -2.0 * np.dot(Yc.T, E)
+        gYt[s:e] = -2.0 * np.dot(E, X64.T)
+    sse = 0.0
+    gX = np.zeros((d, m))
+    for c in range(n_chunks):
+        sse += sse_p[c]
+        gX += gX_p[c]
+    return sse, gX
 
 
 def squared_norm(A):
@@ -387,9 +424,49 @@ def update_classifier_factors(Y, R, C, lam):
     return solve_classifiers(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam)
 
 
+def instance_solves(X, R, C, lam, w):
+    """Instance half-step and Z[:, i] = A_i^-1 X w (see :func:`cfe_fast.reference.instance_solves`)."""
+    dtype = _working_dtype(np.asarray(R))
+    Yt, Zt = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w)
+    return Yt.T, Zt.T
+
+
+def classifier_gram_terms(Y, R, C):
+    """Per-classifier Grams (m, d, d) and right-hand sides (m, d) (see the reference)."""
+    dtype = _working_dtype(np.asarray(R))
+    G, B = classifier_grams_t(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
+    d = B.shape[0]
+    rows, cols = np.tril_indices(d)
+    full = np.zeros((G.shape[1], d, d))
+    full[:, rows, cols] = G.T
+    full[:, cols, rows] = G.T
+    return full, B.T
+
+
+def reconstruction_gradient(X, Y, R, C, lam):
+    """Gradients of the normalised L_rec (see :func:`cfe_fast.reference.reconstruction_gradient`)."""
+    dtype = _working_dtype(np.asarray(R))
+    _, gX, gYt = reconstruction_loss_grad_t(
+        np.asarray(X, dtype=dtype), _instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam
+    )
+    return gX, gYt.T
+
+
 def fold_in(X, R_new, C_new, lam):
     """Inductive fold-in: the instance half-step with X fixed."""
     return update_instance_factors(X, R_new, C_new, lam)
+
+
+def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
+    """Normalised L_rec and its gradients (dX (d, m), dYt (n, d)) on instance-major data, float64."""
+    n, m = Rt.shape
+    gYt = np.empty((n, X.shape[0]))
+    with single_threaded_blas():
+        sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct, _REDUCE_CHUNK, gYt)
+    X64 = np.asarray(X, dtype=np.float64)
+    scale = 1.0 / (m * n)
+    loss = (sse + lam * (squared_norm(X) + squared_norm(Yt))) * scale
+    return loss, (gX + 2 * lam * X64) * scale, (gYt + 2 * lam * np.asarray(Yt, dtype=np.float64)) * scale
 
 
 def reconstruction_loss_t(X, Yt, Rt, Ct, lam):
