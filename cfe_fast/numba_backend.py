@@ -242,7 +242,8 @@ def _classifier_grams(Yt, Rt, Ct, chunk, group, G, B):
             Yc = np.ascontiguousarray(Yt[s:e].T)
             Cc = Ct[s:e]
             part_G[c - g0] = np.dot(_packed_outer(Yc), Cc)
-            part_B[c - g0] = np.dot(Yc, Cc * Rt[s:e])
+            # the right-hand side cancels (sums of c y r of both signs): float64 always
+            part_B[c - g0] = np.dot(Yc.astype(np.float64), (Cc * Rt[s:e]).astype(np.float64))
         for c in range(g0, g1):  # fixed order: independent of the thread count
             G += part_G[c - g0]
             B += part_B[c - g0]
