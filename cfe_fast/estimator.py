@@ -18,7 +18,7 @@ from ._validation import (
     check_solvable,
 )
 from .aggregator import fit_aggregator
-from .backends import get_backend
+from .backends import get_backend, to_device, to_host
 
 AGGREGATORS = ("weighted", "mean")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -66,7 +66,10 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Stop when the relative change of the objective falls below tol.
     random_state : int, numpy Generator or None
         Seeds the model's own Generator (the global RNG is never used).
-    backend : {"numba", "numpy"}, default="numba"
+    backend : {"numba", "numpy", "cupy"}, default="numba"
+        "cupy" runs on an NVIDIA GPU when CuPy sees one (data are kept on the
+        device across iterations, or streamed from the host when they do not
+        fit) and on NumPy otherwise; use it with dtype="float32" for speed.
     dtype : {"float64", "float32"}, default="float64"
     verbose : bool, default=False
 
@@ -230,6 +233,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
         w, b = np.full(m, 1.0 / m), 0.0
+        R, C, Y, labeled_at, y_labeled_at, omega_at = to_device(kernels, R, C, Y, labeled, y_labeled, omega)
         history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
         previous = None
         self.converged_ = False
@@ -238,16 +242,16 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             X = kernels.update_classifier_factors(Y, R, C, lam)
             Y = kernels.update_instance_factors(X, R, C, lam)
             steps = 0
-            Y_labeled = Y[:, labeled]
+            Y_labeled = Y[:, labeled_at]
             if aggregator == "weighted" and iteration > self.freeze_aggregator_iters:
                 w, b, steps = fit_aggregator(
                     lambda w_, b_, hess: kernels.aggregator_terms(
-                        X, Y_labeled, y_labeled, omega, w_, b_, self.focal_gamma, self.focal_variant, hess
+                        X, Y_labeled, y_labeled_at, omega_at, w_, b_, self.focal_gamma, self.focal_variant, hess
                     ),
                     w, b, self.aggregator_l2, line_search=self.focal_gamma == 0 or self.focal_variant == "exact",
                 )
             rec = kernels.reconstruction_loss(X, Y, R, C, lam)
-            sup = self._supervised_loss(X, Y_labeled, y_labeled, omega, w, b, aggregator) if labeled.any() else 0.0
+            sup = self._supervised_loss(X, Y_labeled, y_labeled_at, omega_at, w, b, aggregator) if labeled.any() else 0.0
             loss = self.rho * rec + (1 - self.rho) * sup
             for key, value in zip(history, (loss, rec, sup, steps, time.perf_counter() - start)):
                 history[key].append(value)
@@ -265,8 +269,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = m
         self.latent_dim_ = d
         self.aggregator_ = aggregator
-        self.classifier_factors_ = np.ascontiguousarray(X)
-        self.instance_factors_ = Y
+        self.classifier_factors_ = np.ascontiguousarray(to_host(X))
+        self.instance_factors_ = to_host(Y)
         self.coef_ = w
         self.intercept_ = float(b)
         self.history_ = history
@@ -281,19 +285,20 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
             return terms.loss + 0.5 * self.aggregator_l2 * float(w @ w)
         p = np.clip(self._mean_of_reconstruction(X, Y_labeled), 1e-12, 1 - 1e-12)
+        y_labeled, omega = to_host(y_labeled), to_host(omega)
         loss, _, _ = reference.sample_loss_terms(np.log(p) - np.log1p(-p), y_labeled, self.focal_gamma)
         return float(omega @ loss / omega.sum())
 
     @staticmethod
     def _mean_of_reconstruction(X, Y):
-        return np.asarray(X, dtype=np.float64).mean(axis=1) @ np.asarray(Y, dtype=np.float64)
+        return np.asarray(to_host(X), dtype=np.float64).mean(axis=1) @ np.asarray(to_host(Y), dtype=np.float64)
 
     def _proba_from_factors(self, Y):
         """P(y = 1) from instance factors, via v = X w (R_hat never formed)."""
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
         if self.aggregator_ == "mean":
             return np.clip(self._mean_of_reconstruction(X, Y), 0.0, 1.0)
-        return expit((X @ self.coef_) @ np.asarray(Y, dtype=np.float64) + self.intercept_)
+        return expit((X @ self.coef_) @ np.asarray(to_host(Y), dtype=np.float64) + self.intercept_)
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
