@@ -454,14 +454,15 @@ def sample_terms(z, y, focal_gamma, focal_variant, xp):
     """Per-instance loss, dloss/dz and curvature in module ``xp``.
 
     The formulas of :func:`cfe_fast.reference.sample_loss_terms`, with the
-    sigmoid written through ``logaddexp`` so that NumPy and CuPy share them.
+    sigmoid written through ``logaddexp`` so that NumPy and CuPy share them,
+    and ``p - y = -sign (1 - p_t)`` without cancellation.
     """
     sign = 2.0 * y - 1.0
     a = sign * z  # logit of p_t
     log_pt = -xp.logaddexp(0.0, -a)
     pt = xp.exp(log_pt)
     q = xp.exp(-xp.logaddexp(0.0, a))  # 1 - p_t
-    bce_grad = xp.exp(-xp.logaddexp(0.0, -z)) - y
+    bce_grad = -sign * q
     bce_curv = pt * q
     g = focal_gamma
     if g == 0.0:
