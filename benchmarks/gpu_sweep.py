@@ -179,7 +179,7 @@ def write_markdown(path, device, rows, args, xp, cb, seconds):
         streamed = f"{r['streamed_s']:.3f}" if "streamed_s" in r else "—"
         lines.append(
             f"| {r['m']} | {r['d']} | {_short(r['n'])} | {r['dtype']} | {r['sweep_s']:.3f} | {streamed} | "
-            f"{r['gram_flops'] / r['gram_s'] / 1e9:.0f} | {100 * r['gemm_share']:.0f} % | {r['cpu_s']:.1f} | "
+            f"{r['gram_flops'] / r['gram_s'] / 1e9:.0f} | {100 * r['gemm_share']:.0f} % | {r['cpu_s']:.3g} | "
             f"{r['cpu_s'] / r['sweep_s']:.0f}x |"
         )
     target = [r for r in rows[1:] if (r["m"], r["d"]) == TARGET["shape"] and r["n"] == TARGET["n"]
