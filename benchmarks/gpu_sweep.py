@@ -176,9 +176,9 @@ def write_markdown(path, device, rows, args, xp, cb, seconds):
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows[1:]:
-        streamed = f"{r['streamed_s']:.3f}" if "streamed_s" in r else "—"
+        streamed = f"{r['streamed_s']:.3g}" if "streamed_s" in r else "—"
         lines.append(
-            f"| {r['m']} | {r['d']} | {_short(r['n'])} | {r['dtype']} | {r['sweep_s']:.3f} | {streamed} | "
+            f"| {r['m']} | {r['d']} | {_short(r['n'])} | {r['dtype']} | {r['sweep_s']:.3g} | {streamed} | "
             f"{r['gram_flops'] / r['gram_s'] / 1e9:.0f} | {100 * r['gemm_share']:.0f} % | {r['cpu_s']:.3g} | "
             f"{r['cpu_s'] / r['sweep_s']:.0f}x |"
         )
