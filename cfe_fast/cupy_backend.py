@@ -20,9 +20,10 @@ Design
   ``y = X D (lam I + D X^T X D)^-1 D r``, ``D = diag(sqrt(c))``.
 * Classifier step: per-chunk partial Grams ``P_Y @ C_chunk^T`` accumulated in
   float64.
-* Systems are unpacked to (batch, k, k) float64, factorised by a batched
-  Cholesky (``xp.linalg.cholesky``: LAPACK on NumPy, cuSOLVER potrfBatched on
-  CuPy) and solved by batched substitution. A system is singular when a pivot
+* Systems are unpacked to (batch, k, k) float64 (as the Numba backend
+  factorises float32 data in float64), factorised by a batched Cholesky
+  (``xp.linalg.cholesky``: LAPACK on NumPy, cuSOLVER potrfBatched on CuPy) and
+  solved by one batched solve per chunk. A system is singular when a pivot
   ``A_jj - sum_p L_jp^2`` falls to ``PIVOT_RTOL * A_jj`` or below (the rule
   of every backend), recomputed from the factor so that it holds whatever a
   failed factorisation left behind.
@@ -107,7 +108,7 @@ def to_device(*arrays):
     if cupy is None:
         return arrays
     free = cupy.cuda.Device().mem_info[0] + cupy.get_default_memory_pool().free_bytes()
-    if sum(np.asarray(a).nbytes for a in arrays) > _DEVICE_FRACTION * free:
+    if sum(a.nbytes for a in arrays) > _DEVICE_FRACTION * free:
         return arrays
     return tuple(cupy.asarray(a) for a in arrays)
 
@@ -284,32 +285,20 @@ def pivot_failures(A, L, xp):
     return ~good
 
 
-def _substitute(L, B, xp):
-    """Solve L L^T x = b for every system by forward and back substitution.
-
-    L : (nb, k, k) lower factors; B : (nb, k). Vectorised over the systems:
-    O(nb k^2) work in 2 k steps.
-    """
-    k = L.shape[-1]
-    Z = xp.empty_like(B)
-    for i in range(k):
-        Z[:, i] = (B[:, i] - xp.sum(L[:, i, :i] * Z[:, :i], axis=1)) / L[:, i, i]
-    X = xp.empty_like(B)
-    for i in range(k - 1, -1, -1):
-        X[:, i] = (Z[:, i] - xp.sum(L[:, i + 1:, i] * X[:, i + 1:], axis=1)) / L[:, i, i]
-    return X
-
-
 def spd_solve(A, B, xp):
     """Solve nb SPD systems A x = b (float64).
 
-    A : (nb, k, k); B : (nb, k). Returns (solutions (nb, k), failed (nb,));
-    failed systems get a finite placeholder solution.
+    A : (nb, k, k); B : (nb, k). The batched Cholesky factor decides which
+    systems are singular (:func:`pivot_failures`); the solutions come from one
+    batched solve (LAPACK gesv on NumPy, cuBLAS getrfBatched/getrsBatched on
+    CuPy): a constant number of launches per chunk, where substitution loops
+    would launch O(k) small kernels. Returns (solutions (nb, k), failed (nb,));
+    failed systems are replaced by the identity, so their placeholder solution
+    is finite.
     """
-    L = _cholesky(A, xp)
-    failed = pivot_failures(A, L, xp)
-    L = xp.where(failed[:, None, None], xp.eye(A.shape[-1]), L)
-    return _substitute(L, B, xp), failed
+    failed = pivot_failures(A, _cholesky(A, xp), xp)
+    A = xp.where(failed[:, None, None], xp.eye(A.shape[-1]), A)
+    return xp.linalg.solve(A, B[..., None])[..., 0], failed
 
 
 def _raise_if_failed(failures, what, xp):
