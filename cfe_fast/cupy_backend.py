@@ -497,7 +497,7 @@ def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, foca
             H[:d, :d] += Yh @ Y_c.T
             H[:d, d] += xp.sum(Yh, axis=1)
             H[d, d] += xp.sum(h)
-    total = float(np.sum(to_host(omega)))
+    total = float(omega.sum())  # where omega lives: no copy of it to the host
     g = to_host(g)
     full_hessian = None
     if hessian:
