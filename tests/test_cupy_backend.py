@@ -277,3 +277,104 @@ def test_float32_gram_is_not_computed_in_tf32():
     Cc = rng.random((100, 4096)).astype(np.float32)
     gram = cupy.asarray(P) @ cupy.asarray(Cc)
     assert rel_error(cb.to_host(gram), P.astype(np.float64) @ Cc.astype(np.float64)) < 1e-5
+
+
+# ----------------------- CuPy-only control flow on a NumPy-backed stand-in
+class _StandInArray(np.ndarray):
+    """A "device" array: NumPy memory, CuPy's transfer methods."""
+
+    def set(self, arr, stream=None):
+        assert type(arr) is np.ndarray and arr.shape == self.shape and arr.dtype == self.dtype
+        assert stream is not None  # staged copies are asynchronous on the side stream
+        # same memory order, or CuPy would first make a pageable (slow, synchronous) copy
+        assert (arr.flags.c_contiguous, arr.flags.f_contiguous) == (self.flags.c_contiguous, self.flags.f_contiguous)
+        self[...] = arr
+
+    def get(self):
+        return self.view(np.ndarray).copy()
+
+
+class _StandInEvent:
+    def synchronize(self):
+        pass
+
+
+class _StandInStream:
+    def __init__(self, non_blocking=False):
+        self.waited = []
+
+    def record(self):
+        return _StandInEvent()
+
+    def wait_event(self, event):
+        assert isinstance(event, _StandInEvent)
+        self.waited.append(event)
+
+
+class _StandInCupy:
+    """The part of the cupy namespace cfe_fast uses, computing with NumPy."""
+
+    __name__ = "cupy"
+    ndarray = _StandInArray
+    cuda = type("cuda", (), {"Stream": _StandInStream, "get_current_stream": staticmethod(_StandInStream)})
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def asarray(self, a, dtype=None):
+        return np.asarray(a, dtype=dtype).view(_StandInArray)
+
+    def empty(self, shape, dtype=np.float64):
+        return np.empty(shape, dtype).view(_StandInArray)
+
+    def zeros(self, shape, dtype=np.float64):
+        return np.zeros(shape, dtype).view(_StandInArray)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    if cb.gpu_module() is not None:
+        pytest.skip("a GPU is present: the real CuPy paths are tested")
+    cupy = _StandInCupy()
+    cupyx = type("cupyx", (), {"empty_pinned": staticmethod(lambda size, dtype: np.empty(size, dtype))})
+    monkeypatch.setitem(__import__("sys").modules, "cupy", cupy)
+    monkeypatch.setitem(__import__("sys").modules, "cupyx", cupyx)
+    return cupy
+
+
+def test_staged_streaming_yields_each_block_intact(stand_in):
+    A = np.random.default_rng(0).random((3, 23))
+    F, v, dev = np.asfortranarray(A), np.arange(23.0), stand_in.asarray(A)
+    seen = []
+    for s, e, blocks in cb.stream_columns((A, F, v, dev), 5, stand_in):
+        assert all(isinstance(b, _StandInArray) for b in blocks)
+        assert blocks[1].flags.f_contiguous  # staged in the host array's memory order
+        seen.append((s, e, [b.get() for b in blocks]))  # copy while valid...
+    for s, e, (a, f, u, d) in seen:  # ... and check after later blocks were staged
+        np.testing.assert_array_equal(a, A[:, s:e])
+        np.testing.assert_array_equal(f, A[:, s:e])
+        np.testing.assert_array_equal(u, v[s:e])
+        np.testing.assert_array_equal(d, A[:, s:e])
+    assert [(s, e) for s, e, _ in seen] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+
+
+@pytest.mark.parametrize("data", ["device", "streamed"])
+@pytest.mark.parametrize("m,d", [(6, 3), (2, 5)])
+def test_kernels_place_results_like_cupy(stand_in, data, m, d):
+    X, Y, R, C = random_problem(m, 41, d, seed=3, dtype=np.float32)
+    y = (np.arange(41) % 3 == 0).astype(float)
+    omega = ref.class_weights(y)
+    args = [stand_in.asarray(a) for a in (X, Y, R, C, y, omega)] if data == "device" else [X, Y, R, C, y, omega]
+    Xd, Yd, Rd, Cd, yd, omd = args
+    Y_fast = cb.update_instance_factors(Xd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
+    X_fast = cb.update_classifier_factors(Yd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
+    on_device = data == "device"
+    assert isinstance(Y_fast, _StandInArray) == on_device and isinstance(X_fast, _StandInArray) == on_device
+    assert rel_error(cb.to_host(Y_fast), ref.update_instance_factors(X, R, C, 0.3)) < TOL[np.float32]
+    assert rel_error(cb.to_host(X_fast), ref.update_classifier_factors(Y, R, C, 0.3)) < TOL[np.float32]
+    loss = cb.reconstruction_loss(Xd, Yd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
+    assert abs(loss - ref.reconstruction_loss(X, Y, R, C, 0.3)) <= TOL[np.float32] * loss
+    terms = cb.aggregator_terms(Xd, Yd, yd, omd, np.ones(m), 0.2, hessian=True, xp=stand_in, chunk=6)
+    expected = ref.aggregator_terms(X, Y, y, omega, np.ones(m), 0.2, hessian=True)
+    assert abs(terms.loss - expected.loss) <= 1e-10 * expected.loss
+    assert rel_error(terms.hessian, expected.hessian) < 1e-10
