@@ -378,3 +378,22 @@ def test_kernels_place_results_like_cupy(stand_in, data, m, d):
     expected = ref.aggregator_terms(X, Y, y, omega, np.ones(m), 0.2, hessian=True)
     assert abs(terms.loss - expected.loss) <= 1e-10 * expected.loss
     assert rel_error(terms.hessian, expected.hessian) < 1e-10
+
+
+@pytest.mark.parametrize("aggregator", ["weighted", "mean"])
+def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, monkeypatch, seed_data, aggregator):
+    placed = []
+
+    def to_stand_in(*arrays):
+        placed.append(len(arrays))
+        return tuple(stand_in.asarray(a) for a in arrays)
+
+    monkeypatch.setattr(cb, "to_device", to_stand_in)
+    P, y = seed_data.P, seed_data.labels
+    params = dict(latent_dim=3, max_iter=4, random_state=0, aggregator=aggregator)
+    model = CFEnsembleClassifier(backend="cupy", **params).fit(P, y)
+    assert placed == [6]  # R, C, Y, the labeled mask, labels and weights: once, before the iterations
+    assert type(model.instance_factors_) is np.ndarray and type(model.classifier_factors_) is np.ndarray
+    expected = CFEnsembleClassifier(backend="numpy", **params).fit(P, y)
+    assert rel_error(model.transductive_proba_, expected.transductive_proba_) < 1e-8
+    assert rel_error(model.predict_proba(P[:30]), expected.predict_proba(P[:30])) < 1e-8
