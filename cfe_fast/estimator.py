@@ -18,7 +18,7 @@ from ._validation import (
     check_probabilities,
     check_solvable,
 )
-from .backends import get_backend
+from .backends import get_backend, to_device, to_host
 from .trainers import ALSTrainer, ExactTrainer, JointTrainer, Problem, State, mean_of_reconstruction
 
 AGGREGATORS = ("weighted", "mean")
@@ -96,7 +96,9 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Stop when the relative change of the objective falls below tol.
     random_state : int, numpy Generator or None
         Seeds the model's own Generator (the global RNG is never used).
-    backend : {"numba", "numpy"}, default="numba"
+    backend : {"numba", "numpy", "cupy"}, default="numba"
+        "numpy" is the reference; "cupy" runs on an NVIDIA GPU when one is usable
+        (float32 recommended there; trainer="als" only) and on NumPy otherwise.
     dtype : {"float64", "float32"}, default="float64"
     verbose : bool, default=False
 
@@ -194,6 +196,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.trainer != "als" and self.aggregator != "weighted":
             raise ValueError(f"trainer={self.trainer!r} fits the weighted aggregator; use aggregator='weighted'")
+        if self.backend == "cupy" and self.trainer != "als":
+            raise ValueError(f"backend='cupy' supports trainer='als' only, got trainer={self.trainer!r}")
         if self.trainer == "exact" and (self.rho <= 0 or self.focal_variant != "exact"):
             raise ValueError("trainer='exact' needs rho > 0 and focal_variant='exact' (the seeds' variant has no loss)")
         check_positive_int(self.aggregator_steps, "aggregator_steps")
@@ -297,13 +301,17 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         check_solvable(C.T, lam, d, axis=1)
         if self._strategy() == "calibration":
             self.classifier_quality_ = C[0].astype(np.float64)
+        kernels = get_backend(self.backend)
+        rng = np.random.default_rng(self.random_state)
+        Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
+        omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
+        # R, C as (m, n) views of the instance-major arrays; on a GPU backend they move to the device once
+        R, C, Y, labeled, y_labeled, omega = to_device(kernels, P.T, C.T, Y, labeled, y_labeled, omega)
         problem = Problem(
-            get_backend(self.backend), P.T, C.T, lam, float(self.rho), labeled, y_labeled,
-            reference.class_weights(y_labeled, self.class_weight == "balanced"),
+            kernels, R, C, lam, float(self.rho), labeled, y_labeled, omega,
             float(self.focal_gamma), self.focal_variant, float(self.aggregator_l2), aggregator == "weighted",
         )
-        rng = np.random.default_rng(self.random_state)
-        state = State(None, (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T, np.full(m, 1.0 / m), 0.0)
+        state = State(None, Y, np.full(m, 1.0 / m), 0.0)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = m
         self.latent_dim_ = d
@@ -326,7 +334,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             loss, rec, sup = problem.objective(state.X, state.Y, state.w, state.b)
             for key, value in zip(history, (loss, rec, sup, steps, time.perf_counter() - start)):
                 history[key].append(value)
-            for key, value in self._monitors(state, problem.y_labeled, spread_of_R).items():
+            for key, value in self._monitors(state, to_host(problem.y_labeled), spread_of_R).items():
                 history.setdefault(key, []).append(value)
             if self.verbose:
                 print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
@@ -345,13 +353,13 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 self.converged_ = True
                 break
             previous = loss
-        self.classifier_factors_ = np.ascontiguousarray(state.X)
-        self.instance_factors_ = state.Y
+        self.classifier_factors_ = np.ascontiguousarray(to_host(state.X))
+        self.instance_factors_ = to_host(state.Y)
         self.coef_ = np.asarray(state.w, dtype=np.float64)
         self.intercept_ = float(state.b)
         self.history_ = history
         self.n_iter_ = iteration
-        self.transductive_proba_ = self._proba_from_factors(state.Y)
+        self.transductive_proba_ = self._proba_from_factors(self.instance_factors_)
         for check in self.diagnose().checks:
             if check.collapsed:
                 warnings.warn(f"{check.name}: {check.cause} ({check.monitor} = {check.value:.3g}). "
@@ -362,8 +370,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         return np.linalg.norm(w) < diagnostics.WEIGHT_NORM_MIN or w.sum() <= 0
 
     def _monitors(self, state, y_labeled, spread_of_R):
-        X = np.asarray(state.X, dtype=np.float64)
-        Y = np.asarray(state.Y, dtype=np.float64)
+        X = np.asarray(to_host(state.X), dtype=np.float64)
+        Y = np.asarray(to_host(state.Y), dtype=np.float64)
         w = state.w if self.aggregator_ == "weighted" else np.full(X.shape[1], 1.0 / X.shape[1])
         logit_part = (X @ w) @ Y
         if self.aggregator_ == "weighted":

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import reference
 from .aggregator import fit_aggregator
+from .backends import to_host
 
 
 @dataclass
@@ -63,8 +64,9 @@ class Problem:
         if self.weighted_aggregator:
             return self.supervised_terms(X, Y, w, b).loss + 0.5 * self.l2 * float(w @ w)
         p = np.clip(mean_of_reconstruction(X, Y[:, self.labeled]), 1e-12, 1 - 1e-12)
-        loss, _, _ = reference.sample_loss_terms(np.log(p) - np.log1p(-p), self.y_labeled, self.focal_gamma)
-        return float(self.omega @ loss / self.omega.sum())
+        y_labeled, omega = to_host(self.y_labeled), to_host(self.omega)
+        loss, _, _ = reference.sample_loss_terms(np.log(p) - np.log1p(-p), y_labeled, self.focal_gamma)
+        return float(omega @ loss / omega.sum())
 
     def objective(self, X, Y, w, b):
         """(L, L_rec, L_sup) at the given parameters."""
@@ -125,8 +127,8 @@ def _scaled(terms, scale):
 
 
 def mean_of_reconstruction(X, Y):
-    """Mean over classifiers of r_hat = X^T Y, as (mean of X's columns)^T Y."""
-    return np.asarray(X, dtype=np.float64).mean(axis=1) @ np.asarray(Y, dtype=np.float64)
+    """Mean over classifiers of r_hat = X^T Y, as (mean of X's columns)^T Y (on the host)."""
+    return np.asarray(to_host(X), dtype=np.float64).mean(axis=1) @ np.asarray(to_host(Y), dtype=np.float64)
 
 
 @dataclass
