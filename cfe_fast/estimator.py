@@ -19,6 +19,7 @@ from ._validation import (
 )
 from .aggregator import fit_aggregator
 from .backends import get_backend
+from .checkpoint import Checkpointer, FitState, read_checkpoint
 
 AGGREGATORS = ("weighted", "mean")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -189,12 +190,29 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         return self.confidence if isinstance(self.confidence, str) else None
 
     # --------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def fit(self, X, y, *, checkpoint=None, checkpoint_every=1, resume_from=None, callback=None):
         """Fit on the probability matrix X = P (n_instances, n_classifiers) and labels y.
 
         y holds 0/1 for labeled instances and NaN or -1 for unlabeled ones. All
         instances take part in the factorisation (transductive); the
         probabilities of the fitted instances end up in ``transductive_proba_``.
+
+        Parameters
+        ----------
+        X : array (n_instances, n_classifiers)
+            Probabilities in [0, 1].
+        y : array (n_instances,)
+            0/1, NaN or -1 for unlabeled.
+        checkpoint : path or None
+            Write the fit state to this file (safe format of
+            :mod:`cfe_fast.model_io`, replaced atomically) every
+            ``checkpoint_every`` iterations.
+        checkpoint_every : int, default=1
+        resume_from : path or None
+            Continue from a checkpoint written by a fit with the same parameters
+            and data; the result is bit-identical to an uninterrupted fit.
+        callback : callable (iteration, history) or None
+            Called after every iteration (e.g. a progress bar).
         """
         dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
         P = np.ascontiguousarray(check_probabilities(X, "X", dtype))
@@ -227,14 +245,19 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         R, C = P.T, C.T  # (m, n) views of the instance-major arrays: no copies
         omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
 
-        rng = np.random.default_rng(self.random_state)
-        Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
-        w, b = np.full(m, 1.0 / m), 0.0
-        history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
-        previous = None
+        if resume_from is None:
+            rng = np.random.default_rng(self.random_state)
+            Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
+            history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
+            state = FitState(Y=Y, X=None, w=np.full(m, 1.0 / m), b=0.0, history=history)
+        else:
+            state = read_checkpoint(resume_from, self, P, labels)
+        checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels) if checkpoint else None
+        X, Y, w, b, history, previous = state.X, state.Y, state.w, state.b, state.history, state.previous
         self.converged_ = False
-        start = time.perf_counter()
-        for iteration in range(1, self.max_iter + 1):
+        iteration = state.iteration
+        start = time.perf_counter() - (history["time"][-1] if history["time"] else 0.0)
+        for iteration in range(state.iteration + 1, self.max_iter + 1):
             X = kernels.update_classifier_factors(Y, R, C, lam)
             Y = kernels.update_instance_factors(X, R, C, lam)
             steps = 0
@@ -253,6 +276,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 history[key].append(value)
             if self.verbose:
                 print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
+            if callback is not None:
+                callback(iteration, history)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"the objective became {loss} at iteration {iteration}")
             frozen = aggregator == "weighted" and iteration <= self.freeze_aggregator_iters
@@ -260,6 +285,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 self.converged_ = True
                 break
             previous = loss
+            if checkpointer is not None:
+                checkpointer.maybe_write(self, FitState(Y, X, w, b, history, iteration, previous))
 
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = m
@@ -314,3 +341,17 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Class labels (0/1) of new instances, thresholded at 0.5."""
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+    # ------------------------------------------------------------ files
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.model_io`)."""
+        from .model_io import save_model
+
+        save_model(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`; it predicts bit-identically."""
+        from .model_io import load_model
+
+        return load_model(path, cls)
