@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write, *, overwrite=False, hint="pass overwrite=True to replace it"):
     """Write a file through ``write(binary_file)`` and move it into place atomically.
 
@@ -32,6 +38,7 @@ def atomic_write(path, write, *, overwrite=False, hint="pass overwrite=True to r
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()

@@ -5,16 +5,18 @@ import warnings
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import reference
 from ._validation import (
+    as_float_array,
     check_confidence,
     check_labels,
     check_lam,
     check_positive_int,
     check_probabilities,
+    check_probability_range,
     check_solvable,
 )
 from .aggregator import fit_aggregator
@@ -25,7 +27,7 @@ AGGREGATORS = ("weighted", "mean")
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
-class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
+class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Combine the probability outputs of many classifiers with CF-Ensemble.
 
     The classifiers x instances probability matrix R is factorised by
@@ -129,6 +131,12 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # probabilities; values above 1 are refused too
+        tags.classifier_tags.multi_class = False
+        return tags
+
     # ------------------------------------------------------------ checks
     def _check_params(self, n_classifiers):
         if self.dtype not in DTYPES:
@@ -215,10 +223,11 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             Called after every iteration (e.g. a progress bar).
         """
         dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
-        P = np.ascontiguousarray(check_probabilities(X, "X", dtype))
+        P = as_float_array(X, "X", 2, dtype)
+        labels = check_labels(y, P.shape[0], "y")  # before the range check: label errors come first
+        P = np.ascontiguousarray(check_probability_range(P, "X"))
         n, m = P.shape
         d = self._check_params(m)
-        labels = check_labels(y, n, "y")
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
         aggregator = self.aggregator
@@ -324,7 +333,11 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
-        """Instance factors Y (d, n_new) of new instances, folded in with X fixed."""
+        """Instance factors (n_new, d) of new instances, folded in with X fixed."""
+        return self._fold_in(X).T
+
+    def _fold_in(self, X):
+        """Instance factors Y (d, n_new) of new instances (SPEC layout)."""
         check_is_fitted(self, "classifier_factors_")
         P = np.ascontiguousarray(check_probabilities(X, "X", DTYPES[self.dtype]))
         if P.shape[1] != self.n_features_in_:
@@ -335,12 +348,13 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities (n_new, 2) of new instances (inductive fold-in)."""
-        p = self._proba_from_factors(self.transform(X))
+        p = self._proba_from_factors(self._fold_in(X))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X):
         """Class labels (0/1) of new instances, thresholded at 0.5."""
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        positive = self.predict_proba(X)[:, 1] >= 0.5  # first: raises NotFittedError before fit
+        return self.classes_[positive.astype(int)]
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
