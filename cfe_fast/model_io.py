@@ -164,30 +164,34 @@ def save_model(estimator, path, *, overwrite=False):
 
 
 # ----------------------------------------------------------------- reading
+def _read_members(path, fmt):
+    """Every member of an .npz archive, read with allow_pickle=False."""
+    archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{path} is a single .npy array, not a cfe_fast {fmt} file")
+    with archive:
+        arrays = {}
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except ValueError as error:
+                if "allow_pickle" not in str(error):
+                    raise
+                raise ModelFileError(
+                    f"{path} holds a pickled object array ({key!r}); pickles can run code, so this file is refused"
+                ) from None
+    return arrays
+
+
 def read_archive(path, fmt):
     """(metadata, arrays) of a safe archive, checked for format name and version."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{path} is a single .npy array, not a cfe_fast {fmt} file")
-            arrays = {}
-            for key in archive.files:
-                try:
-                    arrays[key] = archive[key]
-                except ValueError as error:
-                    if "allow_pickle" in str(error):
-                        raise ModelFileError(
-                            f"{path} holds a pickled object array ({key!r}); pickles can run code, "
-                            "so this file is refused"
-                        ) from None
-                    raise
+        arrays = _read_members(path, fmt)
+    except ModelFileError:
+        raise
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
-    except AttributeError:  # np.load returned a plain array for a .npy file
-        raise ModelFileError(f"{path} is a single .npy array, not a cfe_fast {fmt} file") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
-        if isinstance(error, ModelFileError):
-            raise
         raise ModelFileError(f"{path} is truncated or corrupt, or not a cfe_fast {fmt} file ({error})") from None
     if METADATA_KEY not in arrays:
         raise ModelFileError(f"{path} has no {METADATA_KEY} member: not a cfe_fast {fmt} file")

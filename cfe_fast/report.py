@@ -142,18 +142,15 @@ def _verdict_panel(ax, text):
     ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=8, wrap=True, transform=ax.transAxes)
 
 
-def plot_report(model, path, labels=None, *, overwrite=False):
-    """Draw the six-panel report of a fitted model to a PNG file (atomically).
+def report_figure(model, labels=None):
+    """The six-panel matplotlib figure of a fitted model (see the module docstring).
 
     Parameters
     ----------
     model : fitted CFEnsembleClassifier
-    path : str or Path
-        The PNG to write.
     labels : array (n_instances,) or None
         The labels the model was fitted with (NaN = unlabeled), for the
         histograms by class.
-    overwrite : bool, default=False
     """
     plt = _pyplot()
     history = model.history_
@@ -170,9 +167,15 @@ def plot_report(model, path, labels=None, *, overwrite=False):
     _monitor_panel(axes[1, 1], history)
     _verdict_panel(axes[1, 2], verdicts_text(model))
     fig.tight_layout()
+    return fig
+
+
+def plot_report(model, path, labels=None, *, overwrite=False):
+    """Draw :func:`report_figure` to a PNG file (atomically); ``labels`` as there."""
+    fig = report_figure(model, labels)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     atomic_write(path, lambda file: file.write(buffer.getvalue()), overwrite=overwrite)
 
 
