@@ -12,6 +12,8 @@ from .backends import BACKENDS
 from .datasets import make_ensemble
 from .estimator import CFEnsembleClassifier
 from .kernels import aggregator_loss_grad, update_classifier_factors, update_instance_factors
+from .model_io import ModelFileError, load_model, save_model
+from .stacking import prediction_matrix
 
 try:
     __version__ = version("cfe_fast")
@@ -22,9 +24,13 @@ __all__ = [
     "BACKENDS",
     "CFEnsembleClassifier",
     "CollapseWarning",
+    "ModelFileError",
     "SingularSystemError",
     "aggregator_loss_grad",
+    "load_model",
     "make_ensemble",
+    "prediction_matrix",
+    "save_model",
     "update_classifier_factors",
     "update_instance_factors",
 ]

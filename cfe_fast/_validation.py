@@ -6,10 +6,25 @@ modifies its input.
 """
 
 import numbers
+import warnings
 
 import numpy as np
+import scipy.sparse
+from sklearn.exceptions import DataConversionWarning
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _numeric(arr, name):
+    """A numeric array; an object array is converted to float64 if it holds numbers."""
+    if arr.dtype == object:
+        try:
+            return arr.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{name} must hold real numbers ({error})") from None
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
 
 
 def as_float_array(a, name, ndim, dtype=None):
@@ -18,9 +33,9 @@ def as_float_array(a, name, ndim, dtype=None):
     Integer and boolean input is converted to float64; complex, object and
     string input is refused. ``dtype`` (float32/float64) forces the result type.
     """
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if scipy.sparse.issparse(a):
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
+    arr = _numeric(np.asarray(a), name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
     arr = arr.astype(dtype, copy=False)
@@ -33,11 +48,21 @@ def as_float_array(a, name, ndim, dtype=None):
 
 def check_probabilities(R, name="R", dtype=None):
     """Check a probability matrix: finite, 2-D, every entry in [0, 1]."""
-    R = as_float_array(R, name, 2, dtype)
+    return check_probability_range(as_float_array(R, name, 2, dtype), name)
+
+
+def check_probability_range(R, name="R"):
+    """Check that a finite 2-D float array is non-empty with entries in [0, 1]."""
     if R.size == 0:
-        raise ValueError(f"{name} is empty (shape {R.shape})")
+        raise ValueError(
+            f"{name} is empty: {R.shape[0]} sample(s), {R.shape[1]} feature(s) (shape={R.shape}) "
+            "while a minimum of 1 is required."
+        )
     lo, hi = R.min(), R.max()
-    if lo < 0 or hi > 1:
+    if lo < 0:
+        raise ValueError(f"Negative values in data passed to {name}: it must hold probabilities in [0, 1]; "
+                         f"found values in [{lo:g}, {hi:g}]")
+    if hi > 1:
         raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
     return R
 
@@ -89,10 +114,22 @@ def check_labels(labels, n, name="y"):
     Accepts 0/1 for labeled and NaN or -1 (the scikit-learn semi-supervised
     convention) for unlabeled instances; anything else is refused.
     """
+    if labels is None:
+        raise ValueError(f"this estimator requires y to be passed, but the target {name} is None")
     arr = np.asarray(labels)
-    if arr.dtype.kind not in "fiub":
+    if arr.dtype.kind not in "fiub" and arr.dtype != object:
         raise TypeError(f"{name} must be numeric (0, 1, and NaN or -1 for unlabeled), got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"Unknown label type: {name} must hold 0, 1, and NaN or -1 for unlabeled") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected; it is raveled",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
     if arr.shape[0] != n:
@@ -102,9 +139,11 @@ def check_labels(labels, n, name="y"):
     arr = np.where(arr == -1, np.nan, arr)
     bad = ~np.isnan(arr) & (arr != 0) & (arr != 1)
     if bad.any():
-        raise ValueError(
-            f"{name} must hold 0, 1, or NaN/-1 for unlabeled; found {np.unique(arr[bad])[:5]}"
+        values = np.unique(arr[bad])
+        kind = "continuous values" if np.any(values != np.round(values)) else (
+            "more than two classes (Only binary classification is supported.)"
         )
+        raise ValueError(f"{name} must hold 0, 1, or NaN/-1 for unlabeled; found {kind}: {values[:5]}")
     return arr
 
 

@@ -102,15 +102,16 @@ def to_device(*arrays):
 
     Returns the arrays as CuPy arrays when a GPU is usable and together they fit
     in ``_DEVICE_FRACTION`` of its free memory; otherwise unchanged, and the
-    kernels then stream them from the host chunk by chunk.
+    kernels then stream them from the host chunk by chunk. ``None`` entries
+    (e.g. factors not computed yet) stay ``None``.
     """
     cupy = gpu_module()
     if cupy is None:
         return arrays
     free = cupy.cuda.Device().mem_info[0] + cupy.get_default_memory_pool().free_bytes()
-    if sum(a.nbytes for a in arrays) > _DEVICE_FRACTION * free:
+    if sum(a.nbytes for a in arrays if a is not None) > _DEVICE_FRACTION * free:
         return arrays
-    return tuple(cupy.asarray(a) for a in arrays)
+    return tuple(None if a is None else cupy.asarray(a) for a in arrays)
 
 
 def _warn_if_tf32(dtype):

@@ -20,6 +20,10 @@ VARIANCE_RATIO_MIN = 0.05
 #: effective rank of Y below this (with d >= 2): instance factors nearly rank one
 EFFECTIVE_RANK_MIN = 1.1
 
+#: the keys :func:`monitors` records in ``history_`` every iteration
+MONITORS = ("coef", "intercept", "w_norm", "w_sum", "bias_share", "pred_std", "prediction_spread",
+            "variance_ratio", "effective_rank_X", "effective_rank_Y", "frac_positive")
+
 
 def effective_rank(F):
     """exp(entropy) of the normalised singular values of F (d, k): 1 = rank one, d = isotropic.

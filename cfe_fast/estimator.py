@@ -5,20 +5,23 @@ import warnings
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import diagnostics, reference
 from ._errors import CollapseWarning
 from ._validation import (
+    as_float_array,
     check_confidence,
     check_labels,
     check_lam,
     check_positive_int,
     check_probabilities,
+    check_probability_range,
     check_solvable,
 )
 from .backends import get_backend, to_device, to_host
+from .checkpoint import Checkpointer, FitState, read_checkpoint
 from .trainers import ALSTrainer, ExactTrainer, JointTrainer, Problem, State, mean_of_reconstruction
 
 AGGREGATORS = ("weighted", "mean")
@@ -28,7 +31,7 @@ LR_SCHEDULES = ("warmup_cosine", "constant")
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
-class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
+class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Combine the probability outputs of many classifiers with CF-Ensemble.
 
     The classifiers x instances probability matrix R is factorised by
@@ -182,6 +185,12 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # probabilities; values above 1 are refused too
+        tags.classifier_tags.multi_class = False
+        return tags
+
     # ------------------------------------------------------------ checks
     def _check_params(self, n_classifiers):
         if self.dtype not in DTYPES:
@@ -265,7 +274,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         return JointTrainer(self.max_iter, self.learning_rate, self.joint_steps_per_iter,
                             self.lr_schedule, clip_norm=self.clip_norm)
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, checkpoint=None, checkpoint_every=1, resume_from=None, callback=None):
         """Fit on the probability matrix X = P (n_instances, n_classifiers) and labels y.
 
         y holds 0/1 for labeled instances and NaN or -1 for unlabeled ones. All
@@ -273,12 +282,30 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         probabilities of the fitted instances end up in ``transductive_proba_``.
         A :class:`~cfe_fast.CollapseWarning` is raised for every collapse check
         that fires on the final state (see :meth:`diagnose`).
+
+        Parameters
+        ----------
+        X : array (n_instances, n_classifiers)
+            Probabilities in [0, 1].
+        y : array (n_instances,)
+            0/1, NaN or -1 for unlabeled.
+        checkpoint : path or None
+            Write the fit state to this file (safe format of
+            :mod:`cfe_fast.model_io`, replaced atomically) every
+            ``checkpoint_every`` iterations.
+        checkpoint_every : int, default=1
+        resume_from : path or None
+            Continue from a checkpoint written by a fit with the same parameters
+            and data; the result is bit-identical to an uninterrupted fit.
+        callback : callable (iteration, history) or None
+            Called after every iteration (e.g. a progress bar).
         """
         dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
-        P = np.ascontiguousarray(check_probabilities(X, "X", dtype))
+        P = as_float_array(X, "X", 2, dtype)
+        labels = check_labels(y, P.shape[0], "y")  # before the range check: label errors come first
+        P = np.ascontiguousarray(check_probability_range(P, "X"))
         n, m = P.shape
         d = self._check_params(m)
-        labels = check_labels(y, n, "y")
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
         aggregator = self.aggregator
@@ -302,33 +329,42 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         if self._strategy() == "calibration":
             self.classifier_quality_ = C[0].astype(np.float64)
         kernels = get_backend(self.backend)
-        rng = np.random.default_rng(self.random_state)
-        Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
+        trainer = self._make_trainer()
+        if resume_from is None:
+            rng = np.random.default_rng(self.random_state)
+            Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
+            history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
+            progress = FitState(Y=Y, X=None, w=np.full(m, 1.0 / m), b=0.0, history=history)
+        else:
+            progress = read_checkpoint(resume_from, self, P, labels)
+            trainer.load_state(progress.trainer)
         omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
         # R, C as (m, n) views of the instance-major arrays; on a GPU backend they move to the device once
-        R, C, Y, labeled, y_labeled, omega = to_device(kernels, P.T, C.T, Y, labeled, y_labeled, omega)
+        R, C, Y, X, labeled, y_labeled, omega = to_device(kernels, P.T, C.T, progress.Y, progress.X, labeled,
+                                                          y_labeled, omega)
         problem = Problem(
             kernels, R, C, lam, float(self.rho), labeled, y_labeled, omega,
             float(self.focal_gamma), self.focal_variant, float(self.aggregator_l2), aggregator == "weighted",
         )
-        state = State(None, Y, np.full(m, 1.0 / m), 0.0)
+        state = State(X, Y, progress.w, progress.b)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = m
         self.latent_dim_ = d
         self.aggregator_ = aggregator
-        trainer = self._make_trainer()
-        trainer.initialize(problem, state)
-        self._run(problem, state, trainer, spread_of_R=float(np.std(P.mean(axis=1))))
+        if resume_from is None:
+            trainer.initialize(problem, state)
+        checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels) if checkpoint else None
+        self._run(problem, state, trainer, float(np.std(P.mean(axis=1))), progress, checkpointer, callback)
         return self
 
-    def _run(self, problem, state, trainer, spread_of_R):
-        """The outer loop: trainer step, losses, monitors, remedies, stop test."""
-        history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
-        previous = None
+    def _run(self, problem, state, trainer, spread_of_R, progress, checkpointer, callback):
+        """The outer loop: trainer step, losses, monitors, remedies, stop test, checkpoints."""
+        history, previous = progress.history, progress.previous
         self.converged_ = False
-        start = time.perf_counter()
+        start = time.perf_counter() - (history["time"][-1] if history["time"] else 0.0)
         weighted = self.aggregator_ == "weighted"
-        for iteration in range(1, self.max_iter + 1):
+        iteration = progress.iteration
+        for iteration in range(progress.iteration + 1, self.max_iter + 1):
             frozen = weighted and iteration <= self.freeze_aggregator_iters
             steps = trainer.step(problem, state, fit_aggregator=weighted and not frozen)
             loss, rec, sup = problem.objective(state.X, state.Y, state.w, state.b)
@@ -338,6 +374,8 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 history.setdefault(key, []).append(value)
             if self.verbose:
                 print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
+            if callback is not None:
+                callback(iteration, history)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"the objective became {loss} at iteration {iteration}")
             if weighted and not frozen and self.reinit_collapsed_aggregator and self._weights_collapsed(state.w):
@@ -353,6 +391,9 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 self.converged_ = True
                 break
             previous = loss
+            if checkpointer is not None:
+                checkpointer.maybe_write(self, FitState(to_host(state.Y), to_host(state.X), state.w, state.b, history,
+                                                        iteration, previous, trainer.state()))
         self.classifier_factors_ = np.ascontiguousarray(to_host(state.X))
         self.instance_factors_ = to_host(state.Y)
         self.coef_ = np.asarray(state.w, dtype=np.float64)
@@ -389,6 +430,9 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             ``str(report)`` is a readable table; ``report.to_dict()`` is JSON-ready.
         """
         check_is_fitted(self, "history_")
+        missing = sorted(set(diagnostics.MONITORS) - set(self.history_))
+        if missing:
+            raise ValueError(f"the fit history has no collapse monitors {missing}; refit to record them")
         last = {key: values[-1] for key, values in self.history_.items()}
         both_classes = last["prediction_spread"] == last["prediction_spread"]  # not NaN: labels of both classes
         return diagnostics.CollapseReport(
@@ -404,7 +448,11 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
-        """Instance factors Y (d, n_new) of new instances, folded in with X fixed."""
+        """Instance factors (n_new, d) of new instances, folded in with X fixed."""
+        return self._fold_in(X).T
+
+    def _fold_in(self, X):
+        """Instance factors Y (d, n_new) of new instances (SPEC layout)."""
         check_is_fitted(self, "classifier_factors_")
         P = np.ascontiguousarray(check_probabilities(X, "X", DTYPES[self.dtype]))
         if P.shape[1] != self.n_features_in_:
@@ -415,9 +463,24 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities (n_new, 2) of new instances (inductive fold-in)."""
-        p = self._proba_from_factors(self.transform(X))
+        p = self._proba_from_factors(self._fold_in(X))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X):
         """Class labels (0/1) of new instances, thresholded at 0.5."""
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        positive = self.predict_proba(X)[:, 1] >= 0.5  # first: raises NotFittedError before fit
+        return self.classes_[positive.astype(int)]
+
+    # ------------------------------------------------------------ files
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.model_io`)."""
+        from .model_io import save_model
+
+        save_model(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`; it predicts bit-identically."""
+        from .model_io import load_model
+
+        return load_model(path, cls)

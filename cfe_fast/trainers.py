@@ -160,6 +160,15 @@ class ALSTrainer:
     def initialize(self, problem, state):
         """Nothing to do: the first step starts with the classifier half-step from Y."""
 
+    def state(self):
+        """Internal state beyond (X, Y, w, b): the aggregator's Adam moments, if any."""
+        return {} if self._adam is None else self._adam.state()
+
+    def load_state(self, arrays):
+        """Continue from :meth:`state` (checkpoint resume)."""
+        if arrays:
+            self._adam = Adam.from_state(arrays, self.aggregator_lr)
+
     def step(self, problem, state, fit_aggregator):
         k = problem.kernels
         state.X = k.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
@@ -229,6 +238,13 @@ class ExactTrainer:
         """X from one ALS classifier half-step: the majorisers are taken around it."""
         state.X = problem.kernels.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
 
+    def state(self):
+        """No internal state: (X, Y, w, b) is everything."""
+        return {}
+
+    def load_state(self, arrays):
+        """Nothing to restore."""
+
     def step(self, problem, state, fit_aggregator):
         dtype = state.Y.dtype
         self._safeguarded(problem, state, "X", exact_classifier_step(problem, state.X, state.Y, state.w, state.b))
@@ -264,6 +280,23 @@ class Adam:
         self.m = [np.zeros_like(p, dtype=np.float64) for p in params]
         self.v = [np.zeros_like(p, dtype=np.float64) for p in params]
         self.t = 0
+
+    def state(self):
+        """Moments and step count as named arrays (for checkpoints)."""
+        arrays = {"adam/t": np.array(self.t)}
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            arrays[f"adam/m{i}"], arrays[f"adam/v{i}"] = m, v
+        return arrays
+
+    @classmethod
+    def from_state(cls, arrays, lr):
+        """An Adam continuing from :meth:`state`'s arrays."""
+        count = sum(1 for key in arrays if key.startswith("adam/m"))
+        adam = cls([arrays[f"adam/m{i}"] for i in range(count)], lr)
+        adam.m = [np.array(arrays[f"adam/m{i}"]) for i in range(count)]
+        adam.v = [np.array(arrays[f"adam/v{i}"]) for i in range(count)]
+        adam.t = int(arrays["adam/t"])
+        return adam
 
     def step(self, params, grads, lr):
         self.t += 1
@@ -339,6 +372,15 @@ class JointTrainer:
             state.Y = problem.kernels.update_instance_factors(state.X, problem.R, problem.C, problem.lam)
         if problem.has_labels:
             state.w, state.b, _ = problem.fit_aggregator(state.X, state.Y, state.w, state.b)
+
+    def state(self):
+        """The Adam moments and step count (the schedule depends on the count)."""
+        return {} if self._adam is None else self._adam.state()
+
+    def load_state(self, arrays):
+        """Continue from :meth:`state` (checkpoint resume)."""
+        if arrays:
+            self._adam = Adam.from_state(arrays, self.learning_rate)
 
     def step(self, problem, state, fit_aggregator):
         params = [np.array(state.X, dtype=np.float64), np.array(state.Y, dtype=np.float64),

@@ -89,6 +89,7 @@ def test_healthy_fits_raise_no_collapse_warning(trainer):
     report = model.diagnose()
     assert not report.collapsed and "healthy" in str(report)
     assert report.to_dict()["checks"] and len(model.history_["w_norm"]) == model.n_iter_
+    assert set(diagnostics.MONITORS) <= set(model.history_)
 
 
 @pytest.mark.parametrize("trainer", ["als", "exact", "joint"])

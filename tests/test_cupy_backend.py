@@ -385,7 +385,7 @@ def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, mo
 
     def to_stand_in(*arrays):
         placed.append(len(arrays))
-        return tuple(stand_in.asarray(a) for a in arrays)
+        return tuple(None if a is None else stand_in.asarray(a) for a in arrays)
 
     monkeypatch.setattr(cb, "to_device", to_stand_in)
     P, y = seed_data.P, seed_data.labels

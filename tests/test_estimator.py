@@ -124,7 +124,7 @@ def test_fit_attributes_and_predictions(seed_data):
     np.testing.assert_array_equal(model.predict(P), (proba[:, 1] >= 0.5).astype(int))
     # fold-in equals the reference fold-in with the label-free confidence
     Y_new = ref.fold_in(model.classifier_factors_, P.T, np.abs(P.T - 0.5), model.lam)
-    assert rel_error(model.transform(P), Y_new) < 1e-10
+    assert rel_error(model.transform(P), Y_new.T) < 1e-10
     unlabeled = np.isnan(y)
     truth = seed_data.y_true[unlabeled]
     assert average_precision_score(truth, model.transductive_proba_[unlabeled]) > 0.5

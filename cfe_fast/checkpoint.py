@@ -1,0 +1,116 @@
+"""Checkpoint / resume of a fit, in the safe file format of :mod:`cfe_fast.model_io`.
+
+The whole state of the training loop after iteration k is (Y, X, w, b,
+history, previous loss, k) plus the trainer's own arrays (Adam moments for the
+"joint" trainer and the "adam" aggregator solver): the random generator is only
+used to initialise Y.
+A checkpoint stores that state, every parameter of the estimator and a SHA-256
+digest of the data, so a resumed fit refuses other data or other parameters
+and continues bit-identically (``max_iter`` and ``verbose`` may differ).
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validation import check_positive_int
+from .model_io import (
+    ModelFileError,
+    history_payload,
+    params_payload,
+    read_archive,
+    restore_history,
+    write_archive,
+)
+
+CHECKPOINT_FORMAT = "cfe_fast.checkpoint"
+#: Parameters that may change between the interrupted and the resumed fit.
+RESUMABLE_CHANGES = ("max_iter", "verbose")
+
+
+@dataclass
+class FitState:
+    """State of the training loop after ``iteration`` iterations (0: initial)."""
+
+    Y: np.ndarray
+    X: np.ndarray | None
+    w: np.ndarray
+    b: float
+    history: dict = field(default_factory=dict)
+    iteration: int = 0
+    previous: float | None = None
+    trainer: dict = field(default_factory=dict)
+
+
+def data_digest(P, labels):
+    """SHA-256 of the probability matrix (with its shape and dtype) and the labels."""
+    digest = hashlib.sha256()
+    digest.update(f"{P.shape}{P.dtype.str}".encode())
+    digest.update(np.ascontiguousarray(P).data)
+    digest.update(np.ascontiguousarray(labels, dtype=np.float64).data)
+    return digest.hexdigest()
+
+
+def _comparable_params(estimator):
+    params, arrays = params_payload(estimator)
+    for name in RESUMABLE_CHANGES:
+        params.pop(name, None)
+    return params, arrays
+
+
+class Checkpointer:
+    """Writes the fit state to ``path`` every ``every`` iterations (atomically replaced)."""
+
+    def __init__(self, path, every, P, labels):
+        self.path = path
+        self.every = check_positive_int(every, "checkpoint_every")
+        self.digest = data_digest(P, labels)
+
+    def maybe_write(self, estimator, state):
+        """Write ``state`` if its iteration is a multiple of ``every``."""
+        if state.iteration % self.every:
+            return
+        params, arrays = params_payload(estimator)
+        history, history_arrays = history_payload(state.history)
+        arrays.update(history_arrays)
+        arrays.update({"state/X": state.X, "state/Y": state.Y, "state/w": state.w})
+        arrays.update({f"trainer/{key}": value for key, value in state.trainer.items()})
+        metadata = {
+            "params": params,
+            "history": history,
+            "data_digest": self.digest,
+            "iteration": state.iteration,
+            "previous": state.previous,
+            "b": float(state.b),
+        }
+        write_archive(self.path, CHECKPOINT_FORMAT, metadata, arrays, overwrite=True)
+
+
+def read_checkpoint(path, estimator, P, labels):
+    """The :class:`FitState` stored in ``path``, checked against this estimator and data."""
+    metadata, arrays = read_archive(path, CHECKPOINT_FORMAT)
+    if metadata.get("data_digest") != data_digest(P, labels):
+        raise ModelFileError(f"{path} is a checkpoint of a fit on other data (or other labels); cannot resume")
+    mine, my_arrays = _comparable_params(estimator)
+    saved = {name: value for name, value in metadata.get("params", {}).items() if name not in RESUMABLE_CHANGES}
+    differ = sorted(
+        name for name in set(mine) | set(saved)
+        if mine.get(name) != saved.get(name)
+        or not np.array_equal(my_arrays.get(f"param/{name}"), arrays.get(f"param/{name}"))
+    )
+    if differ:
+        raise ModelFileError(f"{path} was written with other values of {differ}; cannot resume with these parameters")
+    try:
+        state = FitState(
+            Y=arrays["state/Y"], X=arrays["state/X"], w=arrays["state/w"], b=float(metadata["b"]),
+            history=restore_history(path, metadata["history"], arrays),
+            iteration=int(metadata["iteration"]), previous=metadata["previous"],
+            trainer={key[len("trainer/"):]: value for key, value in arrays.items() if key.startswith("trainer/")},
+        )
+    except KeyError as error:
+        raise ModelFileError(f"{path}: incomplete checkpoint, missing {error}") from None
+    d = estimator.latent_dim if estimator.latent_dim is not None else state.Y.shape[0]
+    if state.Y.shape != (d, P.shape[0]) or state.X.shape != (d, P.shape[1]) or state.w.shape != (P.shape[1],):
+        raise ModelFileError(f"{path}: checkpoint arrays do not match the data's shape {P.shape}")
+    return state

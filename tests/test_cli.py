@@ -1,0 +1,209 @@
+"""The cfe-fast command line, end to end (subprocesses) and in-process for the details."""
+
+import csv
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cfe_fast import CFEnsembleClassifier, make_ensemble
+from cfe_fast.cli import PARAM_OPTIONS, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--latent-dim", "3", "--max-iter", "15", "--quiet"]
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "cfe_fast.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_ensemble(n_classifiers=6, n_instances=300, random_state=2)
+
+
+def write_csv(path, P, labels=None, ids=None, names=None):
+    names = names or [f"m{j}" for j in range(P.shape[1])]
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow((["id"] if ids is not None else []) + names + (["label"] if labels is not None else []))
+        for i, row in enumerate(P):
+            label = [] if labels is None else ["" if np.isnan(labels[i]) else int(labels[i])]
+            writer.writerow(([ids[i]] if ids is not None else []) + [repr(float(v)) for v in row] + label)
+
+
+def read_predictions(path):
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return rows, np.array([float(r["probability"]) for r in rows])
+
+
+def reference_fit(data, **params):
+    return CFEnsembleClassifier(**{"latent_dim": 3, "max_iter": 15, "random_state": 0, **params}).fit(
+        data.P, data.labels
+    )
+
+
+def test_fit_and_predict_csv_with_ids_and_labels(tmp_path, data):
+    ids = [f"row{i}" for i in range(len(data.P))]
+    write_csv(tmp_path / "train.csv", data.P, data.labels, ids)
+    done = run_cli("fit", "train.csv", "-o", "out", *FAST, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # --quiet
+    picture = {"report.png"} if importlib.util.find_spec("matplotlib") else set()
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"predictions.csv", "model.npz", "report.md", *picture}
+    rows, proba = read_predictions(tmp_path / "out" / "predictions.csv")
+    assert [r["id"] for r in rows] == ids
+    expected = reference_fit(data)
+    np.testing.assert_array_equal(proba, expected.transductive_proba_)
+    assert [int(r["prediction"]) for r in rows] == list((proba >= 0.5).astype(int))
+    # predict: columns matched by name, so a shuffled column order gives the same result
+    order = [3, 0, 5, 1, 4, 2]
+    write_csv(tmp_path / "new.csv", data.P[:40][:, order], names=[f"m{j}" for j in order])
+    done = run_cli("predict", "out/model.npz", "new.csv", "-o", "new_pred.csv", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _, new = read_predictions(tmp_path / "new_pred.csv")
+    np.testing.assert_array_equal(new, expected.predict_proba(data.P[:40])[:, 1])
+
+
+def test_diagnose_prints_the_collapse_report(tmp_path, data):
+    write_csv(tmp_path / "train.csv", data.P, data.labels)
+    assert run_cli("fit", "train.csv", "-o", "out", "--no-report", *FAST, cwd=tmp_path).returncode == 0
+    done = run_cli("diagnose", "out/model.npz", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    expected = str(CFEnsembleClassifier.load(tmp_path / "out" / "model.npz").diagnose())
+    assert done.stdout.strip() == expected.strip()
+    assert "collapse report" in done.stdout and "w_norm" in done.stdout
+
+
+def test_fit_npz_without_labels_and_npy_predict(tmp_path, data):
+    np.savez(tmp_path / "train.npz", P=data.P)
+    done = run_cli("fit", "train.npz", "-o", "out", *FAST, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _, proba = read_predictions(tmp_path / "out" / "predictions.csv")
+    model = CFEnsembleClassifier.load(tmp_path / "out" / "model.npz")
+    assert model.aggregator_ == "mean"  # no labels: reconstruction only
+    np.testing.assert_array_equal(proba, model.transductive_proba_)
+    np.save(tmp_path / "new.npy", data.P[:10])
+    assert main(["predict", str(tmp_path / "out" / "model.npz"), str(tmp_path / "new.npy"),
+                 "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    np.testing.assert_array_equal(read_predictions(tmp_path / "p.csv")[1], model.predict_proba(data.P[:10])[:, 1])
+
+
+def test_npz_with_labels_matches_the_api(tmp_path, data):
+    np.savez(tmp_path / "train.npz", P=data.P, y=data.labels)
+    assert main(["fit", str(tmp_path / "train.npz"), "-o", str(tmp_path / "out"), "--label-col", "y",
+                 "--lam", "0.3", "--no-report", *FAST]) == 0
+    np.testing.assert_array_equal(read_predictions(tmp_path / "out" / "predictions.csv")[1],
+                                  reference_fit(data, lam=0.3).transductive_proba_)
+    assert not (tmp_path / "out" / "report.png").exists() and (tmp_path / "out" / "report.md").exists()
+
+
+def test_parquet_round_trip(tmp_path, data):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    columns = {"id": list(range(100, 100 + len(data.P)))}
+    columns.update({f"m{j}": data.P[:, j] for j in range(data.P.shape[1])})
+    columns["label"] = [None if np.isnan(v) else int(v) for v in data.labels]
+    pq.write_table(pa.table(columns), tmp_path / "train.parquet")
+    done = run_cli("fit", "train.parquet", "-o", "out", *FAST, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pydict()
+    assert out["id"] == columns["id"]
+    np.testing.assert_array_equal(out["probability"], reference_fit(data).transductive_proba_)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("m0,m1\n0.5,abc\n", "column 'm1', data row 1: 'abc' is not a number"),
+        ("m0,m1\n0.5,0.2,0.1\n", "line 2: 3 fields"),
+        ("m0,m1\n0.5,1.7\n0.1,0.2\n", r"X must hold probabilities in \[0, 1\]"),
+        ("m0,label\n0.5,2\n0.1,0\n", "label must hold 0, 1"),
+        ("", "empty CSV"),
+    ],
+)
+def test_bad_csv_gives_one_line_error(tmp_path, capsys, content, match):
+    (tmp_path / "bad.csv").write_text(content)
+    assert main(["fit", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "out"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cfe-fast: error:")
+    assert re.search(match, err), err
+
+
+def test_bad_files_in_a_subprocess_exit_2_without_traceback(tmp_path, data):
+    (tmp_path / "model.npz").write_bytes(b"PK\x03\x04 truncated")
+    np.save(tmp_path / "new.npy", data.P[:5])
+    done = run_cli("predict", "model.npz", "new.npy", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("cfe-fast: error: model.npz is truncated or corrupt") and "Traceback" not in done.stderr
+    done = run_cli("fit", "table.xlsx", cwd=tmp_path)
+    assert done.returncode == 2 and "unsupported file type '.xlsx'" in done.stderr
+    done = run_cli("predict", "model.npz", "new.npy", "--debug", cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_outputs_are_not_overwritten_without_force(tmp_path, data):
+    write_csv(tmp_path / "t.csv", data.P, data.labels)
+    args = ["fit", str(tmp_path / "t.csv"), "-o", str(tmp_path / "out"), "--no-report", *FAST]
+    assert main(args) == 0
+    before = (tmp_path / "out" / "model.npz").read_bytes()
+    assert main(args + ["--max-iter", "3"]) == 2  # refused before fitting
+    assert (tmp_path / "out" / "model.npz").read_bytes() == before
+    assert main(args + ["--max-iter", "3", "--force"]) == 0
+    assert CFEnsembleClassifier.load(tmp_path / "out" / "model.npz").n_iter_ == 3
+    assert not list((tmp_path / "out").glob(".*tmp"))  # no temporary files left behind
+
+
+def test_every_estimator_parameter_has_an_option():
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    dests = {action.dest for action in fit._actions}
+    params = set(CFEnsembleClassifier().get_params()) - {"verbose"}
+    assert {f"param_{name}" for name in params} <= dests
+    assert set(PARAM_OPTIONS) <= params  # no option for a parameter that no longer exists
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "diagnose", "demo"])
+def test_subcommand_help_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: cfe-fast {command}") and len(out.splitlines()) > 8
+
+
+def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    data = make_ensemble(n_classifiers=8, n_instances=3000, random_state=5)
+    write_csv(tmp_path / "t.csv", data.P, data.labels)
+    args = ["fit", "t.csv", "-o", "out", "--latent-dim", "3", "--max-iter", "120", "--tol", "0", "--no-report",
+            "--quiet", "--checkpoint-every", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "cfe_fast.cli", *args], cwd=tmp_path, env=env,
+                               stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "out" / "checkpoint.npz"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the fit ended before it could be killed"
+    assert not (tmp_path / "out" / "predictions.csv").exists()
+    done = run_cli(*args, cwd=tmp_path)  # refuses to clobber the checkpoint
+    assert done.returncode == 2 and "--resume" in done.stderr
+    done = run_cli(*args, "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not checkpoint.exists()
+    full = CFEnsembleClassifier(latent_dim=3, max_iter=120, tol=0, random_state=0).fit(data.P, data.labels)
+    np.testing.assert_array_equal(read_predictions(tmp_path / "out" / "predictions.csv")[1], full.transductive_proba_)
+    resumed = CFEnsembleClassifier.load(tmp_path / "out" / "model.npz")
+    assert resumed.history_["loss"] == full.history_["loss"]
