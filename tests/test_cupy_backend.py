@@ -391,7 +391,7 @@ def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, mo
     P, y = seed_data.P, seed_data.labels
     params = dict(latent_dim=3, max_iter=4, random_state=0, aggregator=aggregator)
     model = CFEnsembleClassifier(backend="cupy", **params).fit(P, y)
-    assert placed == [6]  # R, C, Y, the labeled mask, labels and weights: once, before the iterations
+    assert placed == [7]  # R, C, Y, X (None unless resuming), the labeled mask, labels, weights: once
     assert type(model.instance_factors_) is np.ndarray and type(model.classifier_factors_) is np.ndarray
     expected = CFEnsembleClassifier(backend="numpy", **params).fit(P, y)
     assert rel_error(model.transductive_proba_, expected.transductive_proba_) < 1e-8
