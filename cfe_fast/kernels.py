@@ -52,7 +52,7 @@ def update_instance_factors(X, R, C, lam, *, backend="numba"):
         Non-negative confidences.
     lam : float
         Ridge penalty (>= 0; 0 is refused where a system would be singular).
-    backend : {"numba", "numpy"}
+    backend : {"numba", "numpy", "cupy"}
 
     Returns
     -------

@@ -141,8 +141,61 @@ class State:
     b: float
 
 
+class Adam:
+    """Adam (Kingma & Ba) over a list of arrays, updated in place."""
+
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(p, dtype=np.float64) for p in params]
+        self.v = [np.zeros_like(p, dtype=np.float64) for p in params]
+        self.t = 0
+
+    def state(self):
+        """Moments and step count as named arrays (for checkpoints)."""
+        arrays = {"adam/t": np.array(self.t)}
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            arrays[f"adam/m{i}"], arrays[f"adam/v{i}"] = m, v
+        return arrays
+
+    @classmethod
+    def from_state(cls, arrays, lr):
+        """An Adam continuing from :meth:`state`'s arrays."""
+        count = sum(1 for key in arrays if key.startswith("adam/m"))
+        adam = cls([arrays[f"adam/m{i}"] for i in range(count)], lr)
+        adam.m = [np.array(arrays[f"adam/m{i}"]) for i in range(count)]
+        adam.v = [np.array(arrays[f"adam/v{i}"]) for i in range(count)]
+        adam.t = int(arrays["adam/t"])
+        return adam
+
+    def step(self, params, grads, lr):
+        self.t += 1
+        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * g * g
+            p -= lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+
+
+class _AdamState:
+    """Checkpoint support for a trainer whose only internal state is an optional
+    :class:`Adam` in ``self._adam`` with step size ``self._adam_lr``."""
+
+    _adam = None
+
+    def state(self):
+        """Internal state beyond (X, Y, w, b): Adam's moments and step count, if any."""
+        return {} if self._adam is None else self._adam.state()
+
+    def load_state(self, arrays):
+        """Continue from :meth:`state` (checkpoint resume)."""
+        if arrays:
+            self._adam = Adam.from_state(arrays, self._adam_lr)
+
+
 # ------------------------------------------------------------------ ALS
-class ALSTrainer:
+class ALSTrainer(_AdamState):
     """ALS half-steps on L_rec, then the aggregator on the reconstruction.
 
     ``aggregator_solver``: "newton" fits (w, b) to convergence; "gd" takes
@@ -155,19 +208,10 @@ class ALSTrainer:
         self.aggregator_solver = aggregator_solver
         self.aggregator_lr = aggregator_lr
         self.aggregator_steps = aggregator_steps
-        self._adam = None
+        self._adam_lr = aggregator_lr
 
     def initialize(self, problem, state):
         """Nothing to do: the first step starts with the classifier half-step from Y."""
-
-    def state(self):
-        """Internal state beyond (X, Y, w, b): the aggregator's Adam moments, if any."""
-        return {} if self._adam is None else self._adam.state()
-
-    def load_state(self, arrays):
-        """Continue from :meth:`state` (checkpoint resume)."""
-        if arrays:
-            self._adam = Adam.from_state(arrays, self.aggregator_lr)
 
     def step(self, problem, state, fit_aggregator):
         k = problem.kernels
@@ -272,43 +316,6 @@ class ExactTrainer:
 
 
 # ---------------------------------------------------------------- joint
-class Adam:
-    """Adam (Kingma & Ba) over a list of arrays, updated in place."""
-
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m = [np.zeros_like(p, dtype=np.float64) for p in params]
-        self.v = [np.zeros_like(p, dtype=np.float64) for p in params]
-        self.t = 0
-
-    def state(self):
-        """Moments and step count as named arrays (for checkpoints)."""
-        arrays = {"adam/t": np.array(self.t)}
-        for i, (m, v) in enumerate(zip(self.m, self.v)):
-            arrays[f"adam/m{i}"], arrays[f"adam/v{i}"] = m, v
-        return arrays
-
-    @classmethod
-    def from_state(cls, arrays, lr):
-        """An Adam continuing from :meth:`state`'s arrays."""
-        count = sum(1 for key in arrays if key.startswith("adam/m"))
-        adam = cls([arrays[f"adam/m{i}"] for i in range(count)], lr)
-        adam.m = [np.array(arrays[f"adam/m{i}"]) for i in range(count)]
-        adam.v = [np.array(arrays[f"adam/v{i}"]) for i in range(count)]
-        adam.t = int(arrays["adam/t"])
-        return adam
-
-    def step(self, params, grads, lr):
-        self.t += 1
-        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
-        for p, g, m, v in zip(params, grads, self.m, self.v):
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            p -= lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
-
-
 def joint_gradients(problem, X, Y, w, b):
     """L and its gradients with respect to X (d, m), Y (d, n), w (m,) and b.
 
@@ -336,7 +343,7 @@ def joint_gradients(problem, X, Y, w, b):
     return p.rho * rec + (1 - p.rho) * sup, gX, gY, gw, gb
 
 
-class JointTrainer:
+class JointTrainer(_AdamState):
     """Adam on all parameters; one iteration = ``steps_per_iter`` Adam steps.
 
     Starts from a few ALS sweeps and a Newton-fitted aggregator. Learning rate:
@@ -353,7 +360,7 @@ class JointTrainer:
         self.schedule = schedule
         self.warmup = warmup
         self.clip_norm = clip_norm
-        self._adam = None
+        self._adam_lr = learning_rate
 
     def rate(self, t):
         """Learning rate of step t (0-based)."""
@@ -372,15 +379,6 @@ class JointTrainer:
             state.Y = problem.kernels.update_instance_factors(state.X, problem.R, problem.C, problem.lam)
         if problem.has_labels:
             state.w, state.b, _ = problem.fit_aggregator(state.X, state.Y, state.w, state.b)
-
-    def state(self):
-        """The Adam moments and step count (the schedule depends on the count)."""
-        return {} if self._adam is None else self._adam.state()
-
-    def load_state(self, arrays):
-        """Continue from :meth:`state` (checkpoint resume)."""
-        if arrays:
-            self._adam = Adam.from_state(arrays, self.learning_rate)
 
     def step(self, problem, state, fit_aggregator):
         params = [np.array(state.X, dtype=np.float64), np.array(state.Y, dtype=np.float64),

@@ -19,6 +19,16 @@ def random_problem(m, n, d, seed=0, dtype=np.float64, zero_conf=0.0, extremes=0.
     return tuple(a.astype(dtype) for a in (X, Y, R, C))
 
 
+def aggregator_case(n_labeled, dtype, m=7, d=4):
+    """(X, Y, labels, class weights, w, b) of a random aggregator problem on n_labeled instances."""
+    from cfe_fast.reference import class_weights
+
+    X, Y, _, _ = random_problem(m, n_labeled, d, seed=n_labeled, dtype=dtype)
+    rng = np.random.default_rng(1)
+    y = (rng.random(n_labeled) < 0.3).astype(float)
+    return X, Y, y, class_weights(y), rng.normal(size=m), -0.4
+
+
 def rel_error(actual, expected):
     """Norm-wise relative error ||a - e|| / max(||e||, tiny)."""
     actual = np.asarray(actual, dtype=np.float64)

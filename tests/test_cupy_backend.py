@@ -20,7 +20,7 @@ from cfe_fast import CFEnsembleClassifier, SingularSystemError
 from cfe_fast import cupy_backend as cb
 from cfe_fast import reference as ref
 from cfe_fast.backends import get_backend, to_device
-from conftest import random_problem, rel_error
+from conftest import aggregator_case, random_problem, rel_error
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 EDGE_SHAPES = [  # (m, n, d): m=1, d=1, n=1, d > m (dual form), d < m, d = m
@@ -172,12 +172,7 @@ def test_sample_terms_match_reference(gamma, variant):
 @pytest.mark.parametrize("gamma,variant", [(0.0, "exact"), (2.0, "exact"), (1.5, "weighted_bce")])
 @pytest.mark.parametrize("n_labeled", [1, 37, 2600])
 def test_fused_aggregator_matches_reference(mode, gamma, variant, n_labeled, dtype):
-    m, d = 7, 4
-    X, Y, _, _ = random_problem(m, n_labeled, d, seed=n_labeled, dtype=dtype)
-    rng = np.random.default_rng(1)
-    y = (rng.random(n_labeled) < 0.3).astype(float)
-    omega = ref.class_weights(y)
-    w, b = rng.normal(size=m), -0.4
+    X, Y, y, omega, w, b = aggregator_case(n_labeled, dtype)
     slow = ref.aggregator_terms(X, Y, y, omega, w, b, gamma, variant, hessian=True)
     (Xd, Yd, yd, omd), xp = place(mode, X, Y, y, omega)
     for chunk in (None, 5):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cfe_fast import numba_backend as nb
 from cfe_fast import reference as ref
-from conftest import random_problem, rel_error
+from conftest import aggregator_case, random_problem, rel_error
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
@@ -67,12 +67,7 @@ def test_reconstruction_loss_matches_reference(m, n, d, dtype):
 @pytest.mark.parametrize("gamma,variant", [(0.0, "exact"), (2.0, "exact"), (1.5, "weighted_bce")])
 @pytest.mark.parametrize("n_labeled", [1, 37, 2600])
 def test_fused_aggregator_matches_reference(gamma, variant, n_labeled, dtype):
-    m, d = 7, 4
-    X, Y, _, _ = random_problem(m, n_labeled, d, seed=n_labeled, dtype=dtype)
-    rng = np.random.default_rng(1)
-    y = (rng.random(n_labeled) < 0.3).astype(float)
-    omega = ref.class_weights(y)
-    w, b = rng.normal(size=m), -0.4
+    X, Y, y, omega, w, b = aggregator_case(n_labeled, dtype)
     fast = nb.aggregator_terms(X, Y, y, omega, w, b, gamma, variant, hessian=True)
     slow = ref.aggregator_terms(X, Y, y, omega, w, b, gamma, variant, hessian=True)
     assert abs(fast.loss - slow.loss) <= 1e-10 * abs(slow.loss)
