@@ -10,6 +10,7 @@ import importlib
 
 _MODULES = {
     "numba": "cfe_fast.numba_backend",
+    "dask": "cfe_fast.dask_backend",
     "numpy": "cfe_fast.reference",
 }
 

@@ -1,5 +1,6 @@
 """CFEnsembleClassifier: the scikit-learn style estimator over the kernels."""
 
+import functools
 import time
 import warnings
 
@@ -19,6 +20,7 @@ from ._validation import (
 )
 from .aggregator import fit_aggregator
 from .backends import get_backend
+from .engine import InMemoryEngine
 
 AGGREGATORS = ("weighted", "mean")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -66,9 +68,16 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Stop when the relative change of the objective falls below tol.
     random_state : int, numpy Generator or None
         Seeds the model's own Generator (the global RNG is never used).
-    backend : {"numba", "numpy"}, default="numba"
+    backend : {"numba", "numpy", "dask"}, default="numba"
+        "dask" fits on a dask cluster: X may then be a dask array (n, m)
+        chunked along instances, in memory or lazy (e.g. Zarr), and need not
+        fit in memory (see :mod:`cfe_fast.dask_backend`).
     dtype : {"float64", "float32"}, default="float64"
     verbose : bool, default=False
+    client : dask.distributed.Client or None, default=None
+        Cluster of the "dask" backend. None starts a ``LocalCluster`` for the
+        duration of ``fit`` and brings the fitted factors back as NumPy arrays;
+        with a client they stay on the cluster as dask arrays.
 
     Attributes
     ----------
@@ -79,11 +88,12 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     classifier_factors_ : ndarray (d, m)
         X.
     instance_factors_ : ndarray (d, n)
-        Y of the fitted instances.
+        Y of the fitted instances (a dask array with backend="dask" and a client).
     coef_ : ndarray (m,), intercept_ : float
         Aggregator (w, b).
     transductive_proba_ : ndarray (n,)
-        P(y = 1) for every fitted instance, labeled or not.
+        P(y = 1) for every fitted instance, labeled or not (a dask array with
+        backend="dask" and a client).
     history_ : dict of lists
         Per iteration: "loss", "reconstruction", "supervised", "aggregator_steps", "time".
     n_iter_ : int
@@ -109,6 +119,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         backend="numba",
         dtype="float64",
         verbose=False,
+        client=None,
     ):
         self.latent_dim = latent_dim
         self.rho = rho
@@ -127,6 +138,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.backend = backend
         self.dtype = dtype
         self.verbose = verbose
+        self.client = client
 
     # ------------------------------------------------------------ checks
     def _check_params(self, n_classifiers):
@@ -162,27 +174,50 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
         return d
 
-    def _confidence_matrix(self, P, labels):
-        """C (n, m) for the instances in P; labels NaN where unknown."""
+    def _confidence_matrix(self, P, labels, client=None):
+        """C (n, m) for the instances in P; labels NaN where unknown.
+
+        For the dask backend: a dask array for a user matrix, else a per-chunk
+        function that the engine evaluates lazily (C is never stored).
+        """
         dtype = DTYPES[self.dtype]
+        if self.backend == "dask":
+            return self._dask_confidence(P, labels, client)
         if self._strategy() is not None:
             C = reference.confidence(P.T, labels, self.confidence, self.confidence_alpha).T
             return np.ascontiguousarray(C, dtype=dtype)
         return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
 
-    def _fold_in_confidence(self, P):
+    def _dask_confidence(self, P, labels, client):
+        from . import dask_backend
+
+        strategy = self._strategy()
+        if strategy is None:
+            C = dask_backend.as_instance_chunks(self.confidence, "confidence", client, DTYPES[self.dtype])
+            return dask_backend.check_confidence(C, P, "confidence")
+        quality = None
+        if strategy == "calibration":
+            quality = self.classifier_quality_ = dask_backend.calibration_quality(P, labels)
+        return functools.partial(
+            dask_backend.confidence_chunk, strategy=strategy, alpha=self.confidence_alpha, quality=quality
+        )
+
+    def _fold_in_strategy(self):
         """Label-free confidence for new instances (SPEC.md, inductive prediction).
 
-        "label_aware", "certainty" and a user matrix fold in with |r - 0.5|;
-        "uniform" with ones; "calibration" with the fitted per-classifier quality.
+        "label_aware", "certainty" and a user matrix fold in with |r - 0.5|
+        ("certainty"); "uniform" with ones; "calibration" with the fitted
+        per-classifier quality.
         """
-        dtype = DTYPES[self.dtype]
         strategy = self._strategy()
+        return strategy if strategy in ("uniform", "calibration") else "certainty"
+
+    def _fold_in_confidence(self, P):
+        dtype = DTYPES[self.dtype]
+        strategy = self._fold_in_strategy()
         if strategy == "calibration":
             return np.ascontiguousarray(np.broadcast_to(self.classifier_quality_, P.shape), dtype=dtype)
-        if strategy == "uniform":
-            return np.ones(P.shape, dtype=dtype)
-        return np.ascontiguousarray(np.abs(P - 0.5), dtype=dtype)
+        return np.ascontiguousarray(reference.confidence(P.T, None, strategy).T, dtype=dtype)
 
     def _strategy(self):
         """The confidence strategy name, or None for a user-supplied matrix."""
@@ -196,8 +231,29 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         instances take part in the factorisation (transductive); the
         probabilities of the fitted instances end up in ``transductive_proba_``.
         """
+        if self.backend != "dask":
+            return self._fit(X, y, None)
+        from .dask_backend import client_scope
+
+        with client_scope(self.client) as client:
+            self._fit(X, y, client)
+            if self.client is None:  # the cluster closes: bring the fitted factors back
+                self.instance_factors_, self.transductive_proba_ = client.compute(
+                    [self.instance_factors_, self.transductive_proba_], sync=True
+                )
+        return self
+
+    def _check_instances(self, X, client=None):
+        """P (n, m): a NumPy array, or a lazy row-chunked dask array for the dask backend."""
         dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
-        P = np.ascontiguousarray(check_probabilities(X, "X", dtype))
+        if self.backend != "dask":
+            return np.ascontiguousarray(check_probabilities(X, "X", dtype))
+        from . import dask_backend
+
+        return dask_backend.check_probabilities(dask_backend.as_instance_chunks(X, "X", client, dtype), "X")
+
+    def _fit(self, X, y, client):
+        P = self._check_instances(X, client)
         n, m = P.shape
         d = self._check_params(m)
         labels = check_labels(y, n, "y")
@@ -217,37 +273,39 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 f"y has labeled instances of one class only ({int(y_labeled[0])}); "
                 "the aggregator needs both classes"
             )
-        C = self._confidence_matrix(P, labels)
+        C = self._confidence_matrix(P, labels, client)
         lam = float(self.lam)
-        check_solvable(C.T, lam, d, axis=0)
-        check_solvable(C.T, lam, d, axis=1)
-        if self._strategy() == "calibration":
-            self.classifier_quality_ = C[0].astype(np.float64)
-        kernels = get_backend(self.backend)
-        R, C = P.T, C.T  # (m, n) views of the instance-major arrays: no copies
         omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
+        if self.backend == "dask":
+            from .dask_backend import DaskEngine
+
+            engine = DaskEngine(client, P, labels, omega, lam, C)
+        else:
+            if self._strategy() == "calibration":
+                self.classifier_quality_ = C[0].astype(np.float64)
+            # (m, n) views of the instance-major arrays: no copies
+            engine = InMemoryEngine(get_backend(self.backend), P.T, C.T, labels, omega, lam)
+        check_solvable(engine.C, lam, d, axis=0)
+        check_solvable(engine.C, lam, d, axis=1)
 
         rng = np.random.default_rng(self.random_state)
-        Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
+        engine.init_instance_factors(rng, functools.partial(_initial_instance_factors, d=d, dtype=P.dtype))
         w, b = np.full(m, 1.0 / m), 0.0
         history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
         previous = None
         self.converged_ = False
         start = time.perf_counter()
         for iteration in range(1, self.max_iter + 1):
-            X = kernels.update_classifier_factors(Y, R, C, lam)
-            Y = kernels.update_instance_factors(X, R, C, lam)
+            X = engine.classifier_step()
+            engine.instance_step(X)
             steps = 0
-            Y_labeled = Y[:, labeled]
             if aggregator == "weighted" and iteration > self.freeze_aggregator_iters:
                 w, b, steps = fit_aggregator(
-                    lambda w_, b_, hess: kernels.aggregator_terms(
-                        X, Y_labeled, y_labeled, omega, w_, b_, self.focal_gamma, self.focal_variant, hess
-                    ),
+                    lambda w_, b_, hess: engine.aggregator_terms(w_, b_, self.focal_gamma, self.focal_variant, hess),
                     w, b, self.aggregator_l2, line_search=self.focal_gamma == 0 or self.focal_variant == "exact",
                 )
-            rec = kernels.reconstruction_loss(X, Y, R, C, lam)
-            sup = self._supervised_loss(X, Y_labeled, y_labeled, omega, w, b, aggregator) if labeled.any() else 0.0
+            rec = engine.reconstruction_loss()
+            sup = self._supervised_loss(engine, y_labeled, omega, w, b, aggregator) if labeled.any() else 0.0
             loss = self.rho * rec + (1 - self.rho) * sup
             for key, value in zip(history, (loss, rec, sup, steps, time.perf_counter() - start)):
                 history[key].append(value)
@@ -266,39 +324,39 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.latent_dim_ = d
         self.aggregator_ = aggregator
         self.classifier_factors_ = np.ascontiguousarray(X)
-        self.instance_factors_ = Y
+        self.instance_factors_ = engine.instance_factors()
         self.coef_ = w
         self.intercept_ = float(b)
         self.history_ = history
         self.n_iter_ = iteration
-        self.transductive_proba_ = self._proba_from_factors(Y)
+        self.transductive_proba_ = self._proba_from_factors(self.instance_factors_)
         return self
 
-    def _supervised_loss(self, X, Y_labeled, y_labeled, omega, w, b, aggregator):
+    def _supervised_loss(self, engine, y_labeled, omega, w, b, aggregator):
         if aggregator == "weighted":
-            terms = get_backend(self.backend).aggregator_terms(
-                X, Y_labeled, y_labeled, omega, w, b, self.focal_gamma, self.focal_variant, False
-            )
+            terms = engine.aggregator_terms(w, b, self.focal_gamma, self.focal_variant, False)
             return terms.loss + 0.5 * self.aggregator_l2 * float(w @ w)
-        p = np.clip(self._mean_of_reconstruction(X, Y_labeled), 1e-12, 1 - 1e-12)
+        p = np.clip(self._mean_of_reconstruction(engine.X, engine.labeled_factors()), 1e-12, 1 - 1e-12)
         loss, _, _ = reference.sample_loss_terms(np.log(p) - np.log1p(-p), y_labeled, self.focal_gamma)
         return float(omega @ loss / omega.sum())
 
     @staticmethod
     def _mean_of_reconstruction(X, Y):
-        return np.asarray(X, dtype=np.float64).mean(axis=1) @ np.asarray(Y, dtype=np.float64)
+        return np.asarray(X, dtype=np.float64).mean(axis=1) @ Y.astype(np.float64, copy=False)
 
     def _proba_from_factors(self, Y):
         """P(y = 1) from instance factors, via v = X w (R_hat never formed)."""
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
         if self.aggregator_ == "mean":
             return np.clip(self._mean_of_reconstruction(X, Y), 0.0, 1.0)
-        return expit((X @ self.coef_) @ np.asarray(Y, dtype=np.float64) + self.intercept_)
+        return expit((X @ self.coef_) @ Y.astype(np.float64, copy=False) + self.intercept_)
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
         """Instance factors Y (d, n_new) of new instances, folded in with X fixed."""
         check_is_fitted(self, "classifier_factors_")
+        if self.backend == "dask" and not isinstance(X, np.ndarray):
+            return self._transform_chunks(X)
         P = np.ascontiguousarray(check_probabilities(X, "X", DTYPES[self.dtype]))
         if P.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
@@ -306,11 +364,36 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         check_solvable(C.T, float(self.lam), self.latent_dim_, axis=0)
         return get_backend(self.backend).fold_in(self.classifier_factors_, P.T, C.T, float(self.lam))
 
+    def _transform_chunks(self, X):
+        """Lazy chunked fold-in of a dask array (dask backend): Y (d, n_new) as a dask array."""
+        from . import dask_backend
+
+        P = dask_backend.check_probabilities(dask_backend.as_instance_chunks(X, "X", None, DTYPES[self.dtype]), "X")
+        if P.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
+        confidence = functools.partial(
+            dask_backend.confidence_chunk, labels=None, strategy=self._fold_in_strategy(),
+            quality=getattr(self, "classifier_quality_", None),
+        )
+        return dask_backend.fold_in_chunks(self.classifier_factors_, P, float(self.lam), confidence).T
+
     def predict_proba(self, X):
-        """Class probabilities (n_new, 2) of new instances (inductive fold-in)."""
+        """Class probabilities (n_new, 2) of new instances (inductive fold-in).
+
+        A dask array (lazy) for dask input with backend="dask".
+        """
         p = self._proba_from_factors(self.transform(X))
-        return np.column_stack([1.0 - p, p])
+        return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
         """Class labels (0/1) of new instances, thresholded at 0.5."""
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(self.classes_.dtype)  # classes_ is [0, 1]
+
+
+def _initial_instance_factors(rng, n, d, dtype):
+    """Y0 (n, d): standard normal / sqrt(d) drawn from the model's Generator.
+
+    Consumes ``rng`` sequentially, so drawing consecutive blocks of rows gives
+    the rows of one draw (the dask backend draws chunk by chunk).
+    """
+    return (rng.standard_normal((n, d)) / np.sqrt(d)).astype(dtype)
