@@ -103,8 +103,32 @@ def as_instance_chunks(A, name, client, dtype=None, chunks=None):
         return A.astype(dtype).rechunk({1: -1})
     rows = chunks or max(1, CHUNK_BYTES // (A.shape[1] * np.dtype(dtype).itemsize))
     blocks = [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)]
-    futures = client.scatter(blocks)
+    futures = client.scatter(blocks, hash=False)
     return da.concatenate([da.from_delayed(f, shape=b.shape, dtype=dtype) for f, b in zip(futures, blocks)])
+
+
+def from_npy(path, chunk_rows):
+    """A ``.npy`` file (n, m) as a lazy dask array of ``chunk_rows`` rows per chunk.
+
+    Every chunk task memory-maps the file on its worker and copies only its
+    rows, so the file is never loaded whole (nor shipped through the graph).
+    """
+    shape, dtype = _npy_layout(path)
+    if len(shape) != 2:
+        raise ValueError(f"{path} must hold a 2-dimensional array, got shape {shape}")
+    spans = [(s, min(s + chunk_rows, shape[0])) for s in range(0, shape[0], chunk_rows)]
+    return da.concatenate([
+        da.from_delayed(dask.delayed(_npy_rows)(path, s, e), shape=(e - s, shape[1]), dtype=dtype) for s, e in spans
+    ])
+
+
+def _npy_layout(path):
+    array = np.load(path, mmap_mode="r")
+    return array.shape, array.dtype
+
+
+def _npy_rows(path, start, stop):
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
 
 
 def check_probabilities(P, name):
@@ -260,7 +284,8 @@ class DaskEngine:
         self.dtype = P.dtype
         self._rows = P.chunks[0]
         self._offsets = np.concatenate([[0], np.cumsum(self._rows)])
-        labels_shared = client.persist(da.from_array(labels, chunks=(self._rows,)))
+        # held here: graphs derived from a persisted array do not keep its data alive
+        self._labels_shared = labels_shared = client.persist(da.from_array(labels, chunks=(self._rows,), name=False))
         if not isinstance(confidence, da.Array):
             confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
         self.C = confidence.T  # SPEC layout (m, n), lazy
@@ -276,7 +301,7 @@ class DaskEngine:
             s, e = spans[k]
             y = labels[s:e][labeled[s:e]]
             w = omega[starts[s]:starts[e]]
-            self._aggregator_data.append(tuple(client.scatter([y, w])))
+            self._aggregator_data.append(tuple(client.scatter([y, w], hash=False)))
         self._omega_total = float(np.sum(omega))
         self.X = None
         self._Yt = None
@@ -313,7 +338,7 @@ class DaskEngine:
     def instance_step(self, X):
         """The fused pass with classifier factors X; blocks until it is done."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        X_shared = self.client.scatter(X, broadcast=True)
+        X_shared = self.client.scatter(X, broadcast=True, hash=False)
         Yt, YtL, sums = [], [], []
         for k in range(len(self._rows)):
             chunk_Yt, chunk_YtL, partial = dask.delayed(_sweep_chunk, nout=3)(
