@@ -78,7 +78,7 @@ def client_scope(client=None):
             raise TypeError(f"client must be a dask.distributed.Client or None, got {type(client).__name__}")
         yield client
         return
-    with LocalCluster(dashboard_address=None) as cluster, Client(cluster) as own:
+    with LocalCluster(dashboard_address=":0") as cluster, Client(cluster) as own:
         yield own
 
 

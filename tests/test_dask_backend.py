@@ -30,7 +30,7 @@ FIT = dict(latent_dim=4, max_iter=4, tol=0.0, random_state=3)
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GB"
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="2GB"
     ) as cluster, distributed.Client(cluster) as client:
         yield client
 
