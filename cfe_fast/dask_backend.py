@@ -102,9 +102,13 @@ def as_instance_chunks(A, name, client, dtype=None, chunks=None):
     if isinstance(A, da.Array):
         return A.astype(dtype).rechunk({1: -1})
     rows = chunks or max(1, CHUNK_BYTES // (A.shape[1] * np.dtype(dtype).itemsize))
-    blocks = [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)]
+    return _scattered(client, [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)])
+
+
+def _scattered(client, blocks):
+    """The concatenation of ``blocks`` as a dask array, each block sent to the cluster once."""
     futures = client.scatter(blocks, hash=False)
-    return da.concatenate([da.from_delayed(f, shape=b.shape, dtype=dtype) for f, b in zip(futures, blocks)])
+    return da.concatenate([da.from_delayed(f, shape=b.shape, dtype=b.dtype) for f, b in zip(futures, blocks)])
 
 
 def from_npy(path, chunk_rows):
@@ -284,15 +288,16 @@ class DaskEngine:
         self.dtype = P.dtype
         self._rows = P.chunks[0]
         self._offsets = np.concatenate([[0], np.cumsum(self._rows)])
-        # held here: graphs derived from a persisted array do not keep its data alive
-        self._labels_shared = labels_shared = client.persist(da.from_array(labels, chunks=(self._rows,), name=False))
+        spans = list(zip(self._offsets[:-1], self._offsets[1:]))
+        labels_shared = _scattered(client, [labels[s:e] for s, e in spans])
+        # held here: graphs derived from arrays backed by futures do not keep the futures alive
+        self._sources = (P, labels_shared, confidence)
         if not isinstance(confidence, da.Array):
             confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
         self.C = confidence.T  # SPEC layout (m, n), lazy
         self._P = list(P.to_delayed().ravel())
         self._C = list(confidence.to_delayed().ravel())
         self._labels = list(labels_shared.to_delayed().ravel())
-        spans = list(zip(self._offsets[:-1], self._offsets[1:]))
         labeled = ~np.isnan(labels)
         self._labeled_chunks = [k for k, (s, e) in enumerate(spans) if labeled[s:e].any()]
         starts = np.concatenate([[0], np.cumsum(labeled)])

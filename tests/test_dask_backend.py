@@ -219,3 +219,29 @@ def test_bad_confidence_and_client_are_refused(client, data):
         CFEnsembleClassifier(backend="dask", client=client, confidence=C, **dict(FIT, lam=0.0)).fit(lazy, labels)
     with pytest.raises(TypeError, match="client must be a dask.distributed.Client"):
         CFEnsembleClassifier(backend="dask", client="tcp://nowhere", **FIT).fit(lazy, labels)
+
+
+@pytest.mark.slow
+def test_out_of_core_fit_with_memory_limited_workers(tmp_path):
+    """R + C on disk (1.28 GB) exceed the two workers' memory (2 x 600 MB); the fit completes
+    without losing a worker and equals the in-memory fit."""
+    zarr = pytest.importorskip("zarr")
+    n, m, rows = 4_000_000, 20, 50_000
+    rng = np.random.default_rng(11)
+    stores = [zarr.create_array(str(tmp_path / name), shape=(n, m), chunks=(rows, m), dtype="f8", compressors=None)
+              for name in ("P.zarr", "C.zarr")]
+    P = rng.random((n, m))
+    stores[0][:] = P
+    stores[1][:] = np.abs(P - 0.5)
+    labels = np.where(rng.random(n) < 0.3, 1.0, 0.0)
+    labels[rng.random(n) > 0.05] = np.nan
+    kw = dict(latent_dim=4, max_iter=2, tol=0.0, random_state=0)
+    expected = CFEnsembleClassifier(confidence=np.abs(P - 0.5), **kw).fit(P, labels)
+    del P
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="600MB",
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        workers = set(client.scheduler_info()["workers"])
+        model = CFEnsembleClassifier(backend="dask", client=client, confidence=da.from_zarr(str(tmp_path / "C.zarr")), **kw)
+        model.fit(da.from_zarr(str(tmp_path / "P.zarr")), labels)
+        assert set(client.scheduler_info()["workers"]) == workers
+        _assert_fit_matches(model, expected)
