@@ -100,10 +100,10 @@ def check_solvable(C, lam, latent_dim, axis):
             f"lam=0 with latent_dim={latent_dim} > {count} (the number of terms in each "
             f"{what} system) makes every {what} system singular; use lam > 0"
         )
-    empty = np.flatnonzero(~(C > 0).any(axis=axis))
-    if empty.size:
+    empty = ~(C > 0).any(axis=axis)  # also a lazy reduction when C is a dask array
+    if empty.any():
         raise ValueError(
-            f"lam=0 and {what} {empty[0]} has zero confidence everywhere, so its ridge "
+            f"lam=0 and {what} {int(np.argmax(empty))} has zero confidence everywhere, so its ridge "
             "system is singular; use lam > 0 or give it non-zero confidence"
         )
 

@@ -13,6 +13,7 @@ from .cupy_backend import to_host  # noqa: F401  (re-exported: GPU arrays -> Num
 _MODULES = {
     "cupy": "cfe_fast.cupy_backend",
     "numba": "cfe_fast.numba_backend",
+    "dask": "cfe_fast.dask_backend",
     "numpy": "cfe_fast.reference",
 }
 

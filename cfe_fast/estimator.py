@@ -1,5 +1,6 @@
 """CFEnsembleClassifier: the scikit-learn style estimator over the kernels."""
 
+import functools
 import time
 import warnings
 
@@ -99,9 +100,16 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Stop when the relative change of the objective falls below tol.
     random_state : int, numpy Generator or None
         Seeds the model's own Generator (the global RNG is never used).
-    backend : {"numba", "numpy", "cupy"}, default="numba"
+    backend : {"numba", "numpy", "cupy", "dask"}, default="numba"
         "numpy" is the reference; "cupy" runs on an NVIDIA GPU when one is usable
-        (float32 recommended there; trainer="als" only) and on NumPy otherwise.
+        (float32 recommended there; trainer="als" only) and on NumPy otherwise;
+        "dask" fits on a dask cluster (trainer="als" only): X may then be a dask
+        array (n, m) chunked along instances, in memory or lazy (e.g. Zarr), and
+        need not fit in memory (see :mod:`cfe_fast.dask_backend`).
+    client : dask.distributed.Client or None, default=None
+        Cluster of the "dask" backend. None starts a ``LocalCluster`` for the
+        duration of ``fit`` and brings the fitted factors back as NumPy arrays;
+        with a client they stay on the cluster as dask arrays.
     dtype : {"float64", "float32"}, default="float64"
     verbose : bool, default=False
 
@@ -114,11 +122,12 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     classifier_factors_ : ndarray (d, m)
         X.
     instance_factors_ : ndarray (d, n)
-        Y of the fitted instances.
+        Y of the fitted instances (a dask array with backend="dask" and a client).
     coef_ : ndarray (m,), intercept_ : float
         Aggregator (w, b).
     transductive_proba_ : ndarray (n,)
-        P(y = 1) for every fitted instance, labeled or not.
+        P(y = 1) for every fitted instance, labeled or not (a dask array with
+        backend="dask" and a client).
     history_ : dict of lists
         Per iteration: "loss", "reconstruction", "supervised", "aggregator_steps",
         "time", and the collapse monitors "coef" (w), "intercept", "w_norm",
@@ -155,6 +164,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         tol=1e-5,
         random_state=None,
         backend="numba",
+        client=None,
         dtype="float64",
         verbose=False,
     ):
@@ -182,6 +192,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.backend = backend
+        self.client = client
         self.dtype = dtype
         self.verbose = verbose
 
@@ -205,8 +216,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.trainer != "als" and self.aggregator != "weighted":
             raise ValueError(f"trainer={self.trainer!r} fits the weighted aggregator; use aggregator='weighted'")
-        if self.backend == "cupy" and self.trainer != "als":
-            raise ValueError(f"backend='cupy' supports trainer='als' only, got trainer={self.trainer!r}")
+        if self.backend in ("cupy", "dask") and self.trainer != "als":
+            raise ValueError(f"backend={self.backend!r} supports trainer='als' only, got trainer={self.trainer!r}")
+        if self.backend == "dask" and self.focal_gamma > 0 and self.focal_variant != "exact":
+            raise ValueError("backend='dask' supports focal_variant='exact' only")
         if self.trainer == "exact" and (self.rho <= 0 or self.focal_variant != "exact"):
             raise ValueError("trainer='exact' needs rho > 0 and focal_variant='exact' (the seeds' variant has no loss)")
         check_positive_int(self.aggregator_steps, "aggregator_steps")
@@ -247,6 +260,26 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             return np.ascontiguousarray(C, dtype=dtype)
         return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
 
+    def _dask_confidence(self, P, labels, client):
+        """A dask array for a user matrix, else a per-chunk function (C is never stored)."""
+        from . import dask_backend
+
+        strategy = self._strategy()
+        if strategy is None:
+            C = dask_backend.as_instance_chunks(self.confidence, "confidence", client, DTYPES[self.dtype])
+            return dask_backend.check_confidence(C, P, "confidence")
+        quality = None
+        if strategy == "calibration":
+            quality = self.classifier_quality_ = dask_backend.calibration_quality(P, labels)
+        return functools.partial(
+            dask_backend.confidence_chunk, strategy=strategy, alpha=self.confidence_alpha, quality=quality
+        )
+
+    def _fold_in_strategy(self):
+        """The label-free strategy of the fold-in (see :meth:`_fold_in_confidence`)."""
+        strategy = self._strategy()
+        return strategy if strategy in ("uniform", "calibration") else "certainty"
+
     def _fold_in_confidence(self, P):
         """Label-free confidence for new instances (SPEC.md, inductive prediction).
 
@@ -286,10 +319,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array (n_instances, n_classifiers)
-            Probabilities in [0, 1].
+            Probabilities in [0, 1] (a dask array, possibly lazy, with backend="dask").
         y : array (n_instances,)
             0/1, NaN or -1 for unlabeled.
-        checkpoint : path or None
+        checkpoint : path or None  (not with backend="dask")
             Write the fit state to this file (safe format of
             :mod:`cfe_fast.model_io`, replaced atomically) every
             ``checkpoint_every`` iterations.
@@ -300,10 +333,24 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         callback : callable (iteration, history) or None
             Called after every iteration (e.g. a progress bar).
         """
-        dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
-        P = as_float_array(X, "X", 2, dtype)
-        labels = check_labels(y, P.shape[0], "y")  # before the range check: label errors come first
-        P = np.ascontiguousarray(check_probability_range(P, "X"))
+        if self.backend != "dask":
+            self._fit(X, y, None, checkpoint, checkpoint_every, resume_from, callback)
+            return self
+        if checkpoint is not None or resume_from is not None:
+            raise ValueError("checkpoints are not supported with backend='dask'")
+        from .dask_backend import client_scope
+
+        with client_scope(self.client) as client:
+            self._fit(X, y, client, None, checkpoint_every, None, callback)
+            if self.client is None:  # the cluster closes: bring the fitted factors back
+                self.instance_factors_, self.transductive_proba_ = client.compute(
+                    [self.instance_factors_, self.transductive_proba_], sync=True
+                )
+        return self
+
+    def _fit(self, X, y, client, checkpoint, checkpoint_every, resume_from, callback):
+        """The fit itself, on NumPy arrays or (with ``client``) on a dask cluster."""
+        P, labels = self._check_fit_data(X, y, client)
         n, m = P.shape
         d = self._check_params(m)
         labeled = ~np.isnan(labels)
@@ -322,40 +369,61 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"y has labeled instances of one class only ({int(y_labeled[0])}); "
                 "the aggregator needs both classes"
             )
-        C = self._confidence_matrix(P, labels)
         lam = float(self.lam)
+        omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
+        trainer = self._make_trainer()
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = m
+        self.latent_dim_ = d
+        self.aggregator_ = aggregator
+        settings = dict(rho=float(self.rho), focal_gamma=float(self.focal_gamma), focal_variant=self.focal_variant,
+                        l2=float(self.aggregator_l2), weighted_aggregator=aggregator == "weighted")
+        if self.backend == "dask":
+            from .dask_backend import DaskEngine, DaskProblem
+
+            engine = DaskEngine(client, P, labels, omega, lam, self._dask_confidence(P, labels, client))
+            check_solvable(engine.C, lam, d, axis=0)
+            check_solvable(engine.C, lam, d, axis=1)
+            engine.init_instance_factors(np.random.default_rng(self.random_state),
+                                         functools.partial(_initial_instance_factors, d=d, dtype=P.dtype))
+            problem = DaskProblem(engine, labeled=labeled, y_labeled=y_labeled, omega=omega, **settings)
+            progress = FitState(Y=None, X=None, w=np.full(m, 1.0 / m), b=0.0, history=_empty_history())
+            self._run(problem, State(None, None, progress.w, progress.b), trainer, _spread_of_R(P), progress,
+                      None, callback)
+            return
+        C = self._confidence_matrix(P, labels)
         check_solvable(C.T, lam, d, axis=0)
         check_solvable(C.T, lam, d, axis=1)
         if self._strategy() == "calibration":
             self.classifier_quality_ = C[0].astype(np.float64)
         kernels = get_backend(self.backend)
-        trainer = self._make_trainer()
         if resume_from is None:
-            rng = np.random.default_rng(self.random_state)
-            Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
-            history = {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
-            progress = FitState(Y=Y, X=None, w=np.full(m, 1.0 / m), b=0.0, history=history)
+            Y = _initial_instance_factors(np.random.default_rng(self.random_state), n, d, P.dtype).T
+            progress = FitState(Y=Y, X=None, w=np.full(m, 1.0 / m), b=0.0, history=_empty_history())
         else:
             progress = read_checkpoint(resume_from, self, P, labels)
             trainer.load_state(progress.trainer)
-        omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
         # R, C as (m, n) views of the instance-major arrays; on a GPU backend they move to the device once
         R, C, Y, X, labeled, y_labeled, omega = to_device(kernels, P.T, C.T, progress.Y, progress.X, labeled,
                                                           y_labeled, omega)
-        problem = Problem(
-            kernels, R, C, lam, float(self.rho), labeled, y_labeled, omega,
-            float(self.focal_gamma), self.focal_variant, float(self.aggregator_l2), aggregator == "weighted",
-        )
+        problem = Problem(kernels, R, C, lam, labeled=labeled, y_labeled=y_labeled, omega=omega, **settings)
         state = State(X, Y, progress.w, progress.b)
-        self.classes_ = np.array([0, 1])
-        self.n_features_in_ = m
-        self.latent_dim_ = d
-        self.aggregator_ = aggregator
         if resume_from is None:
             trainer.initialize(problem, state)
         checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels) if checkpoint else None
-        self._run(problem, state, trainer, float(np.std(P.mean(axis=1))), progress, checkpointer, callback)
-        return self
+        self._run(problem, state, trainer, _spread_of_R(P), progress, checkpointer, callback)
+
+    def _check_fit_data(self, X, y, client):
+        """P (n, m) checked (a lazy row-chunked dask array for the dask backend) and labels (n,)."""
+        dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
+        if self.backend == "dask":
+            from . import dask_backend
+
+            P = dask_backend.check_probabilities(dask_backend.as_instance_chunks(X, "X", client, dtype), "X")
+            return P, check_labels(y, P.shape[0], "y")
+        P = as_float_array(X, "X", 2, dtype)
+        labels = check_labels(y, P.shape[0], "y")  # before the range check: label errors come first
+        return np.ascontiguousarray(check_probability_range(P, "X")), labels
 
     def _run(self, problem, state, trainer, spread_of_R, progress, checkpointer, callback):
         """The outer loop: trainer step, losses, monitors, remedies, stop test, checkpoints."""
@@ -370,7 +438,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             loss, rec, sup = problem.objective(state.X, state.Y, state.w, state.b)
             for key, value in zip(history, (loss, rec, sup, steps, time.perf_counter() - start)):
                 history[key].append(value)
-            for key, value in self._monitors(state, to_host(problem.y_labeled), spread_of_R).items():
+            monitored = self._monitors(state, problem.monitor_factors(state.Y), to_host(problem.y_labeled), spread_of_R)
+            for key, value in monitored.items():
                 history.setdefault(key, []).append(value)
             if self.verbose:
                 print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
@@ -410,9 +479,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _weights_collapsed(w):
         return np.linalg.norm(w) < diagnostics.WEIGHT_NORM_MIN or w.sum() <= 0
 
-    def _monitors(self, state, y_labeled, spread_of_R):
+    def _monitors(self, state, Y, y_labeled, spread_of_R):
+        """Monitor values at the state; ``Y`` is the problem's monitor_factors (all or a sample)."""
         X = np.asarray(to_host(state.X), dtype=np.float64)
-        Y = np.asarray(to_host(state.Y), dtype=np.float64)
+        Y = np.asarray(to_host(Y), dtype=np.float64)
         w = state.w if self.aggregator_ == "weighted" else np.full(X.shape[1], 1.0 / X.shape[1])
         logit_part = (X @ w) @ Y
         if self.aggregator_ == "weighted":
@@ -442,9 +512,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _proba_from_factors(self, Y):
         """P(y = 1) from instance factors, via v = X w (R_hat never formed)."""
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
+        Y = Y.astype(np.float64, copy=False)  # stays lazy for a dask array
         if self.aggregator_ == "mean":
-            return np.clip(mean_of_reconstruction(X, Y), 0.0, 1.0)
-        return expit((X @ self.coef_) @ np.asarray(Y, dtype=np.float64) + self.intercept_)
+            return np.clip(X.mean(axis=1) @ Y, 0.0, 1.0)
+        return expit((X @ self.coef_) @ Y + self.intercept_)
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
@@ -452,8 +523,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return self._fold_in(X).T
 
     def _fold_in(self, X):
-        """Instance factors Y (d, n_new) of new instances (SPEC layout)."""
+        """Instance factors Y (d, n_new) of new instances (SPEC layout); lazy for dask input."""
         check_is_fitted(self, "classifier_factors_")
+        if self.backend == "dask" and not isinstance(X, np.ndarray):
+            return self._fold_in_chunks(X)
         P = np.ascontiguousarray(check_probabilities(X, "X", DTYPES[self.dtype]))
         if P.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
@@ -461,15 +534,31 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_solvable(C.T, float(self.lam), self.latent_dim_, axis=0)
         return get_backend(self.backend).fold_in(self.classifier_factors_, P.T, C.T, float(self.lam))
 
+    def _fold_in_chunks(self, X):
+        """Lazy chunked fold-in of a dask array (dask backend): Y (d, n_new) as a dask array."""
+        from . import dask_backend
+
+        P = dask_backend.check_probabilities(dask_backend.as_instance_chunks(X, "X", None, DTYPES[self.dtype]), "X")
+        if P.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
+        confidence = functools.partial(
+            dask_backend.confidence_chunk, labels=None, strategy=self._fold_in_strategy(),
+            quality=getattr(self, "classifier_quality_", None),
+        )
+        return dask_backend.fold_in_chunks(self.classifier_factors_, P, float(self.lam), confidence).T
+
     def predict_proba(self, X):
-        """Class probabilities (n_new, 2) of new instances (inductive fold-in)."""
+        """Class probabilities (n_new, 2) of new instances (inductive fold-in).
+
+        A lazy dask array for dask input with backend="dask".
+        """
         p = self._proba_from_factors(self._fold_in(X))
-        return np.column_stack([1.0 - p, p])
+        return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
         """Class labels (0/1) of new instances, thresholded at 0.5."""
         positive = self.predict_proba(X)[:, 1] >= 0.5  # first: raises NotFittedError before fit
-        return self.classes_[positive.astype(int)]
+        return positive.astype(self.classes_.dtype)  # classes_ is [0, 1]
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
@@ -484,3 +573,21 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         from .model_io import load_model
 
         return load_model(path, cls)
+
+
+def _empty_history():
+    return {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
+
+
+def _spread_of_R(P):
+    """std over instances of the mean of R (a dask reduction for dask arrays)."""
+    return float(P.mean(axis=1).std())
+
+
+def _initial_instance_factors(rng, n, d, dtype):
+    """Y0 (n, d): standard normal / sqrt(d) drawn from the model's Generator.
+
+    Consumes ``rng`` sequentially, so drawing consecutive blocks of rows gives
+    the rows of one draw (the dask backend draws chunk by chunk).
+    """
+    return (rng.standard_normal((n, d)) / np.sqrt(d)).astype(dtype)

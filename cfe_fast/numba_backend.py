@@ -249,27 +249,42 @@ def _classifier_grams(Yt, Rt, Ct, chunk, group, G, B):
             B += part_B[c - g0]
 
 
-def solve_classifiers(Yt, Rt, Ct, lam):
-    """Classifier half-step on instance-major data. Returns X (d, m)."""
-    G, B = classifier_grams_t(Yt, Rt, Ct)
+def classifier_sums(Yt, Rt, Ct):
+    """Partial sums of the classifier step over a block of instances.
+
+    Returns G (d (d + 1) / 2, m), the packed lower triangles of
+    ``sum_i c_ui y_i y_i^T``, and B (d, m) = ``sum_i c_ui r_ui y_i``, both
+    float64 and without the ridge. Sums over disjoint blocks add up to the sums
+    over their union (the Dask backend reduces them across chunks).
+    """
+    dtype = _working_dtype(Rt)
     d = Yt.shape[1]
-    _add_ridge(G, d, float(lam))
+    m = Rt.shape[1]
+    Yt = np.ascontiguousarray(Yt, dtype=dtype)
+    G = np.zeros((d * (d + 1) // 2, m))
+    B = np.zeros((d, m))
+    group = max(2, 2 * _num_threads())
+    with single_threaded_blas():
+        _classifier_grams(Yt, Rt, Ct, _REDUCE_CHUNK, group, G, B)
+    return G, B
+
+
+def solve_classifier_sums(G, B, lam, dtype=np.float64):
+    """X (d, m) from the summed classifier-step sums of :func:`classifier_sums`.
+
+    Adds the ridge and solves the m packed systems; G and B are overwritten.
+    """
+    _add_ridge(G, B.shape[0], float(lam))
     failed = np.zeros(B.shape[1], dtype=np.bool_)
     _packed_cholesky_solve(G, B, failed)
     _raise_if_failed(failed, "classifier")
-    return B.astype(_working_dtype(Rt))
+    return B.astype(dtype)
 
 
-def classifier_grams_t(Yt, Rt, Ct):
-    """Packed per-classifier Grams G (T, m) and right-hand sides B (d, m), float64, no ridge."""
-    d = Yt.shape[1]
-    m = Rt.shape[1]
-    Yt = np.ascontiguousarray(Yt, dtype=_working_dtype(Rt))
-    G = np.zeros((d * (d + 1) // 2, m))
-    B = np.zeros((d, m))
-    with single_threaded_blas():
-        _classifier_grams(Yt, Rt, Ct, _REDUCE_CHUNK, max(2, 2 * _num_threads()), G, B)
-    return G, B
+def solve_classifiers(Yt, Rt, Ct, lam):
+    """Classifier half-step on instance-major data. Returns X (d, m)."""
+    G, B = classifier_sums(Yt, Rt, Ct)
+    return solve_classifier_sums(G, B, lam, _working_dtype(Rt))
 
 
 def _num_threads():
@@ -435,7 +450,7 @@ def instance_solves(X, R, C, lam, w):
 def classifier_gram_terms(Y, R, C):
     """Per-classifier Grams (m, d, d) and right-hand sides (m, d) (see the reference)."""
     dtype = _working_dtype(np.asarray(R))
-    G, B = classifier_grams_t(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
+    G, B = classifier_sums(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
     d = B.shape[0]
     rows, cols = np.tril_indices(d)
     full = np.zeros((G.shape[1], d, d))
@@ -470,12 +485,17 @@ def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
     return loss, (gX + 2 * lam * X64) * scale, (gYt + 2 * lam * np.asarray(Yt, dtype=np.float64)) * scale
 
 
+def weighted_squared_residual_t(X, Yt, Rt, Ct):
+    """``sum_{u,i} c_ui (r_ui - x_u^T y_i)^2`` over a block of instances (float64)."""
+    X = np.ascontiguousarray(X, dtype=Rt.dtype)
+    with single_threaded_blas():
+        return _weighted_squared_residual(X, np.ascontiguousarray(Yt, dtype=Rt.dtype), Rt, Ct, _REDUCE_CHUNK)
+
+
 def reconstruction_loss_t(X, Yt, Rt, Ct, lam):
     """Normalised reconstruction term on instance-major data."""
     n, m = Rt.shape
-    X = np.ascontiguousarray(X, dtype=Rt.dtype)
-    with single_threaded_blas():
-        sse = _weighted_squared_residual(X, np.ascontiguousarray(Yt, dtype=Rt.dtype), Rt, Ct, _REDUCE_CHUNK)
+    sse = weighted_squared_residual_t(X, Yt, Rt, Ct)
     return (sse + lam * (squared_norm(X) + squared_norm(Yt))) / (m * n)
 
 
@@ -485,18 +505,26 @@ def reconstruction_loss(X, Y, R, C, lam):
     return reconstruction_loss_t(X, _instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam)
 
 
-def aggregator_terms_t(X, YtL, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):
-    """Fused aggregator loss/gradient/Hessian on instance-major labeled factors (n_L, d)."""
+def aggregator_sums_t(v, b, YtL, y_labeled, omega, focal_gamma=0.0, focal_variant="exact", hessian=False):
+    """Unnormalised sums of the fused aggregator kernel over labeled factors YtL (n_L, d).
+
+    With ``z_i = v^T y_i + b`` (v = X w) returns the weighted loss sum, the
+    gradient sum g (d + 1,) over ``[y_i; 1]`` and, if asked, the Hessian sum
+    H (d + 1, d + 1) (else (0, 0)). Sums over disjoint blocks add up.
+    """
+    return _aggregator_partials(
+        np.asarray(v, dtype=np.float64), float(b), np.ascontiguousarray(YtL),
+        np.asarray(y_labeled, dtype=np.float64), np.asarray(omega, dtype=np.float64),
+        float(focal_gamma), focal_variant == "exact", bool(hessian), _REDUCE_CHUNK,
+    )
+
+
+def aggregator_terms_from_sums(X, sums, total, hessian=False):
+    """AggregatorTerms (normalised by ``total = sum omega``) from :func:`aggregator_sums_t` sums."""
     from .reference import AggregatorTerms
 
+    loss, g, H = sums
     X = np.asarray(X, dtype=np.float64)
-    v = X @ np.asarray(w, dtype=np.float64)
-    loss, g, H = _aggregator_partials(
-        v, float(b), np.ascontiguousarray(YtL), np.asarray(y_labeled, dtype=np.float64),
-        np.asarray(omega, dtype=np.float64), float(focal_gamma), focal_variant == "exact",
-        bool(hessian), _REDUCE_CHUNK,
-    )
-    total = float(np.sum(omega))
     full_hessian = None
     if hessian:
         lift = np.zeros((X.shape[0] + 1, X.shape[1] + 1))  # [y; 1] -> [r_hat; 1]
@@ -504,6 +532,13 @@ def aggregator_terms_t(X, YtL, y_labeled, omega, w, b, focal_gamma=0.0, focal_va
         lift[-1, -1] = 1.0
         full_hessian = lift.T @ H @ lift / total
     return AggregatorTerms(loss / total, X.T @ g[:-1] / total, g[-1] / total, full_hessian)
+
+
+def aggregator_terms_t(X, YtL, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):
+    """Fused aggregator loss/gradient/Hessian on instance-major labeled factors (n_L, d)."""
+    v = np.asarray(X, dtype=np.float64) @ np.asarray(w, dtype=np.float64)
+    sums = aggregator_sums_t(v, b, YtL, y_labeled, omega, focal_gamma, focal_variant, hessian)
+    return aggregator_terms_from_sums(X, sums, float(np.sum(omega)), hessian)
 
 
 def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):

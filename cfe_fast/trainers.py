@@ -25,7 +25,15 @@ from .backends import to_host
 
 @dataclass
 class Problem:
-    """Everything a trainer needs that does not change during a fit."""
+    """Everything a trainer needs that does not change during a fit.
+
+    It owns the data placement: the methods ``classifier_step``,
+    ``instance_step``, ``reconstruction_loss``, ``labeled_factors``,
+    ``aggregator_evaluator`` and ``monitor_factors`` are all a trainer and the
+    estimator use to touch R and C. This class runs them with a backend's
+    kernels on arrays in memory (or on a GPU); :class:`cfe_fast.dask_backend.DaskProblem`
+    runs them as per-chunk passes on a cluster.
+    """
 
     kernels: object  # backend module
     R: np.ndarray  # (m, n)
@@ -43,7 +51,7 @@ class Problem:
     s: float = field(init=False)  # rho / (m n)
 
     def __post_init__(self):
-        m, n = self.R.shape
+        m, n = self.C.shape
         self.s = self.rho / (m * n)
         self.a = reference.supervised_weights(self.omega, self.rho) if self.omega.size else self.omega
 
@@ -51,11 +59,47 @@ class Problem:
     def has_labels(self):
         return self.y_labeled.size > 0
 
+    # ------------------------------------------------ data-touching steps
+    def classifier_step(self, Y):
+        """ALS classifier half-step: X from Y."""
+        return self.kernels.update_classifier_factors(Y, self.R, self.C, self.lam)
+
+    def instance_step(self, X):
+        """ALS instance half-step: Y from X."""
+        return self.kernels.update_instance_factors(X, self.R, self.C, self.lam)
+
+    def reconstruction_loss(self, X, Y):
+        """Normalised L_rec at (X, Y)."""
+        return self.kernels.reconstruction_loss(X, Y, self.R, self.C, self.lam)
+
+    def labeled_factors(self, Y):
+        """Y of the labeled instances (d, n_L)."""
+        return Y[:, self.labeled]
+
+    def aggregator_evaluator(self, X, Y):
+        """``evaluate(w, b, hessian, omega=None, gamma=None) -> AggregatorTerms`` at fixed (X, Y).
+
+        The fused kernel over the labeled instances (L_sup without the ridge);
+        ``omega`` and ``gamma`` override the class weights and the focal gamma.
+        """
+        Y_labeled = self.labeled_factors(Y)
+
+        def evaluate(w, b, hessian=False, omega=None, gamma=None):
+            return self.kernels.aggregator_terms(
+                X, Y_labeled, self.y_labeled, self.omega if omega is None else omega, w, b,
+                self.focal_gamma if gamma is None else gamma, self.focal_variant, hessian,
+            )
+
+        return evaluate
+
+    def monitor_factors(self, Y):
+        """The instance factors the collapse monitors look at (all of them, in memory)."""
+        return Y
+
+    # ------------------------------------------------------------ losses
     def supervised_terms(self, X, Y, w, b, hessian=False):
         """Fused aggregator kernel on the labeled instances (L_sup without the ridge)."""
-        return self.kernels.aggregator_terms(
-            X, Y[:, self.labeled], self.y_labeled, self.omega, w, b, self.focal_gamma, self.focal_variant, hessian
-        )
+        return self.aggregator_evaluator(X, Y)(w, b, hessian)
 
     def supervised_loss(self, X, Y, w, b):
         """L_sup + (l2 / 2) ||w||^2 for the weighted aggregator, BCE of the mean otherwise."""
@@ -63,14 +107,14 @@ class Problem:
             return 0.0
         if self.weighted_aggregator:
             return self.supervised_terms(X, Y, w, b).loss + 0.5 * self.l2 * float(w @ w)
-        p = np.clip(mean_of_reconstruction(X, Y[:, self.labeled]), 1e-12, 1 - 1e-12)
+        p = np.clip(mean_of_reconstruction(X, self.labeled_factors(Y)), 1e-12, 1 - 1e-12)
         y_labeled, omega = to_host(self.y_labeled), to_host(self.omega)
         loss, _, _ = reference.sample_loss_terms(np.log(p) - np.log1p(-p), y_labeled, self.focal_gamma)
         return float(omega @ loss / omega.sum())
 
     def objective(self, X, Y, w, b):
         """(L, L_rec, L_sup) at the given parameters."""
-        rec = self.kernels.reconstruction_loss(X, Y, self.R, self.C, self.lam)
+        rec = self.reconstruction_loss(X, Y)
         sup = self.supervised_loss(X, Y, w, b)
         return self.rho * rec + (1 - self.rho) * sup, rec, sup
 
@@ -83,13 +127,7 @@ class Problem:
         (1 - p_t)^gamma frozen at the current point (IRLS), shortened until
         ||F|| decreases.
         """
-        Y_labeled = Y[:, self.labeled]
-
-        def evaluate(w_, b_, hess, omega=self.omega, gamma=self.focal_gamma):
-            return self.kernels.aggregator_terms(
-                X, Y_labeled, self.y_labeled, omega, w_, b_, gamma, self.focal_variant, hess
-            )
-
+        evaluate = self.aggregator_evaluator(X, Y)
         if self.focal_gamma == 0 or self.focal_variant == "exact":
             return fit_aggregator(evaluate, w, b, self.l2, max_steps)
 
@@ -97,7 +135,7 @@ class Problem:
             t = evaluate(theta[:-1], theta[-1], False)
             return np.linalg.norm(np.append(t.grad_w + self.l2 * theta[:-1], t.grad_b))
 
-        r_hat = (np.asarray(X, dtype=np.float64).T @ np.asarray(Y_labeled, dtype=np.float64)).T  # (n_L, m)
+        r_hat = (np.asarray(X, dtype=np.float64).T @ np.asarray(self.labeled_factors(Y), dtype=np.float64)).T
         theta = np.append(w, b)
         norm = residual(theta)
         for step in range(1, max_steps + 1):
@@ -214,9 +252,8 @@ class ALSTrainer(_AdamState):
         """Nothing to do: the first step starts with the classifier half-step from Y."""
 
     def step(self, problem, state, fit_aggregator):
-        k = problem.kernels
-        state.X = k.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
-        state.Y = k.update_instance_factors(state.X, problem.R, problem.C, problem.lam)
+        state.X = problem.classifier_step(state.Y)
+        state.Y = problem.instance_step(state.X)
         if not fit_aggregator:
             return 0
         if self.aggregator_solver == "newton":
@@ -280,7 +317,7 @@ class ExactTrainer:
 
     def initialize(self, problem, state):
         """X from one ALS classifier half-step: the majorisers are taken around it."""
-        state.X = problem.kernels.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
+        state.X = problem.classifier_step(state.Y)
 
     def state(self):
         """No internal state: (X, Y, w, b) is everything."""
@@ -324,7 +361,7 @@ def joint_gradients(problem, X, Y, w, b):
     to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db).
     """
     p = problem
-    rec = p.kernels.reconstruction_loss(X, Y, p.R, p.C, p.lam)
+    rec = p.reconstruction_loss(X, Y)
     gX, gY = p.kernels.reconstruction_gradient(X, Y, p.R, p.C, p.lam)
     gX, gY = p.rho * np.asarray(gX, dtype=np.float64), p.rho * np.asarray(gY, dtype=np.float64)
     gw, gb, sup = np.zeros_like(w), 0.0, 0.0
@@ -375,8 +412,8 @@ class JointTrainer(_AdamState):
     def initialize(self, problem, state, sweeps=3):
         """A warm start: a few ALS sweeps, then the aggregator fitted by Newton."""
         for _ in range(sweeps):
-            state.X = problem.kernels.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
-            state.Y = problem.kernels.update_instance_factors(state.X, problem.R, problem.C, problem.lam)
+            state.X = problem.classifier_step(state.Y)
+            state.Y = problem.instance_step(state.X)
         if problem.has_labels:
             state.w, state.b, _ = problem.fit_aggregator(state.X, state.Y, state.w, state.b)
 
