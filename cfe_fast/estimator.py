@@ -19,6 +19,7 @@ from ._validation import (
 )
 from .aggregator import fit_aggregator
 from .backends import get_backend
+from .kernels import solver_options
 
 AGGREGATORS = ("weighted", "mean")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -67,6 +68,13 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, numpy Generator or None
         Seeds the model's own Generator (the global RNG is never used).
     backend : {"numba", "numpy"}, default="numba"
+    solver : {"auto", "dual", "primal", "cg"}, default="auto"
+        How the ALS half-steps solve their ridge systems (Numba backend; the
+        NumPy reference is exact and ignores it). "auto": exact, dual m x m
+        systems when n_classifiers < latent_dim, else primal d x d systems.
+        "cg": approximate, 3 conjugate-gradient steps per system per
+        iteration, warm-started from the previous factors (faster for large
+        latent_dim and n_classifiers; the factors trail the exact ALS ones).
     dtype : {"float64", "float32"}, default="float64"
     verbose : bool, default=False
 
@@ -107,6 +115,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         tol=1e-5,
         random_state=None,
         backend="numba",
+        solver="auto",
         dtype="float64",
         verbose=False,
     ):
@@ -125,6 +134,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.backend = backend
+        self.solver = solver
         self.dtype = dtype
         self.verbose = verbose
 
@@ -148,7 +158,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         check_positive_int(self.max_iter, "max_iter")
         if self.freeze_aggregator_iters < 0:
             raise ValueError(f"freeze_aggregator_iters must be >= 0, got {self.freeze_aggregator_iters}")
-        get_backend(self.backend)
+        solver_options(get_backend(self.backend), self.solver)
         if self.latent_dim is None:
             return max(1, min(20, n_classifiers // 2))
         d = check_positive_int(self.latent_dim, "latent_dim")
@@ -234,9 +244,11 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
         previous = None
         self.converged_ = False
         start = time.perf_counter()
+        X = None
         for iteration in range(1, self.max_iter + 1):
-            X = kernels.update_classifier_factors(Y, R, C, lam)
-            Y = kernels.update_instance_factors(X, R, C, lam)
+            # init: the CG start (warm start from the previous factors); exact solvers ignore it
+            X = kernels.update_classifier_factors(Y, R, C, lam, **solver_options(kernels, self.solver, X))
+            Y = kernels.update_instance_factors(X, R, C, lam, **solver_options(kernels, self.solver, Y))
             steps = 0
             Y_labeled = Y[:, labeled]
             if aggregator == "weighted" and iteration > self.freeze_aggregator_iters:
