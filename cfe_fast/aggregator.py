@@ -5,8 +5,8 @@ BCE, so Newton with backtracking converges in a handful of steps on the m + 1
 parameters; each step costs one pass of the fused kernel over the labeled
 instances (O(n_L d^2) with the Hessian). Focal loss is not convex: the same
 safeguarded Newton (Levenberg damping plus backtracking on f) applies. The
-seeds' ``"weighted_bce"`` variant has no loss to backtrack on; it takes plain
-reweighted (IRLS) steps.
+seeds' ``"weighted_bce"`` variant has no loss: :class:`cfe_fast.trainers.Problem`
+drives it as a sequence of single steps on a frozen-weight surrogate.
 """
 
 import numpy as np
@@ -31,7 +31,7 @@ def _newton_direction(H, g):
             mu *= 10.0
 
 
-def fit_aggregator(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9, line_search=True):
+def fit_aggregator(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9):
     """Minimise f(w, b) from (w, b) by damped Newton.
 
     Parameters
@@ -42,8 +42,8 @@ def fit_aggregator(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9, line_search=T
         Starting point (warm start from the previous outer iteration).
     l2 : float
         Ridge on w.
-    line_search : bool
-        Backtrack on f (Armijo); False for the seeds' variant, which has no f.
+    max_steps : int
+        Newton steps at most (each backtracks on f, Armijo rule).
 
     Returns
     -------
@@ -58,13 +58,13 @@ def fit_aggregator(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9, line_search=T
         delta = _newton_direction(terms.hessian + penalty_hessian, g)
         decrement = float(g @ delta)
         alpha = 1.0
-        while line_search:
+        while True:
             w_new, b_new = w - alpha * delta[:-1], b - alpha * delta[-1]
             f_new, _ = _penalised(evaluate(w_new, b_new, False), w_new, l2)
             if f_new <= f - 1e-4 * alpha * decrement or alpha < 1e-10:
                 break
             alpha *= 0.5
-        if line_search and not f_new <= f:
+        if not f_new <= f:
             break  # no descent possible: already at the minimum to rounding
         w, b = w - alpha * delta[:-1], b - alpha * delta[-1]
         if decrement / 2 <= tol * max(abs(f), 1e-12):

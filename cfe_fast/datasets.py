@@ -52,6 +52,7 @@ def make_ensemble(
     labeled_fraction=0.5,
     positive_rate=0.1,
     quality=0.7,
+    quality_spread=0.15,
     n_groups=3,
     group_correlation=0.4,
     common_correlation=0.4,
@@ -69,7 +70,10 @@ def make_ensemble(
     ``kappa = common_correlation`` (instance hardness every classifier shares),
     ``rho = group_correlation`` (errors shared within a group). Averaging does not
     cancel shared errors, so the mean of R is better than one classifier but not
-    perfect. ``a`` is set so that a single classifier's PR-AUC is about ``quality``. With ``n_subgroups > 1`` instances fall into subgroups and
+    perfect. ``a_u`` is set so that classifier u's PR-AUC is about ``quality_u``;
+    the qualities are evenly spread over ``quality +- quality_spread`` (clipped
+    to stay above the positive rate and below 1), in a random order, so that some
+    classifiers deserve more weight than others. With ``n_subgroups > 1`` instances fall into subgroups and
     group g is an expert (signal x (1 + expertise)) on subgroup g mod n_subgroups
     and weaker (x (1 - expertise)) elsewhere.
 
@@ -83,6 +87,8 @@ def make_ensemble(
         raise ValueError(f"positive_rate must be in (0, 1), got {positive_rate}")
     if not positive_rate < quality < 1:
         raise ValueError(f"quality (a PR-AUC) must be in (positive_rate, 1), got {quality}")
+    if quality_spread < 0:
+        raise ValueError(f"quality_spread must be >= 0, got {quality_spread}")
     if not 0 <= labeled_fraction <= 1 or not 0 <= expertise < 1:
         raise ValueError("labeled_fraction must be in [0, 1] and expertise in [0, 1)")
     if min(group_correlation, common_correlation) < 0 or group_correlation + common_correlation > 1:
@@ -95,7 +101,10 @@ def make_ensemble(
     y[rng.choice(n, size=min(2, n), replace=False)[: int(y.sum() == 0)]] = 1
     group = np.arange(m) % n_groups
     subgroup = rng.integers(0, n_subgroups, size=n)
-    signal = np.full((m, n), _signal_for_quality(float(quality), float(positive_rate)))
+    spread = np.linspace(-quality_spread, quality_spread, m) if m > 1 else np.zeros(1)
+    qualities = np.clip(quality + rng.permutation(spread), positive_rate + 0.02, 0.995)
+    signal = np.array([_signal_for_quality(round(float(q), 4), float(positive_rate)) for q in qualities])
+    signal = np.repeat(signal[:, None], n, axis=1)
     if n_subgroups > 1:
         expert = (group[:, None] % n_subgroups) == subgroup[None, :]
         signal *= np.where(expert, 1.0 + expertise, 1.0 - expertise)

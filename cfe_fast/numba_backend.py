@@ -388,7 +388,8 @@ def _chunk_grams(Yc, Cc, RCc, rows, Gc, Bc):
     for a0 in range(0, d, rows):
         a1 = min(d, a0 + rows)
         Gc[_tri(a0):_tri(a1)] = np.dot(_packed_outer_rows(Yc, a0, a1), Cc)
-    Bc[:] = np.dot(Yc, RCc)
+    # the right-hand side cancels (sums of c y r of both signs): float64 always
+    Bc[:] = np.dot(Yc.astype(np.float64), RCc.astype(np.float64))
 
 
 @njit(cache=True, parallel=True)
@@ -421,7 +422,7 @@ def _gram_rows(d, chunk):
     return int(np.clip(_GRAM_BLOCK_BYTES // (8 * chunk * d), 1, d))
 
 
-def classifier_grams(Yt, Rt, Ct):
+def classifier_grams_t(Yt, Rt, Ct):
     """Per-classifier packed Grams and right-hand sides, before the ridge and the solve.
 
     Parameters
@@ -500,7 +501,7 @@ def solve_classifiers(Yt, Rt, Ct, lam, *, solver="auto", init=None, cg_steps=CG_
     """Classifier half-step on instance-major data. Returns X (d, m).
 
     ``solver``: any exact choice builds the m packed Grams
-    (:func:`classifier_grams`) and factorises them; ``"cg"`` runs
+    (:func:`classifier_grams_t`) and factorises them; ``"cg"`` runs
     ``cg_steps`` preconditioned CG steps from ``init`` (d, m) (zeros if None)
     without forming the Grams -- approximate.
     """
@@ -511,12 +512,12 @@ def solve_classifiers(Yt, Rt, Ct, lam, *, solver="auto", init=None, cg_steps=CG_
     Yt = np.ascontiguousarray(Yt, dtype=dtype)
     if solver == "cg":
         return _solve_classifiers_cg(Yt, Rt, Ct, float(lam), init, int(cg_steps)).astype(dtype)
-    G, B = classifier_grams(Yt, Rt, Ct)
+    G, B = classifier_grams_t(Yt, Rt, Ct)
     _add_ridge(G, d, float(lam))
-    failed = np.zeros(m, dtype=np.bool_)
+    failed = np.zeros(B.shape[1], dtype=np.bool_)
     _packed_cholesky_solve(G, B, failed)
     _raise_if_failed(failed, "classifier")
-    return B.astype(dtype)
+    return B.astype(_working_dtype(Rt))
 
 
 def _num_threads():
@@ -545,6 +546,38 @@ def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
     for c in range(n_chunks):
         total += partial[c]
     return total
+
+
+@njit(cache=True, parallel=True)
+def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
+    """Fused pass over chunks with E = c (r - r_hat): returns sum c (r - r_hat)^2 and
+    gX = -2 sum_i y_i e_i^T (d, m), and writes gYt[i] = -2 X e_i (float64,
+    fixed-order reduction)."""
+    n, m = Rt.shape
+    d = X.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    sse_p = np.zeros(n_chunks)
+    gX_p = np.zeros((n_chunks, d, m))
+    X64 = X.astype(np.float64)
+    for c in prange(n_chunks):
+        s = c * chunk
+        e = min(n, s + chunk)
+        Yc = Yt[s:e].astype(np.float64)
+        residual = Rt[s:e].astype(np.float64) - np.dot(Yc, X64)
+        E = Ct[s:e].astype(np.float64) * residual
+        acc = 0.0
+        for i in range(e - s):
+            for u in range(m):
+                acc += E[i, u] * residual[i, u]
+        sse_p[c] = acc
+        gX_p[c] = -2.0 * np.dot(Yc.T, E)
+        gYt[s:e] = -2.0 * np.dot(E, X64.T)
+    sse = 0.0
+    gX = np.zeros((d, m))
+    for c in range(n_chunks):
+        sse += sse_p[c]
+        gX += gX_p[c]
+    return sse, gX
 
 
 def squared_norm(A):
@@ -653,9 +686,49 @@ def update_classifier_factors(Y, R, C, lam, *, solver="auto", init=None, cg_step
                              solver=solver, init=init, cg_steps=cg_steps)
 
 
+def instance_solves(X, R, C, lam, w):
+    """Instance half-step and Z[:, i] = A_i^-1 X w (see :func:`cfe_fast.reference.instance_solves`)."""
+    dtype = _working_dtype(np.asarray(R))
+    Yt, Zt = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w)
+    return Yt.T, Zt.T
+
+
+def classifier_gram_terms(Y, R, C):
+    """Per-classifier Grams (m, d, d) and right-hand sides (m, d) (see the reference)."""
+    dtype = _working_dtype(np.asarray(R))
+    G, B = classifier_grams_t(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
+    d = B.shape[0]
+    rows, cols = np.tril_indices(d)
+    full = np.zeros((G.shape[1], d, d))
+    full[:, rows, cols] = G.T
+    full[:, cols, rows] = G.T
+    return full, B.T
+
+
+def reconstruction_gradient(X, Y, R, C, lam):
+    """Gradients of the normalised L_rec (see :func:`cfe_fast.reference.reconstruction_gradient`)."""
+    dtype = _working_dtype(np.asarray(R))
+    _, gX, gYt = reconstruction_loss_grad_t(
+        np.asarray(X, dtype=dtype), _instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam
+    )
+    return gX, gYt.T
+
+
 def fold_in(X, R_new, C_new, lam):
     """Inductive fold-in: the exact instance half-step with X fixed."""
     return update_instance_factors(X, R_new, C_new, lam)
+
+
+def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
+    """Normalised L_rec and its gradients (dX (d, m), dYt (n, d)) on instance-major data, float64."""
+    n, m = Rt.shape
+    gYt = np.empty((n, X.shape[0]))
+    with single_threaded_blas():
+        sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct, _REDUCE_CHUNK, gYt)
+    X64 = np.asarray(X, dtype=np.float64)
+    scale = 1.0 / (m * n)
+    loss = (sse + lam * (squared_norm(X) + squared_norm(Yt))) * scale
+    return loss, (gX + 2 * lam * X64) * scale, (gYt + 2 * lam * np.asarray(Yt, dtype=np.float64)) * scale
 
 
 def reconstruction_loss_t(X, Yt, Rt, Ct, lam):

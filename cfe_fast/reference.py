@@ -74,6 +74,33 @@ def update_classifier_factors(Y, R, C, lam):
     return X
 
 
+def classifier_gram_terms(Y, R, C):
+    """Per-classifier Grams G[u] = Y C_u Y^T (m, d, d) and right-hand sides B[u] = Y C_u r_u (m, d).
+
+    The classifier half-step before the ridge and the solve.
+    """
+    Y, R, C = (np.asarray(a, dtype=np.float64) for a in (Y, R, C))
+    G = np.stack([(Y * C[u]) @ Y.T for u in range(R.shape[0])])
+    B = np.stack([Y @ (C[u] * R[u]) for u in range(R.shape[0])])
+    return G, B
+
+
+def instance_solves(X, R, C, lam, w):
+    """The instance half-step Y and, from the same systems, Z[:, i] = A_i^-1 X w.
+
+    A_i = X C_i X^T + lam I. Returns (Y, Z), both (d, n).
+    """
+    X, R, C = (np.asarray(a, dtype=np.float64) for a in (X, R, C))
+    d, n = X.shape[0], R.shape[1]
+    v = X @ np.asarray(w, dtype=np.float64)
+    Y, Z = np.empty((d, n)), np.empty((d, n))
+    for i in range(n):
+        A = (X * C[:, i]) @ X.T + lam * np.eye(d)
+        Y[:, i] = cholesky_solve(A, X @ (C[:, i] * R[:, i]), f"instance {i}")
+        Z[:, i] = cholesky_solve(A, v, f"instance {i}")
+    return Y, Z
+
+
 def fold_in(X, R_new, C_new, lam):
     """Inductive fold-in of new instances: the instance half-step with X fixed."""
     return update_instance_factors(X, R_new, C_new, lam)
@@ -88,6 +115,14 @@ def reconstruction_loss(X, Y, R, C, lam):
     residual = R - X.T @ Y
     m, n = R.shape
     return float((np.sum(C * residual**2) + lam * (np.sum(X**2) + np.sum(Y**2))) / (m * n))
+
+
+def reconstruction_gradient(X, Y, R, C, lam):
+    """Gradients (dL_rec/dX, dL_rec/dY) of the normalised reconstruction term."""
+    X, Y, R, C = (np.asarray(a, dtype=np.float64) for a in (X, Y, R, C))
+    m, n = R.shape
+    E = C * (R - X.T @ Y)
+    return (-2 * Y @ E.T + 2 * lam * X) / (m * n), (-2 * X @ E + 2 * lam * Y) / (m * n)
 
 
 # -------------------------------------------------------------------- confidence
@@ -225,3 +260,54 @@ def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0
         terms = aggregator_terms(X, np.asarray(Y)[:, labeled], y, class_weights(y, balanced), w, b, focal_gamma, focal_variant)
         sup = terms.loss + 0.5 * l2 * float(np.dot(w, w))
     return rho * rec + (1 - rho) * sup, rec, sup
+
+
+# ------------------------------------------------------- exact-objective steps
+def supervised_weights(omega, rho):
+    """a_i = (1 - rho) omega_i / sum(omega): the weight of instance i in rho L_rec + (1 - rho) L_sup."""
+    return (1.0 - rho) * omega / omega.sum()
+
+
+def exact_instance_step(X, R, C, lam, Y0, w, b, labeled, y_labeled, a, s, focal_gamma=0.0):
+    """Instance block of the exact trainer, one dense system per instance (SPEC.md).
+
+    Labeled i solves [2s(X C_i X^T + lam I) + (a_i/4) v v^T] y = 2s X C_i r_i
+    + (a_i/4) v v^T y_i0 - a_i g_i v, with v = X w and g_i = dloss/dz at y_i0;
+    unlabeled instances take the ALS solution. s = rho / (m n).
+    """
+    X, R, C = (np.asarray(a_, dtype=np.float64) for a_ in (X, R, C))
+    Y = update_instance_factors(X, R, C, lam)
+    v = X @ w
+    Y0_labeled = np.asarray(Y0, dtype=np.float64)[:, labeled]
+    _, g, _ = sample_loss_terms(v @ Y0_labeled + b, y_labeled, focal_gamma)
+    d = X.shape[0]
+    for k, i in enumerate(np.flatnonzero(labeled)):
+        A = 2 * s * ((X * C[:, i]) @ X.T + lam * np.eye(d)) + a[k] / 4 * np.outer(v, v)
+        rhs = 2 * s * X @ (C[:, i] * R[:, i]) + a[k] / 4 * v * (v @ Y0_labeled[:, k]) - a[k] * g[k] * v
+        Y[:, i] = cholesky_solve(A, rhs, f"instance {i}")
+    return Y
+
+
+def exact_classifier_step(Y, R, C, lam, X0, w, b, labeled, y_labeled, a, s, focal_gamma=0.0, grams=None):
+    """Classifier block of the exact trainer: x_u one at a time (Gauss-Seidel), SPEC.md.
+
+    z_i is linear in x_u with slope w_u y_i, so with S = (1/4) sum_i a_i y_i y_i^T
+    x_u solves [2s(G_u + lam I) + w_u^2 S] x = 2s B_u - w_u q + w_u^2 S x_u0,
+    q = sum_i a_i g_i y_i at the current logits, which are updated after each u.
+    ``grams`` = (G, B) as from :func:`classifier_gram_terms` (computed here if None).
+    """
+    G, B = classifier_gram_terms(Y, R, C) if grams is None else grams
+    Y_labeled = np.asarray(Y, dtype=np.float64)[:, labeled]
+    X = np.array(X0, dtype=np.float64)
+    d, m = X.shape
+    z = (X @ w) @ Y_labeled + b
+    S = 0.25 * (Y_labeled * a) @ Y_labeled.T
+    for u in range(m):
+        _, g, _ = sample_loss_terms(z, y_labeled, focal_gamma)
+        q = Y_labeled @ (a * g)
+        A = 2 * s * (G[u] + lam * np.eye(d)) + w[u] ** 2 * S
+        rhs = 2 * s * B[u] - w[u] * q + w[u] ** 2 * S @ X[:, u]
+        x_new = cholesky_solve(A, rhs, f"classifier {u}")
+        z += w[u] * (x_new - X[:, u]) @ Y_labeled
+        X[:, u] = x_new
+    return X

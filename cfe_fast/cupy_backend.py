@@ -1,0 +1,510 @@
+"""CuPy backend: the kernels of :mod:`cfe_fast.reference` on an NVIDIA GPU.
+
+The code is array-module generic: every kernel computes with an array module
+``xp`` — CuPy when an argument is a CuPy array or a GPU is usable, NumPy
+otherwise — so the same code runs (and is tested) on a machine without a GPU.
+CuPy is never imported unless it is installed and asked for.
+
+Design
+------
+* Layout of SPEC.md: R, C are (m, n), X is (d, m), Y is (d, n). Work proceeds
+  over column blocks (chunks) of instances, so n d^2 never has to fit at once.
+* Where the data live decides where results go: CuPy R gives CuPy results
+  (device-resident across iterations); NumPy R on a GPU is *streamed*: chunks
+  go host -> device through pinned, double-buffered memory on a side stream,
+  overlapped with the compute of the previous chunk, and results come back to
+  the host, so n is bounded by host memory, not by the GPU.
+* Instance step (m >= d): the packed Grams of a chunk are one GEMM,
+  ``G = P_X @ C_chunk`` with ``P_X[t(a, b), u] = x_u[a] x_u[b]`` (lower
+  triangle, d (d + 1) / 2 rows); when m < d the dual m x m form
+  ``y = X D (lam I + D X^T X D)^-1 D r``, ``D = diag(sqrt(c))``.
+* Classifier step: per-chunk partial Grams ``P_Y @ C_chunk^T`` accumulated in
+  float64.
+* Systems are unpacked to (batch, k, k) float64 (as the Numba backend
+  factorises float32 data in float64), factorised by a batched Cholesky
+  (``xp.linalg.cholesky``: LAPACK on NumPy, cuSOLVER potrfBatched on CuPy) and
+  solved by one batched solve per chunk. A system is singular when a pivot
+  ``A_jj - sum_p L_jp^2`` falls to ``PIVOT_RTOL * A_jj`` or below (the rule
+  of every backend), recomputed from the factor so that it holds whatever a
+  failed factorisation left behind.
+* The aggregator pass is z = v^T y + b with v = X w, elementwise loss terms and
+  the gradient by one GEMV per chunk: O(n_L d), R_hat never formed.
+* TF32: cfe_fast never enables it. CuPy runs float32 GEMMs in TF32 only when
+  the environment variable ``CUPY_TF32`` is set to a positive integer; then
+  float32 Grams carry ~1e-3 relative error and a :class:`RuntimeWarning`
+  says so.
+"""
+
+import os
+import sys
+import warnings
+from functools import lru_cache
+
+import numpy as np
+
+from ._errors import PIVOT_RTOL, SingularSystemError
+from .reference import AggregatorTerms
+
+#: working memory of one chunk, by array module (bytes); the GPU value keeps a
+#: chunk of (m=100, d=64) systems around 29k instances so per-chunk launch
+#: overheads stay small against the GEMM
+_CHUNK_BYTES = {"numpy": 64 * 2**20, "cupy": 2 * 2**30}
+#: share of free device memory that ``to_device`` may fill with the data
+_DEVICE_FRACTION = 0.5
+
+
+# ------------------------------------------------------------ array modules
+def array_module(*arrays):
+    """CuPy if any argument is a CuPy array, NumPy otherwise (never imports CuPy)."""
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and any(isinstance(a, cupy.ndarray) for a in arrays):
+        return cupy
+    return np
+
+
+@lru_cache(maxsize=1)
+def gpu_module():
+    """The ``cupy`` module when it imports and sees a CUDA device, else None."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None
+    except (ImportError, RuntimeError):  # not installed, or no driver / device
+        return None
+    return cupy
+
+
+def compute_module(*arrays):
+    """The module the kernels compute with: CuPy for CuPy input or when a GPU is usable."""
+    xp = array_module(*arrays)
+    if xp is np:
+        xp = gpu_module() or np
+    return xp
+
+
+def _is_numpy(xp):
+    return xp is np
+
+
+def _as(xp, a, dtype=None):
+    """``a`` as an ``xp`` array (moved to the host when xp is NumPy)."""
+    return xp.asarray(to_host(a) if _is_numpy(xp) else a, dtype=dtype)
+
+
+def to_host(a):
+    """A NumPy array for a CuPy array; anything else is returned unchanged."""
+    return a.get() if array_module(a) is not np else a
+
+
+def to_device(*arrays):
+    """Place host arrays on the GPU for device-resident iterations.
+
+    Returns the arrays as CuPy arrays when a GPU is usable and together they fit
+    in ``_DEVICE_FRACTION`` of its free memory; otherwise unchanged, and the
+    kernels then stream them from the host chunk by chunk.
+    """
+    cupy = gpu_module()
+    if cupy is None:
+        return arrays
+    free = cupy.cuda.Device().mem_info[0] + cupy.get_default_memory_pool().free_bytes()
+    if sum(a.nbytes for a in arrays) > _DEVICE_FRACTION * free:
+        return arrays
+    return tuple(cupy.asarray(a) for a in arrays)
+
+
+def _warn_if_tf32(dtype):
+    """Warn when CuPy would run float32 GEMMs in TF32 (``CUPY_TF32`` set)."""
+    try:
+        tf32 = int(os.environ.get("CUPY_TF32", "0")) > 0
+    except ValueError:
+        tf32 = False
+    if tf32 and np.dtype(dtype) == np.float32:
+        warnings.warn(
+            "CUPY_TF32 is set: CuPy computes float32 Gram matrices in TF32 (10-bit mantissa, "
+            "~1e-3 relative error); unset CUPY_TF32 for full float32 accuracy, or use float64",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _working_dtype(R):
+    return np.float32 if R.dtype == np.float32 else np.float64
+
+
+def _module_name(xp):
+    return "numpy" if _is_numpy(xp) else "cupy"
+
+
+def _chunk_size(xp, bytes_per_instance, chunk):
+    """Instances per chunk: ``chunk`` if given, else what fits the working-memory budget."""
+    if chunk is not None:
+        return max(1, int(chunk))
+    return max(1, _CHUNK_BYTES[_module_name(xp)] // max(int(bytes_per_instance), 1))
+
+
+def _bounds(n, size):
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+# ------------------------------------------------------------- streaming
+def stream_columns(arrays, size, xp):
+    """Iterate over blocks of ``size`` columns (last axis) of several arrays.
+
+    Yields ``(start, stop, blocks)`` with the blocks as ``xp`` arrays: slices of
+    arrays already in ``xp``; host arrays moved to the GPU when ``xp`` is CuPy
+    (double-buffered through pinned memory on a side stream, the copy of block
+    k + 1 overlapping the compute of block k). A yielded block is valid until
+    the next iteration.
+    """
+    n = arrays[0].shape[-1]
+    bounds = _bounds(n, size)
+    host = [i for i, a in enumerate(arrays) if array_module(a) is not xp]
+    if not host or _is_numpy(xp):
+        for s, e in bounds:
+            yield s, e, [_as(xp, a[..., s:e]) for a in arrays]
+        return
+    yield from _staged_columns(xp, arrays, host, bounds)
+
+
+def _order(a):
+    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+
+
+def _staged_columns(cupy, arrays, host, bounds):
+    """Host -> device double buffering for :func:`stream_columns` (CuPy only)."""
+    import cupyx
+
+    width = max(e - s for s, e in bounds)
+    copy_stream = cupy.cuda.Stream(non_blocking=True)
+    compute_stream = cupy.cuda.get_current_stream()
+    sizes = {i: arrays[i].size // arrays[i].shape[-1] * width for i in host}
+    slots = [
+        {i: (cupyx.empty_pinned(sizes[i], arrays[i].dtype), cupy.empty(sizes[i], arrays[i].dtype)) for i in host}
+        for _ in range(2)
+    ]
+    copied, released = [None, None], [None, None]
+
+    def issue(k):
+        s, e = bounds[k]
+        slot = k % 2
+        if copied[slot] is not None:
+            copied[slot].synchronize()  # the pinned buffer's previous copy is done
+        if released[slot] is not None:
+            copy_stream.wait_event(released[slot])  # the device buffer's previous block is consumed
+        blocks = []
+        for i, a in enumerate(arrays):
+            if i not in slots[slot]:
+                blocks.append(a[..., s:e])
+                continue
+            shape, order = a[..., s:e].shape, _order(a[..., s:e])
+            count = a.size // a.shape[-1] * (e - s)
+            pinned, device = slots[slot][i]
+            staged = pinned[:count].reshape(shape, order=order)
+            staged[...] = a[..., s:e]
+            block = device[:count].reshape(shape, order=order)
+            block.set(staged, stream=copy_stream)
+            blocks.append(block)
+        copied[slot] = copy_stream.record()
+        return blocks
+
+    pending = issue(0)
+    for k, (s, e) in enumerate(bounds):
+        blocks, event = pending, copied[k % 2]
+        if k + 1 < len(bounds):
+            pending = issue(k + 1)
+        compute_stream.wait_event(event)
+        yield s, e, blocks
+        released[k % 2] = compute_stream.record()
+
+
+class _Output:
+    """A (k, n) result filled block by block: on the host when R is, else in ``xp``."""
+
+    def __init__(self, xp, R, k, dtype):
+        self.host = array_module(R) is np
+        self.array = (np if self.host else xp).empty((k, R.shape[1]), dtype=dtype)
+
+    def put(self, s, e, block):
+        self.array[:, s:e] = to_host(block) if self.host else block
+
+
+# ------------------------------------------------------- batched SPD solves
+def _tril_indices(k, xp):
+    rows, cols = np.tril_indices(k)
+    return xp.asarray(rows), xp.asarray(cols)
+
+
+def _unpack(G, k, lam, xp):
+    """(T, nb) packed lower triangles -> (nb, k, k) symmetric float64 systems + lam I."""
+    rows, cols = _tril_indices(k, xp)
+    Gt = G.T.astype(np.float64)
+    A = xp.empty((G.shape[1], k, k))
+    A[:, rows, cols] = Gt
+    A[:, cols, rows] = Gt
+    diag = xp.arange(k)
+    A[:, diag, diag] += lam
+    return A
+
+
+def _cholesky(A, xp):
+    """Batched lower Cholesky factor; NaN factors for systems NumPy refuses.
+
+    CuPy does not raise (its default ``linalg`` error state is "ignore"): what
+    it leaves in a failed factor is caught by :func:`pivot_failures`.
+    """
+    try:
+        return xp.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        if not _is_numpy(xp):
+            raise
+        L = np.full_like(A, np.nan)  # NumPy fails the whole batch: factorise one at a time
+        for b, a in enumerate(A):
+            try:
+                L[b] = np.linalg.cholesky(a)
+            except np.linalg.LinAlgError:
+                pass
+        return L
+
+
+def pivot_failures(A, L, xp):
+    """Systems whose Cholesky factorisation failed or met a tiny pivot.
+
+    The pivots ``A_jj - sum_{p<j} L_jp^2`` are recomputed from the factor: for
+    the first failing column j the entries L_jp (p < j) are valid whatever the
+    factorisation left in column j and beyond, so the rule does not depend on
+    how a library reports failure.
+
+    Returns a (nb,) boolean array.
+    """
+    k = A.shape[-1]
+    strictly_lower = xp.asarray(np.tri(k, k, -1, dtype=bool))
+    diag_A = xp.diagonal(A, axis1=1, axis2=2)
+    pivots = diag_A - xp.sum(xp.where(strictly_lower, L, 0.0) ** 2, axis=2)
+    good = xp.all(pivots > PIVOT_RTOL * diag_A, axis=1) & xp.all(xp.isfinite(L), axis=(1, 2))
+    return ~good
+
+
+def spd_solve(A, B, xp):
+    """Solve nb SPD systems A x = b (float64).
+
+    A : (nb, k, k); B : (nb, k). The batched Cholesky factor decides which
+    systems are singular (:func:`pivot_failures`); the solutions come from one
+    batched solve (LAPACK gesv on NumPy, cuBLAS getrfBatched/getrsBatched on
+    CuPy): a constant number of launches per chunk, where substitution loops
+    would launch O(k) small kernels. Returns (solutions (nb, k), failed (nb,));
+    failed systems are replaced by the identity, so their placeholder solution
+    is finite.
+    """
+    failed = pivot_failures(A, _cholesky(A, xp), xp)
+    A = xp.where(failed[:, None, None], xp.eye(A.shape[-1]), A)
+    return xp.linalg.solve(A, B[..., None])[..., 0], failed
+
+
+def _raise_if_failed(failures, what, xp):
+    failed = xp.concatenate(failures) if failures else xp.zeros(0, dtype=bool)
+    if bool(failed.any()):
+        idx = int(xp.flatnonzero(failed)[0])
+        raise SingularSystemError(
+            f"the ridge system of {what} {idx} is singular (or numerically so); increase lam"
+        )
+
+
+# ------------------------------------------------------------ instance step
+def _packed_outer(F, tril):
+    """(k, nb) columns f -> (k (k + 1) / 2, nb) packed lower f f^T per column.
+
+    ``tril`` is ``_tril_indices(k, xp)``.
+    """
+    rows, cols = tril
+    return F[rows] * F[cols]
+
+
+def _instance_block_primal(X, PX, R_c, C_c, lam, xp):
+    G = PX @ C_c  # (T, nc): one GEMM builds every packed Gram of the chunk
+    B = (X @ (C_c * R_c)).T.astype(np.float64)
+    return spd_solve(_unpack(G, X.shape[0], lam, xp), B, xp)
+
+
+def _instance_block_dual(X64, XtX, R_c, C_c, lam, xp):
+    S = xp.sqrt(C_c.astype(np.float64))  # (m, nc): D per instance
+    St = S.T
+    M = St[:, :, None] * XtX * St[:, None, :]
+    diag = xp.arange(XtX.shape[0])
+    M[:, diag, diag] += lam
+    Z, failed = spd_solve(M, (S * R_c).T, xp)
+    return (X64 @ (S * Z.T)).T, failed
+
+
+def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None):
+    """Instance half-step (see :func:`cfe_fast.reference.update_instance_factors`).
+
+    Parameters
+    ----------
+    X : array (d, m)
+    R, C : array (m, n)
+        NumPy arrays are streamed to the GPU when computing there.
+    lam : float
+    xp : module, optional
+        NumPy or CuPy; default :func:`compute_module` of the arguments.
+    chunk : int, optional
+        Instances per block; default from the working-memory budget.
+
+    Returns
+    -------
+    Y : array (d, n), float32 for float32 R else float64; a CuPy array when R is one.
+    """
+    xp = xp or compute_module(X, R, C)
+    dtype = _working_dtype(R)
+    if not _is_numpy(xp):
+        _warn_if_tf32(dtype)
+    d, m = X.shape
+    X64 = _as(xp, X, np.float64)
+    if m < d:
+        XtX = X64.T @ X64
+        per_instance = 8 * (3 * m * m + 4 * m + d)
+
+        def solve(R_c, C_c):
+            return _instance_block_dual(X64, XtX, R_c, C_c, lam, xp)
+    else:
+        Xw = X64.astype(dtype)
+        PX = _packed_outer(Xw, _tril_indices(d, xp))
+        per_instance = 8 * (3 * d * d + 2 * m + 4 * d) + PX.shape[0] * np.dtype(dtype).itemsize
+
+        def solve(R_c, C_c):
+            return _instance_block_primal(Xw, PX, R_c, C_c, lam, xp)
+
+    out = _Output(xp, R, d, dtype)
+    failures = []
+    for s, e, (R_c, C_c) in stream_columns((R, C), _chunk_size(xp, per_instance, chunk), xp):
+        Y_c, failed = solve(R_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False))
+        out.put(s, e, Y_c.T.astype(dtype))
+        failures.append(failed)
+    _raise_if_failed(failures, "instance", xp)
+    return out.array
+
+
+def fold_in(X, R_new, C_new, lam, *, xp=None, chunk=None):
+    """Inductive fold-in of new instances: the instance half-step with X fixed."""
+    return update_instance_factors(X, R_new, C_new, lam, xp=xp, chunk=chunk)
+
+
+# ---------------------------------------------------------- classifier step
+def update_classifier_factors(Y, R, C, lam, *, xp=None, chunk=None):
+    """Classifier half-step (see :func:`cfe_fast.reference.update_classifier_factors`).
+
+    Grams are accumulated over instance blocks in float64. Parameters are as in
+    :func:`update_instance_factors`, with Y (d, n) in place of X (streamed too).
+    Returns X (d, m), a CuPy array when R is one.
+    """
+    xp = xp or compute_module(Y, R, C)
+    dtype = _working_dtype(R)
+    if not _is_numpy(xp):
+        _warn_if_tf32(dtype)
+    d, m = Y.shape[0], R.shape[0]
+    T = d * (d + 1) // 2
+    G = xp.zeros((T, m))
+    B = xp.zeros((d, m))
+    tril = _tril_indices(d, xp)
+    per_instance = np.dtype(dtype).itemsize * (T + 2 * d + 3 * m)
+    for _, _, (Y_c, R_c, C_c) in stream_columns((Y, R, C), _chunk_size(xp, per_instance, chunk), xp):
+        Y_c, C_c = Y_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False)
+        G += (_packed_outer(Y_c, tril) @ C_c.T).astype(np.float64)
+        B += (Y_c @ (C_c * R_c.astype(dtype, copy=False)).T).astype(np.float64)
+    solution, failed = spd_solve(_unpack(G, d, lam, xp), B.T, xp)
+    _raise_if_failed([failed], "classifier", xp)
+    X = solution.T.astype(dtype)
+    return to_host(X) if array_module(R) is np else X
+
+
+# ------------------------------------------------------------------ losses
+def reconstruction_loss(X, Y, R, C, lam, *, xp=None, chunk=None):
+    """Normalised reconstruction term (see :func:`cfe_fast.reference.reconstruction_loss`).
+
+    R_hat is formed one block at a time only; sums run in float64.
+    """
+    xp = xp or compute_module(X, Y, R, C)
+    dtype = _working_dtype(R)
+    m, n = R.shape
+    Xw = _as(xp, X, dtype)
+    sse = xp.zeros(())
+    y_norm = xp.zeros(())
+    per_instance = np.dtype(dtype).itemsize * (4 * m + Y.shape[0])
+    for _, _, (Y_c, R_c, C_c) in stream_columns((Y, R, C), _chunk_size(xp, per_instance, chunk), xp):
+        Y_c = Y_c.astype(dtype, copy=False)
+        residual = R_c.astype(np.float64) - (Xw.T @ Y_c).astype(np.float64)
+        sse += xp.sum(C_c.astype(np.float64) * residual**2)
+        y_norm += xp.sum(Y_c.astype(np.float64) ** 2)
+    x_norm = xp.sum(Xw.astype(np.float64) ** 2)
+    return float((sse + lam * (x_norm + y_norm)) / (m * n))
+
+
+def sample_terms(z, y, focal_gamma, focal_variant, xp):
+    """Per-instance loss, dloss/dz and curvature in module ``xp``.
+
+    The formulas of :func:`cfe_fast.reference.sample_loss_terms`, with the
+    sigmoid written through ``logaddexp`` so that NumPy and CuPy share them,
+    and ``p - y = -sign (1 - p_t)`` without cancellation.
+    """
+    sign = 2.0 * y - 1.0
+    a = sign * z  # logit of p_t
+    log_pt = -xp.logaddexp(0.0, -a)
+    pt = xp.exp(log_pt)
+    q = xp.exp(-xp.logaddexp(0.0, a))  # 1 - p_t
+    bce_grad = -sign * q
+    bce_curv = pt * q
+    g = focal_gamma
+    if g == 0.0:
+        return -log_pt, bce_grad, bce_curv
+    qg = q**g
+    loss = -qg * log_pt
+    if focal_variant == "weighted_bce":
+        return loss, qg * bce_grad, qg * bce_curv
+    grad = sign * (g * qg * pt * log_pt - qg * q)
+    curv = g * qg * q * pt * (log_pt + 1.0) - g * g * qg * pt * pt * log_pt + (g + 1.0) * qg * q * pt
+    return loss, grad, curv
+
+
+def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact",
+                     hessian=False, *, xp=None, chunk=None):
+    """Fused aggregator kernel (see :func:`cfe_fast.reference.aggregator_terms`).
+
+    One pass over blocks of labeled instances: z = v^T y + b with v = X w, the
+    elementwise loss terms, g = sum e_i [y_i; 1] by one GEMV per block and, if
+    asked, H = sum h_i [y_i; 1][y_i; 1]^T; all in float64, R_hat never formed.
+    Returns :class:`cfe_fast.reference.AggregatorTerms` of host values.
+    """
+    xp = xp or compute_module(X, Y_labeled)
+    X64 = np.asarray(to_host(X), dtype=np.float64)
+    d = X64.shape[0]
+    v = xp.asarray(X64 @ np.asarray(w, dtype=np.float64))
+    y_labeled, omega = (a if array_module(a) is not np else np.asarray(a, dtype=np.float64) for a in (y_labeled, omega))
+    loss_sum = xp.zeros(())
+    g = xp.zeros(d + 1)
+    H = xp.zeros((d + 1, d + 1)) if hessian else None
+    per_instance = 8 * (3 * d + 12)
+    for _, _, (Y_c, y_c, om_c) in stream_columns((Y_labeled, y_labeled, omega), _chunk_size(xp, per_instance, chunk), xp):
+        Y_c = Y_c.astype(np.float64)
+        y_c, om_c = y_c.astype(np.float64, copy=False), om_c.astype(np.float64, copy=False)
+        loss, grad, curv = sample_terms(v @ Y_c + b, y_c, focal_gamma, focal_variant, xp)
+        e = om_c * grad
+        loss_sum += om_c @ loss
+        g[:d] += Y_c @ e
+        g[d] += xp.sum(e)
+        if hessian:
+            h = om_c * curv
+            Yh = Y_c * h
+            H[:d, :d] += Yh @ Y_c.T
+            H[:d, d] += xp.sum(Yh, axis=1)
+            H[d, d] += xp.sum(h)
+    total = float(omega.sum())  # where omega lives: no copy of it to the host
+    g = to_host(g)
+    full_hessian = None
+    if hessian:
+        H = to_host(H)
+        H[d, :d] = H[:d, d]
+        lift = np.zeros((d + 1, X64.shape[1] + 1))  # [y; 1] -> [r_hat; 1]
+        lift[:-1, :-1] = X64
+        lift[-1, -1] = 1.0
+        full_hessian = lift.T @ H @ lift / total
+    return AggregatorTerms(float(loss_sum) / total, X64.T @ g[:-1] / total, float(g[-1]) / total, full_hessian)

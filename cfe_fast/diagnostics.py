@@ -1,0 +1,149 @@
+"""Collapse monitors: the failure modes of SPEC.md, measured and explained.
+
+Each monitor is a number recorded in ``history_`` every iteration; a check
+compares the final value with a documented threshold and, when it fires, a
+:class:`~cfe_fast.CollapseWarning` names the cause and the remedy.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: ||w||_2 below this: the aggregator ignores the reconstruction
+WEIGHT_NORM_MIN = 1e-2
+#: |b| / (|b| + std_i(w^T r_hat_i)) above this: the bias decides every prediction
+BIAS_SHARE_MAX = 0.95
+#: std(p) / std(labels) below this: predictions are (nearly) constant
+PREDICTION_SPREAD_MIN = 0.05
+#: std(p) / std(mean of R) below this: seed 003's variance ratio
+VARIANCE_RATIO_MIN = 0.05
+#: effective rank of Y below this (with d >= 2): instance factors nearly rank one
+EFFECTIVE_RANK_MIN = 1.1
+
+
+def effective_rank(F):
+    """exp(entropy) of the normalised singular values of F (d, k): 1 = rank one, d = isotropic.
+
+    Computed from the d x d Gram F F^T, so it costs one pass over F.
+    """
+    F = np.asarray(F, dtype=np.float64)
+    if F.size == 0:
+        return 0.0
+    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(F @ F.T), 0.0, None))
+    total = sigma.sum()
+    if total == 0:
+        return 0.0
+    p = sigma[sigma > 0] / total
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def monitors(X, Y, w, b, proba, logit_part, y_labeled, spread_of_R):
+    """Per-iteration monitor values (a dict of floats; "coef" is the m-vector w).
+
+    Parameters
+    ----------
+    X, Y : factors (d, m), (d, n).
+    w, b : aggregator.
+    proba : (n,) P(y = 1) of the fitted instances.
+    logit_part : (n,) w^T r_hat_i (the part of the logit that depends on the instance).
+    y_labeled : (n_L,) labels of the labeled instances.
+    spread_of_R : std over instances of the mean of R.
+    """
+    label_spread = float(np.std(y_labeled)) if len(y_labeled) else 0.0
+    pred_std = float(np.std(proba))
+    logit_spread = float(np.std(logit_part))
+    return {
+        "coef": np.array(w, dtype=np.float64),
+        "intercept": float(b),
+        "w_norm": float(np.linalg.norm(w)),
+        "w_sum": float(np.sum(w)),
+        "bias_share": abs(b) / (abs(b) + logit_spread) if abs(b) + logit_spread > 0 else 0.0,
+        "pred_std": pred_std,
+        "prediction_spread": pred_std / label_spread if label_spread > 0 else np.nan,
+        "variance_ratio": pred_std / spread_of_R if spread_of_R > 0 else np.nan,
+        "effective_rank_X": effective_rank(X),
+        "effective_rank_Y": effective_rank(Y),
+        "frac_positive": float(np.mean(proba >= 0.5)),
+    }
+
+
+@dataclass
+class Check:
+    """One collapse check: the monitor, its value, the rule, the verdict and what to do."""
+
+    name: str
+    monitor: str
+    value: float
+    rule: str
+    collapsed: bool
+    cause: str
+    remedy: str
+
+
+def checks(last, latent_dim, weighted_aggregator, both_classes):
+    """Evaluate every collapse check on the final monitor values ``last``."""
+    out = []
+
+    def add(name, monitor, rule, collapsed, cause, remedy):
+        out.append(Check(name, monitor, float(last[monitor]), rule, bool(collapsed), cause, remedy))
+
+    if weighted_aggregator:
+        add("aggregator weight collapse (norm)", "w_norm", f"w_norm < {WEIGHT_NORM_MIN}",
+            last["w_norm"] < WEIGHT_NORM_MIN,
+            "the aggregator weights shrank to ~0, so the reconstruction no longer affects the prediction "
+            "(the majority class dominates the gradient)",
+            "keep class_weight='balanced', lower aggregator_l2, or use freeze_aggregator_iters / aggregator='mean'")
+        add("aggregator weight collapse (sign)", "w_sum", "w_sum <= 0", last["w_sum"] <= 0,
+            "the aggregator weights are negative on balance: the ensemble votes against its own members",
+            "keep class_weight='balanced'; set reinit_collapsed_aggregator=True or use aggregator='mean'")
+        add("bias dominates the logit", "bias_share", f"bias_share > {BIAS_SHARE_MAX}",
+            last["bias_share"] > BIAS_SHARE_MAX,
+            "the intercept outweighs the instance-dependent part of the logit",
+            "keep class_weight='balanced'; check that the base classifiers carry signal")
+    if both_classes:
+        add("prediction collapse (vs labels)", "prediction_spread", f"prediction_spread < {PREDICTION_SPREAD_MIN}",
+            last["prediction_spread"] < PREDICTION_SPREAD_MIN,
+            "the predictions are nearly constant compared with the spread of the labels",
+            "keep class_weight='balanced'; try trainer='exact' or a smaller aggregator_l2")
+        add("prediction collapse (variance ratio)", "variance_ratio", f"variance_ratio < {VARIANCE_RATIO_MIN}",
+            last["variance_ratio"] < VARIANCE_RATIO_MIN,
+            "the predictions vary far less than the mean of the base classifiers does (seed 003's variance ratio)",
+            "keep class_weight='balanced'; try trainer='exact' or aggregator='mean'")
+        add("class collapse", "frac_positive", "frac_positive in {0, 1}", last["frac_positive"] in (0.0, 1.0),
+            "every prediction falls on the same side of 0.5",
+            "keep class_weight='balanced' (it centres the threshold); check the labels")
+    if latent_dim >= 2:
+        add("representational collapse", "effective_rank_Y", f"effective_rank_Y < {EFFECTIVE_RANK_MIN}",
+            last["effective_rank_Y"] < EFFECTIVE_RANK_MIN,
+            "the instance factors are nearly rank one: instances are no longer told apart",
+            "raise lam less, lower latent_dim, or change the confidence strategy (e.g. 'certainty')")
+    return out
+
+
+@dataclass
+class CollapseReport:
+    """Structured result of :meth:`CFEnsembleClassifier.diagnose`."""
+
+    iteration: int
+    checks: list
+
+    @property
+    def collapsed(self):
+        """True when any check fired."""
+        return any(c.collapsed for c in self.checks)
+
+    def to_dict(self):
+        """Plain-Python form (JSON-serialisable)."""
+        return {"iteration": self.iteration, "collapsed": self.collapsed, "checks": [asdict(c) for c in self.checks]}
+
+    def __str__(self):
+        lines = [f"collapse report after iteration {self.iteration}: "
+                 + ("COLLAPSE DETECTED" if self.collapsed else "healthy")]
+        width = max(len(c.name) for c in self.checks) if self.checks else 0
+        for c in self.checks:
+            verdict = "COLLAPSED" if c.collapsed else "ok"
+            lines.append(f"  {c.name:<{width}}  {verdict:<9}  {c.monitor} = {c.value:.4g}  (collapsed if {c.rule})")
+            if c.collapsed:
+                lines.append(f"  {'':<{width}}    cause: {c.cause}")
+                lines.append(f"  {'':<{width}}    remedy: {c.remedy}")
+        return "\n".join(lines)

@@ -1,0 +1,365 @@
+"""Training algorithms behind :class:`~cfe_fast.CFEnsembleClassifier`.
+
+All three minimise (or, for "als", approximately minimise) the objective of
+SPEC.md, L = rho L_rec + (1 - rho) (L_sup + (l2 / 2) ||w||^2), and share one
+:class:`Problem` (data, weights, backend kernels) and one :class:`State`
+(X, Y, w, b):
+
+* ``"als"`` — the method as published: exact ALS half-steps on L_rec, then the
+  aggregator fitted on the reconstruction (Newton by default). The half-steps
+  ignore L_sup, so L may increase.
+* ``"exact"`` — block-coordinate descent on L itself: each block step
+  minimises a quadratic majoriser of L, so L never increases (BCE; focal loss
+  has no curvature bound and gets a backtracking safeguard instead).
+* ``"joint"`` — Adam on (X, Y, w, b) together with analytic gradients.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import reference
+from .aggregator import fit_aggregator
+from .backends import to_host
+from .kernels import solver_options
+
+
+@dataclass
+class Problem:
+    """Everything a trainer needs that does not change during a fit."""
+
+    kernels: object  # backend module
+    R: np.ndarray  # (m, n)
+    C: np.ndarray  # (m, n)
+    lam: float
+    rho: float
+    labeled: np.ndarray  # (n,) bool
+    y_labeled: np.ndarray  # (n_L,)
+    omega: np.ndarray  # (n_L,) class weights
+    focal_gamma: float = 0.0
+    focal_variant: str = "exact"
+    l2: float = 0.0
+    weighted_aggregator: bool = True
+    a: np.ndarray = field(init=False)  # (n_L,) weights of the labeled instances in L
+    s: float = field(init=False)  # rho / (m n)
+
+    def __post_init__(self):
+        m, n = self.R.shape
+        self.s = self.rho / (m * n)
+        self.a = reference.supervised_weights(self.omega, self.rho) if self.omega.size else self.omega
+
+    @property
+    def has_labels(self):
+        return self.y_labeled.size > 0
+
+    def supervised_terms(self, X, Y, w, b, hessian=False):
+        """Fused aggregator kernel on the labeled instances (L_sup without the ridge)."""
+        return self.kernels.aggregator_terms(
+            X, Y[:, self.labeled], self.y_labeled, self.omega, w, b, self.focal_gamma, self.focal_variant, hessian
+        )
+
+    def supervised_loss(self, X, Y, w, b):
+        """L_sup + (l2 / 2) ||w||^2 for the weighted aggregator, BCE of the mean otherwise."""
+        if not self.has_labels:
+            return 0.0
+        if self.weighted_aggregator:
+            return self.supervised_terms(X, Y, w, b).loss + 0.5 * self.l2 * float(w @ w)
+        p = np.clip(mean_of_reconstruction(X, Y[:, self.labeled]), 1e-12, 1 - 1e-12)
+        y_labeled, omega = to_host(self.y_labeled), to_host(self.omega)
+        loss, _, _ = reference.sample_loss_terms(np.log(p) - np.log1p(-p), y_labeled, self.focal_gamma)
+        return float(omega @ loss / omega.sum())
+
+    def objective(self, X, Y, w, b):
+        """(L, L_rec, L_sup) at the given parameters."""
+        rec = self.kernels.reconstruction_loss(X, Y, self.R, self.C, self.lam)
+        sup = self.supervised_loss(X, Y, w, b)
+        return self.rho * rec + (1 - self.rho) * sup, rec, sup
+
+    def fit_aggregator(self, X, Y, w, b, max_steps=20):
+        """Newton on the aggregator with X, Y fixed; returns (w, b, steps).
+
+        The seeds' "weighted_bce" focal variant is no gradient of a loss: its
+        fitted (w, b) solves F(w, b) = 0, F being the seeds' gradient plus the
+        ridge. Each step is the Newton step of BCE with the factors
+        (1 - p_t)^gamma frozen at the current point (IRLS), shortened until
+        ||F|| decreases.
+        """
+        Y_labeled = Y[:, self.labeled]
+
+        def evaluate(w_, b_, hess, omega=self.omega, gamma=self.focal_gamma):
+            return self.kernels.aggregator_terms(
+                X, Y_labeled, self.y_labeled, omega, w_, b_, gamma, self.focal_variant, hess
+            )
+
+        if self.focal_gamma == 0 or self.focal_variant == "exact":
+            return fit_aggregator(evaluate, w, b, self.l2, max_steps)
+
+        def residual(theta):
+            t = evaluate(theta[:-1], theta[-1], False)
+            return np.linalg.norm(np.append(t.grad_w + self.l2 * theta[:-1], t.grad_b))
+
+        r_hat = (np.asarray(X, dtype=np.float64).T @ np.asarray(Y_labeled, dtype=np.float64)).T  # (n_L, m)
+        theta = np.append(w, b)
+        norm = residual(theta)
+        for step in range(1, max_steps + 1):
+            q = reference.expit(-(2 * self.y_labeled - 1) * (r_hat @ theta[:-1] + theta[-1]))  # 1 - p_t
+            scale = float(np.sum(self.omega * q**self.focal_gamma) / self.omega.sum())
+            w_new, b_new, _ = fit_aggregator(
+                lambda w_, b_, hess: _scaled(evaluate(w_, b_, hess, self.omega * q**self.focal_gamma, 0.0), scale),
+                theta[:-1], theta[-1], self.l2, max_steps=1,
+            )
+            direction = np.append(w_new, b_new) - theta
+            for t in 0.5 ** np.arange(20):
+                new_norm = residual(theta + t * direction)
+                if new_norm < (1 - 1e-4 * t) * norm:
+                    break
+            else:
+                break  # no decrease of ||F|| possible: at the fixed point to rounding
+            theta, norm = theta + t * direction, new_norm
+            if norm <= 1e-10:
+                break
+        return theta[:-1], float(theta[-1]), step
+
+
+def _scaled(terms, scale):
+    """AggregatorTerms with loss and derivatives multiplied by ``scale``."""
+    return terms._replace(loss=scale * terms.loss, grad_w=scale * terms.grad_w, grad_b=scale * terms.grad_b,
+                          hessian=None if terms.hessian is None else scale * terms.hessian)
+
+
+def mean_of_reconstruction(X, Y):
+    """Mean over classifiers of r_hat = X^T Y, as (mean of X's columns)^T Y (on the host)."""
+    return np.asarray(to_host(X), dtype=np.float64).mean(axis=1) @ np.asarray(to_host(Y), dtype=np.float64)
+
+
+@dataclass
+class State:
+    """The parameters being fitted."""
+
+    X: np.ndarray  # (d, m)
+    Y: np.ndarray  # (d, n)
+    w: np.ndarray  # (m,)
+    b: float
+
+
+# ------------------------------------------------------------------ ALS
+class ALSTrainer:
+    """ALS half-steps on L_rec, then the aggregator on the reconstruction.
+
+    ``aggregator_solver``: "newton" fits (w, b) to convergence; "gd" takes
+    ``aggregator_steps`` plain gradient steps of size ``aggregator_lr`` (the
+    seeds' procedure, kept to reproduce their collapse); "adam" takes that many
+    Adam steps (a momentum remedy, seed 000). ``solver``: how the half-steps
+    solve their systems (see :func:`cfe_fast.kernels.update_instance_factors`);
+    "cg" starts from the previous factors.
+    """
+
+    def __init__(self, aggregator_solver="newton", aggregator_lr=0.01, aggregator_steps=1, solver="auto"):
+        self.solver = solver
+        self.aggregator_solver = aggregator_solver
+        self.aggregator_lr = aggregator_lr
+        self.aggregator_steps = aggregator_steps
+        self._adam = None
+
+    def initialize(self, problem, state):
+        """Nothing to do: the first step starts with the classifier half-step from Y."""
+
+    def step(self, problem, state, fit_aggregator):
+        k = problem.kernels
+        state.X = k.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam,
+                                              **solver_options(k, self.solver, state.X))
+        state.Y = k.update_instance_factors(state.X, problem.R, problem.C, problem.lam,
+                                            **solver_options(k, self.solver, state.Y))
+        if not fit_aggregator:
+            return 0
+        if self.aggregator_solver == "newton":
+            state.w, state.b, steps = problem.fit_aggregator(state.X, state.Y, state.w, state.b)
+            return steps
+        theta = np.append(state.w, state.b)
+        if self._adam is None:
+            self._adam = Adam([theta], self.aggregator_lr)
+        for _ in range(self.aggregator_steps):
+            terms = problem.supervised_terms(state.X, state.Y, theta[:-1], theta[-1])
+            grad = np.append(terms.grad_w + problem.l2 * theta[:-1], terms.grad_b)
+            if self.aggregator_solver == "gd":
+                theta -= self.aggregator_lr * grad
+            else:
+                self._adam.step([theta], [grad], self.aggregator_lr)
+        state.w, state.b = theta[:-1].copy(), float(theta[-1])
+        return self.aggregator_steps
+
+
+# ---------------------------------------------------------------- exact
+def exact_instance_step(problem, X, Y0, w, b):
+    """Instance block of the exact trainer via Sherman-Morrison.
+
+    The labeled systems are the ALS systems A_i plus kappa_i v v^T (SPEC.md);
+    the backend returns A_i^-1 b_i and A_i^-1 v from one factorisation each,
+    and the rank-one correction is applied in O(d) per instance. Matches
+    :func:`cfe_fast.reference.exact_instance_step`.
+    """
+    p = problem
+    Y, Z = p.kernels.instance_solves(X, p.R, p.C, p.lam, w)
+    Y = np.array(Y, dtype=np.float64)
+    labeled = p.labeled
+    v = np.asarray(X, dtype=np.float64) @ w
+    Y0_labeled = np.asarray(Y0, dtype=np.float64)[:, labeled]
+    _, g, _ = reference.sample_loss_terms(v @ Y0_labeled + b, p.y_labeled, p.focal_gamma)
+    kappa = p.a / (8 * p.s)
+    shift = kappa * (v @ Y0_labeled) - p.a * g / (2 * p.s)
+    Z_labeled = np.asarray(Z, dtype=np.float64)[:, labeled]
+    U = Y[:, labeled] + shift * Z_labeled
+    Y[:, labeled] = U - kappa * Z_labeled * (v @ U) / (1 + kappa * (v @ Z_labeled))
+    return Y
+
+
+def exact_classifier_step(problem, X0, Y, w, b):
+    """Classifier block of the exact trainer: Grams from the backend, then the
+    sequential solves of :func:`cfe_fast.reference.exact_classifier_step`."""
+    p = problem
+    return reference.exact_classifier_step(
+        Y, p.R, p.C, p.lam, X0, w, b, p.labeled, p.y_labeled, p.a, p.s, p.focal_gamma,
+        grams=p.kernels.classifier_gram_terms(Y, p.R, p.C),
+    )
+
+
+class ExactTrainer:
+    """Block-coordinate descent on L: X block, Y block, aggregator (Newton).
+
+    With BCE each block minimises a majoriser, so L never increases. With focal
+    loss (no curvature bound) a block step that would increase L is shortened
+    by backtracking towards the previous block value.
+    """
+
+    def initialize(self, problem, state):
+        """X from one ALS classifier half-step: the majorisers are taken around it."""
+        state.X = problem.kernels.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
+
+    def step(self, problem, state, fit_aggregator):
+        dtype = state.Y.dtype
+        self._safeguarded(problem, state, "X", exact_classifier_step(problem, state.X, state.Y, state.w, state.b))
+        self._safeguarded(problem, state, "Y", exact_instance_step(problem, state.X, state.Y, state.w, state.b))
+        state.X = np.asarray(state.X, dtype=dtype)
+        state.Y = np.asarray(state.Y, dtype=dtype)
+        if not fit_aggregator:
+            return 0
+        state.w, state.b, steps = problem.fit_aggregator(state.X, state.Y, state.w, state.b)
+        return steps
+
+    @staticmethod
+    def _safeguarded(problem, state, name, proposal):
+        if problem.focal_gamma == 0:
+            setattr(state, name, proposal)
+            return
+        old = getattr(state, name)
+        before = problem.objective(state.X, state.Y, state.w, state.b)[0]
+        step = proposal - old
+        for t in 0.5 ** np.arange(30):
+            setattr(state, name, old + t * step)
+            if problem.objective(state.X, state.Y, state.w, state.b)[0] <= before:
+                return
+        setattr(state, name, old)
+
+
+# ---------------------------------------------------------------- joint
+class Adam:
+    """Adam (Kingma & Ba) over a list of arrays, updated in place."""
+
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(p, dtype=np.float64) for p in params]
+        self.v = [np.zeros_like(p, dtype=np.float64) for p in params]
+        self.t = 0
+
+    def step(self, params, grads, lr):
+        self.t += 1
+        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * g * g
+            p -= lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+
+
+def joint_gradients(problem, X, Y, w, b):
+    """L and its gradients with respect to X (d, m), Y (d, n), w (m,) and b.
+
+    The reconstruction part comes from the backend's fused kernel; the
+    supervised part adds a_i g_i v to labeled columns of dY, (sum a_i g_i y_i) w^T
+    to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db).
+    """
+    p = problem
+    rec = p.kernels.reconstruction_loss(X, Y, p.R, p.C, p.lam)
+    gX, gY = p.kernels.reconstruction_gradient(X, Y, p.R, p.C, p.lam)
+    gX, gY = p.rho * np.asarray(gX, dtype=np.float64), p.rho * np.asarray(gY, dtype=np.float64)
+    gw, gb, sup = np.zeros_like(w), 0.0, 0.0
+    if p.has_labels:
+        X64 = np.asarray(X, dtype=np.float64)
+        Y_labeled = np.asarray(Y, dtype=np.float64)[:, p.labeled]
+        v = X64 @ w
+        loss, g, _ = reference.sample_loss_terms(v @ Y_labeled + b, p.y_labeled, p.focal_gamma, p.focal_variant)
+        sup = float(p.omega @ loss / p.omega.sum()) + 0.5 * p.l2 * float(w @ w)
+        e = p.a * g
+        q = Y_labeled @ e
+        gY[:, p.labeled] += np.outer(v, e)
+        gX += np.outer(q, w)
+        gw = X64.T @ q + (1 - p.rho) * p.l2 * w
+        gb = float(e.sum())
+    return p.rho * rec + (1 - p.rho) * sup, gX, gY, gw, gb
+
+
+class JointTrainer:
+    """Adam on all parameters; one iteration = ``steps_per_iter`` Adam steps.
+
+    Starts from a few ALS sweeps and a Newton-fitted aggregator. Learning rate:
+    linear warm-up over the first ``warmup`` fraction of all steps, then cosine
+    decay to 10 % (``schedule="warmup_cosine"``), or constant. ``clip_norm``
+    clips the global gradient norm.
+    """
+
+    def __init__(self, max_iter, learning_rate=0.01, steps_per_iter=20, schedule="warmup_cosine",
+                 warmup=0.05, clip_norm=None):
+        self.total = max_iter * steps_per_iter
+        self.learning_rate = learning_rate
+        self.steps_per_iter = steps_per_iter
+        self.schedule = schedule
+        self.warmup = warmup
+        self.clip_norm = clip_norm
+        self._adam = None
+
+    def rate(self, t):
+        """Learning rate of step t (0-based)."""
+        if self.schedule == "constant":
+            return self.learning_rate
+        warm = max(1, int(self.warmup * self.total))
+        if t < warm:
+            return self.learning_rate * (t + 1) / warm
+        progress = (t - warm) / max(1, self.total - warm)
+        return self.learning_rate * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+    def initialize(self, problem, state, sweeps=3):
+        """A warm start: a few ALS sweeps, then the aggregator fitted by Newton."""
+        for _ in range(sweeps):
+            state.X = problem.kernels.update_classifier_factors(state.Y, problem.R, problem.C, problem.lam)
+            state.Y = problem.kernels.update_instance_factors(state.X, problem.R, problem.C, problem.lam)
+        if problem.has_labels:
+            state.w, state.b, _ = problem.fit_aggregator(state.X, state.Y, state.w, state.b)
+
+    def step(self, problem, state, fit_aggregator):
+        params = [np.array(state.X, dtype=np.float64), np.array(state.Y, dtype=np.float64),
+                  np.array(state.w, dtype=np.float64), np.array([state.b], dtype=np.float64)]
+        if self._adam is None:
+            self._adam = Adam(params, self.learning_rate)
+        for _ in range(self.steps_per_iter):
+            _, gX, gY, gw, gb = joint_gradients(problem, params[0], params[1], params[2], params[3][0])
+            grads = [gX, gY, gw if fit_aggregator else 0 * gw, np.array([gb if fit_aggregator else 0.0])]
+            if self.clip_norm is not None:
+                norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
+                if norm > self.clip_norm:
+                    grads = [g * (self.clip_norm / norm) for g in grads]
+            self._adam.step(params, grads, self.rate(self._adam.t))
+        dtype = state.Y.dtype
+        state.X, state.Y = params[0].astype(dtype), params[1].astype(dtype)
+        state.w, state.b = params[2], float(params[3][0])
+        return self.steps_per_iter if fit_aggregator else 0

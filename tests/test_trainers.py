@@ -1,0 +1,121 @@
+"""Exact-objective and joint trainers: the block steps against the dense
+reference, monotone descent, analytic gradients against finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cfe_fast import numba_backend as nb
+from cfe_fast import reference as ref
+from cfe_fast.trainers import ExactTrainer, Problem, State, exact_classifier_step, exact_instance_step, joint_gradients
+from conftest import random_problem, rel_error
+
+
+def make_problem(m, n, d, seed, kernels=nb, rho=0.7, labeled_fraction=0.5, balanced=True, gamma=0.0, l2=1e-3):
+    X, Y, R, C = random_problem(m, n, d, seed=seed, zero_conf=0.1)
+    rng = np.random.default_rng(seed + 1)
+    labeled = rng.random(n) < labeled_fraction
+    labeled[:2] = True
+    y = (rng.random(n) < 0.3).astype(float)
+    y[:2] = [0.0, 1.0]
+    y_labeled = y[labeled]
+    problem = Problem(kernels, R, C, 0.2, rho, labeled, y_labeled, ref.class_weights(y_labeled, balanced), gamma,
+                      "exact", l2)
+    return problem, State(0.5 * X, Y, rng.normal(size=m), -0.3)
+
+
+def reference_objective(p, state):
+    labels = np.full(p.R.shape[1], np.nan)
+    labels[p.labeled] = p.y_labeled
+    balanced = not np.allclose(p.omega, 1.0)
+    return ref.objective(state.X, state.Y, p.R, p.C, p.lam, labels, state.w, state.b, p.rho, balanced,
+                         p.focal_gamma, "exact", p.l2)[0]
+
+
+@pytest.mark.parametrize("kernels", [nb, ref])
+@pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma):
+    p, s = make_problem(m, n, d, seed=m + n + d, kernels=kernels, gamma=gamma)
+    fast = exact_instance_step(p, s.X, s.Y, s.w, s.b)
+    dense = ref.exact_instance_step(s.X, p.R, p.C, p.lam, s.Y, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
+    assert rel_error(fast, dense) < 1e-10
+
+
+@pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
+def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d):
+    p, s = make_problem(m, n, d, seed=2 * m + n)
+    fast = exact_classifier_step(p, s.X, s.Y, s.w, s.b)
+    dense = ref.exact_classifier_step(s.Y, p.R, p.C, p.lam, s.X, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s)
+    assert rel_error(fast, dense) < 1e-10
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 8), n=st.integers(4, 50), d=st.integers(1, 6), seed=st.integers(0, 2**31),
+    rho=st.floats(0.05, 0.95), labeled_fraction=st.floats(0.1, 1.0), balanced=st.booleans(),
+)
+def test_exact_trainer_never_increases_the_objective(m, n, d, seed, rho, labeled_fraction, balanced):
+    """Property: every block step (X, Y, aggregator) of the exact trainer keeps L from increasing."""
+    p, s = make_problem(m, n, d, seed, rho=rho, labeled_fraction=labeled_fraction, balanced=balanced)
+    values = [reference_objective(p, s)]
+    for _ in range(3):
+        s.X = exact_classifier_step(p, s.X, s.Y, s.w, s.b)
+        values.append(reference_objective(p, s))
+        s.Y = exact_instance_step(p, s.X, s.Y, s.w, s.b)
+        values.append(reference_objective(p, s))
+        s.w, s.b, _ = p.fit_aggregator(s.X, s.Y, s.w, s.b)
+        values.append(reference_objective(p, s))
+    increases = np.diff(values)
+    assert np.all(increases <= 1e-10 * np.abs(values[:-1])), (values, increases)
+
+
+def test_exact_trainer_with_focal_loss_never_increases_the_objective():
+    p, s = make_problem(6, 60, 3, seed=5, gamma=2.0)
+    trainer = ExactTrainer()
+    values = [reference_objective(p, s)]
+    for _ in range(5):
+        trainer.step(p, s, fit_aggregator=True)
+        values.append(reference_objective(p, s))
+    assert np.all(np.diff(values) <= 1e-10 * np.abs(values[:-1]))
+
+
+def _finite_difference(f, x, h=1e-6):
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        grad[idx] = (f(x + e) - f(x - e)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("gamma,balanced", [(0.0, True), (0.0, False), (2.0, True)])
+def test_joint_gradients_match_finite_differences(gamma, balanced):
+    p, s = make_problem(4, 12, 2, seed=3, kernels=ref, gamma=gamma, balanced=balanced, l2=0.05)
+    value, gX, gY, gw, gb = joint_gradients(p, s.X, s.Y, s.w, s.b)
+    assert value == pytest.approx(reference_objective(p, s), rel=1e-12)
+
+    def at(**changes):
+        return reference_objective(p, State(**{**vars(s), **changes}))
+
+    np.testing.assert_allclose(gX, _finite_difference(lambda X: at(X=X), s.X), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(gY, _finite_difference(lambda Y: at(Y=Y), s.Y), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(gw, _finite_difference(lambda w: at(w=w), s.w), rtol=1e-5, atol=1e-9)
+    assert gb == pytest.approx(_finite_difference(lambda b: at(b=b[0]), np.array([s.b]))[0], rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_joint_gradients_numba_match_reference(dtype, tol):
+    p_fast, s = make_problem(7, 3000, 3, seed=9)
+    p_ref, _ = make_problem(7, 3000, 3, seed=9, kernels=ref)
+    if dtype == np.float32:
+        p_fast.R, p_fast.C = p_fast.R.astype(dtype), p_fast.C.astype(dtype)
+        p_ref.R, p_ref.C = p_fast.R.astype(np.float64), p_fast.C.astype(np.float64)
+        s.X, s.Y = s.X.astype(dtype), s.Y.astype(dtype)
+    fast = joint_gradients(p_fast, s.X, s.Y, s.w, s.b)
+    slow = joint_gradients(p_ref, s.X, s.Y, s.w, s.b)
+    assert abs(fast[0] - slow[0]) <= tol * abs(slow[0])
+    for a, b in zip(fast[1:4], slow[1:4]):
+        assert rel_error(a, b) < tol
+    assert fast[4] == pytest.approx(slow[4], rel=tol)
