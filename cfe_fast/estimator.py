@@ -27,6 +27,8 @@ TRAINERS = ("als", "exact", "joint")
 AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
 LR_SCHEDULES = ("warmup_cosine", "constant")
 DTYPES = {"float64": np.float64, "float32": np.float32}
+#: instances per block of the confidence computation (keeps fit memory ~ R + C + factors)
+_CONFIDENCE_BLOCK = 65536
 
 
 class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
@@ -246,9 +248,16 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
     def _confidence_matrix(self, P, labels):
         """C (n, m) for the instances in P; labels NaN where unknown."""
         dtype = DTYPES[self.dtype]
-        if self._strategy() is not None:
-            C = reference.confidence(P.T, labels, self.confidence, self.confidence_alpha).T
+        strategy = self._strategy()
+        if strategy == "calibration":  # per-classifier statistics over all labeled instances
+            C = reference.confidence(P.T, labels, strategy, self.confidence_alpha).T
             return np.ascontiguousarray(C, dtype=dtype)
+        if strategy is not None:  # elementwise: blocks of instances, no n x m temporaries
+            C = np.empty(P.shape, dtype=dtype)
+            for s in range(0, P.shape[0], _CONFIDENCE_BLOCK):
+                block = slice(s, s + _CONFIDENCE_BLOCK)
+                C[block] = reference.confidence(P[block].T, labels[block], strategy, self.confidence_alpha).T
+            return C
         return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
 
     def _fold_in_confidence(self, P):
@@ -316,7 +325,9 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             self.classifier_quality_ = C[0].astype(np.float64)
         kernels = get_backend(self.backend)
         rng = np.random.default_rng(self.random_state)
-        Y = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(P.dtype).T
+        Y = rng.standard_normal((n, d))
+        Y /= np.sqrt(d)  # in place: no n x d temporaries (fit memory ~ R + C + factors)
+        Y = Y.astype(P.dtype, copy=False).T
         omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
         # R, C as (m, n) views of the instance-major arrays; on a GPU backend they move to the device once
         R, C, Y, labeled, y_labeled, omega = to_device(kernels, P.T, C.T, Y, labeled, y_labeled, omega)
@@ -325,6 +336,7 @@ class CFEnsembleClassifier(ClassifierMixin, BaseEstimator):
             float(self.focal_gamma), self.focal_variant, float(self.aggregator_l2), aggregator == "weighted",
         )
         state = State(None, Y, np.full(m, 1.0 / m), 0.0)
+        del Y  # the state owns the factors: the initial Y is freed once replaced
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = m
         self.latent_dim_ = d
