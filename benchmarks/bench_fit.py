@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 
-from _common import QUICK
+from ._common import QUICK
 
 N_FIT = 3_000 if QUICK else 60_000
 ITERS = 5 if QUICK else 50

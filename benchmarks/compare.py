@@ -84,32 +84,45 @@ def gemm_peak(dtype, threads, size=1536, repeat=7):
     return 2.0 * size**3 / best / 1e9
 
 
-def _solvers(nb):
-    """Solver names accepted by the Numba kernels of this checkout ('auto' only before they existed)."""
+def _solvers(nb, m=None, d=None):
+    """Solvers to time: "auto", the exact form it does not pick where that form makes sense
+    (the dual only for m < d), and "cg"; "auto" alone before solvers existed."""
     if "solver" not in inspect.signature(nb.solve_instances).parameters:
         return ["auto"]
-    return ["auto", *nb.SOLVERS_EXACT, "cg"]
+    other = [s for s in nb.SOLVERS_EXACT if s != nb.choose_solver(m, d) and not (s == "dual" and m >= d)]
+    return ["auto", *other, "cg"]
 
 
-def time_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
-    """Median seconds of the classifier and instance half-steps of one solver (None if it does not apply)."""
-    kw = {} if len(_solvers(nb)) == 1 else {"solver": solver}
+def measure_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
+    """Median seconds of the classifier and instance half-steps of one solver."""
+    kw = {} if solver == "auto" and "solver" not in inspect.signature(nb.solve_instances).parameters else {
+        "solver": solver}
     kw_c, kw_i = dict(kw), dict(kw)
     if solver == "cg":  # warm start from the exact solution of the other half-step's input
         kw_c["init"] = nb.solve_classifiers(Yt, Rt, Ct, LAM)
         kw_i["init"] = Yt
     small = slice(0, 64)
-    try:
-        nb.solve_classifiers(Yt[small], Rt[small], Ct[small], LAM, **kw_c)  # JIT warm-up
-        nb.solve_instances(X, Rt[small], Ct[small], LAM, **dict(kw_i, **({"init": Yt[small]} if solver == "cg" else {})))
-    except ValueError:
-        return None  # the variant does not apply to this shape (the dual form needs m < d)
+    nb.solve_classifiers(Yt[small], Rt[small], Ct[small], LAM, **kw_c)  # JIT warm-up
+    nb.solve_instances(X, Rt[small], Ct[small], LAM, **dict(kw_i, **({"init": Yt[small]} if solver == "cg" else {})))
     t_cls = _median_time(lambda: nb.solve_classifiers(Yt, Rt, Ct, LAM, **kw_c), repeat)
     t_inst = _median_time(lambda: nb.solve_instances(X, Rt, Ct, LAM, **kw_i), repeat)
     return t_cls, t_inst
 
 
-def time_reference(ref, X, Y, R, C, k):
+def _cg_error(nb, X, Yt, Rt, Ct, k=2000):
+    """Relative error of one CG half-step (3 steps from zero) against the exact one, first k instances."""
+    s = slice(0, k)
+    errors = []
+    for exact, approx in (
+        (nb.solve_instances(X, Rt[s], Ct[s], LAM), nb.solve_instances(X, Rt[s], Ct[s], LAM, solver="cg")),
+        (nb.solve_classifiers(Yt[s], Rt[s], Ct[s], LAM),
+         nb.solve_classifiers(Yt[s], Rt[s], Ct[s], LAM, solver="cg")),
+    ):
+        errors.append(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+    return f"rel. error vs exact: instance {errors[0]:.1e}, classifier {errors[1]:.1e} (cold start from 0; a fit warm-starts, see below)"
+
+
+def measure_reference(ref, X, Y, R, C, k):
     """Seconds of the reference half-steps on the first k instances (one BLAS thread)."""
     with threadpool_limits(1, user_api="blas"):
         t_cls = _median_time(lambda: ref.update_classifier_factors(Y[:, :k], R[:, :k], C[:, :k], LAM), 1)
@@ -117,7 +130,7 @@ def time_reference(ref, X, Y, R, C, k):
     return t_cls, t_inst
 
 
-def time_implicit(Ct, d, dtype, use_cg, repeat):
+def measure_implicit(Ct, d, dtype, use_cg, repeat):
     """Median seconds of implicit's user (classifier) and item (instance) solves.
 
     Ct (n, m) becomes implicit's user x item confidence matrix (m, n) with every
@@ -181,16 +194,16 @@ def shape_rows(args, nb, ref, m, d, dtype, peak):
     scale = args.per / n
     flop = model_gflop(m, args.per, d)
     results = []
-    for solver in _solvers(nb):
-        timing = time_cfe(nb, X, Yt, Rt, Ct, solver, args.repeat)
-        if timing is not None:
-            label = "cfe_fast " + (f"{solver} -> {nb.choose_solver(m, d)}" if solver == "auto" and hasattr(nb, "choose_solver") else solver)
-            results.append((label + (" (approximate)" if solver == "cg" else ""), timing, ""))
+    for solver in _solvers(nb, m, d):
+        timing = measure_cfe(nb, X, Yt, Rt, Ct, solver, args.repeat)
+        label = "cfe_fast " + (f"{solver} -> {nb.choose_solver(m, d)}" if solver == "auto" and hasattr(nb, "choose_solver") else solver)
+        note = _cg_error(nb, X, Yt, Rt, Ct) if solver == "cg" else ""
+        results.append((label + (" (approximate)" if solver == "cg" else ""), timing, note))
     if _implicit_available():
         for use_cg, label in ((False, "implicit exact"), (True, "implicit CG 3 steps (approximate)")):
-            results.append((label, time_implicit(Ct, d, dtype, use_cg, args.repeat), "matrix in float32"))
+            results.append((label, measure_implicit(Ct, d, dtype, use_cg, args.repeat), "matrix in float32"))
     k = min(args.reference_n, n)
-    t_ref = time_reference(ref, X, Yt.T, Rt.T, Ct.T, k)
+    t_ref = measure_reference(ref, X, Yt.T, Rt.T, Ct.T, k)
     rows = []
     ref_sweep = sum(t_ref) * args.per / k
     for label, (t_cls, t_inst), note in results:
@@ -209,13 +222,22 @@ def fit_rows():
 
     data = make_ensemble(n_classifiers=18, n_instances=60_000, random_state=0)
     lines = []
-    for dtype in ("float64", "float32"):
-        model = CFEnsembleClassifier(latent_dim=9, max_iter=50, tol=0.0, random_state=0, dtype=dtype)
+    for dtype, solver in (("float64", "auto"), ("float32", "auto"), ("float64", "cg")):
+        model = CFEnsembleClassifier(latent_dim=9, max_iter=50, tol=0.0, random_state=0, dtype=dtype, solver=solver)
         model.set_params(max_iter=2).fit(data.P[:500], data.labels[:500])  # JIT warm-up
         model.set_params(max_iter=50)
         seconds = _median_time(lambda: model.fit(data.P, data.labels), 3)
-        lines.append(f"| fit, m = 18, n = 60,000, d = 9, 50 iterations, {dtype} | {seconds:.3f} s "
+        lines.append(f"| fit, m = 18, n = 60,000, d = 9, 50 iterations, {dtype}, solver {solver} | {seconds:.3f} s "
                      f"({model.n_iter_} iterations, {1e3 * seconds / model.n_iter_:.1f} ms each) |")
+    fits = {}
+    for solver in ("auto", "cg"):
+        model = CFEnsembleClassifier(latent_dim=9, max_iter=50, tol=0.0, random_state=0, solver=solver)
+        fits[solver] = model.fit(data.P, data.labels)
+    exact, cg = fits["auto"], fits["cg"]
+    loss_gap = abs(cg.history_["loss"][-1] - exact.history_["loss"][-1]) / exact.history_["loss"][-1]
+    proba_gap = np.abs(cg.transductive_proba_ - exact.transductive_proba_).max()
+    lines.append(f"| solver='cg' against exact ALS after 50 iterations (float64) | objective {loss_gap:.1e} relative, "
+                 f"probabilities {proba_gap:.1e} max abs |")
     with tempfile.TemporaryDirectory() as cache_dir:  # an empty Numba cache: the first process compiles
         first, second = _compile_time(cache_dir), _compile_time(cache_dir)
     lines.append(f"| JIT: first fit in a fresh process, empty Numba cache | {first:.2f} s |")

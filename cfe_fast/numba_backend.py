@@ -27,8 +27,10 @@ Design
   the number of threads.
 """
 
+from contextlib import contextmanager
+
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange, set_num_threads
 
 from ._errors import PIVOT_RTOL, SingularSystemError
 from ._threads import single_threaded_blas
@@ -45,9 +47,33 @@ _GRAM_CHUNK = 256
 _GRAM_BLOCK_BYTES = 512 * 1024
 #: instances per partial sum of a reduction over instances
 _REDUCE_CHUNK = 1024
+#: parallel tasks of the classifier-step reductions (contiguous runs of chunks, one
+#: partial sum each): a fixed number, so results do not depend on the thread count
+_REDUCE_BLOCKS = 32
+#: kernels estimated below this many flops run on one thread: a parallel region
+#: waits for every thread to be scheduled, ~0.1 ms idle but up to ~30 ms per
+#: call on a loaded machine (a 50-iteration fit at m=18, n=60,000 spent 9 s of
+#: 28 s in 270 calls of the fused aggregator kernel, ~1e5 flops each)
+_PARALLEL_MIN_FLOPS = 5e7
 
 
 # ----------------------------------------------------------------- helpers
+@contextmanager
+def _kernel_threads(flops):
+    """BLAS on one thread, and Numba's parallel loops on one thread for small work.
+
+    Results do not depend on the thread count, so this changes speed only.
+    """
+    before = get_num_threads()
+    with single_threaded_blas():
+        if flops < _PARALLEL_MIN_FLOPS:
+            set_num_threads(1)
+        try:
+            yield
+        finally:
+            set_num_threads(before)
+
+
 @njit(cache=True, inline="always")
 def _tri(i):
     """Offset of row i in a packed lower triangle (row-major)."""
@@ -305,7 +331,7 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     failed = np.zeros(n, dtype=np.bool_)
     Zt = np.empty((n, d) if want_z else (0, d))
     X64 = np.ascontiguousarray(X, dtype=np.float64)
-    with single_threaded_blas():
+    with _kernel_threads(n * (m * d * d + d**3 / 3)):
         if solver == "cg":
             Y0t = np.zeros((n, d)) if init is None else np.ascontiguousarray(init, dtype=np.float64)
             _instance_cg(X64, Rt, Ct, float(lam), _chunk_for(d), int(cg_steps), Y0t, Yt)
@@ -392,29 +418,41 @@ def _chunk_grams(Yc, Cc, RCc, rows, Gc, Bc):
     Bc[:] = np.dot(Yc.astype(np.float64), RCc.astype(np.float64))
 
 
+@njit(cache=True, inline="always")
+def _block_range(b, n_blocks, n_chunks):
+    """Chunks [c0, c1) of reduction block b: n_chunks split into n_blocks contiguous runs."""
+    return b * n_chunks // n_blocks, (b + 1) * n_chunks // n_blocks
+
+
 @njit(cache=True, parallel=True)
-def _classifier_grams(Yt, Rt, Ct, chunk, group, G, B, rows=1):
+def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, G, B, rows=1):
     """Accumulate G (T, m) += sum_i c_ui packed(y_i y_i^T) and B (d, m) in float64.
 
-    Instances are cut into fixed chunks; the chunk sums are added in chunk
-    order, ``group`` chunks at a time, so the result is independent of the
-    number of threads.
+    Instances are cut into fixed chunks, the chunks into ``n_blocks``
+    contiguous blocks (one parallel task each, one parallel region in all);
+    a block sums its chunks in order and the blocks are added in order, so
+    the result depends on n and n_blocks only, not on the number of threads.
     """
     n, d = Yt.shape
     m = Rt.shape[1]
     n_chunks = (n + chunk - 1) // chunk
-    part_G = np.empty((group, _tri(d), m))
-    part_B = np.empty((group, d, m))
-    for g0 in range(0, n_chunks, group):
-        g1 = min(n_chunks, g0 + group)
-        for c in prange(g0, g1):
+    n_blocks = max(1, min(n_blocks, n_chunks))
+    part_G = np.zeros((n_blocks, _tri(d), m))
+    part_B = np.zeros((n_blocks, d, m))
+    for blk in prange(n_blocks):
+        c0, c1 = _block_range(blk, n_blocks, n_chunks)
+        Gc = np.empty((_tri(d), m))
+        Bc = np.empty((d, m))
+        for c in range(c0, c1):
             s = c * chunk
             e = min(n, s + chunk)
             Cc = Ct[s:e]
-            _chunk_grams(np.ascontiguousarray(Yt[s:e].T), Cc, Cc * Rt[s:e], rows, part_G[c - g0], part_B[c - g0])
-        for c in range(g0, g1):  # fixed order: independent of the thread count
-            G += part_G[c - g0]
-            B += part_B[c - g0]
+            _chunk_grams(np.ascontiguousarray(Yt[s:e].T), Cc, Cc * Rt[s:e], rows, Gc, Bc)
+            part_G[blk] += Gc
+            part_B[blk] += Bc
+    for blk in range(n_blocks):  # fixed order: independent of the thread count
+        G += part_G[blk]
+        B += part_B[blk]
 
 
 def _gram_rows(d, chunk):
@@ -442,37 +480,38 @@ def classifier_grams_t(Yt, Rt, Ct):
     m = Rt.shape[1]
     G = np.zeros((d * (d + 1) // 2, m))
     B = np.zeros((d, m))
-    with single_threaded_blas():
-        _classifier_grams(np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, _GRAM_CHUNK, max(2, 2 * _num_threads()), G, B,
+    with _kernel_threads(Yt.shape[0] * m * d * d):
+        _classifier_grams(np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, _GRAM_CHUNK, _REDUCE_BLOCKS, G, B,
                           _gram_rows(d, _GRAM_CHUNK))
     return G, B
 
 
 @njit(cache=True, parallel=True)
-def _classifier_products(Yt, Rt, Ct, P, first, chunk, group, out):
+def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks, out):
     """One pass over the instances for the classifier CG, without forming the systems.
 
     out[0] += sum_i y_i c_ui (y_i^T p_u) for every u (the systems times P);
     if ``first``, also out[1] += Y C_u r_u (right-hand sides) and
-    out[2] += sum_i c_ui y_i**2 (the Jacobi diagonals). Fixed chunks added in
-    a fixed order: independent of the thread count.
+    out[2] += sum_i c_ui y_i**2 (the Jacobi diagonals). Fixed chunks in fixed
+    blocks, added in order (see :func:`_classifier_grams`).
     """
     n = Yt.shape[0]
     n_chunks = (n + chunk - 1) // chunk
-    part = np.empty((group,) + out.shape)
-    for g0 in range(0, n_chunks, group):
-        g1 = min(n_chunks, g0 + group)
-        for c in prange(g0, g1):
+    n_blocks = max(1, min(n_blocks, n_chunks))
+    part = np.zeros((n_blocks,) + out.shape)
+    for blk in prange(n_blocks):
+        c0, c1 = _block_range(blk, n_blocks, n_chunks)
+        for c in range(c0, c1):
             s = c * chunk
             e = min(n, s + chunk)
             Yc = Yt[s:e].astype(np.float64)
             Cc = Ct[s:e].astype(np.float64)
-            part[c - g0, 0] = np.dot(Yc.T, Cc * np.dot(Yc, P))
+            part[blk, 0] += np.dot(Yc.T, Cc * np.dot(Yc, P))
             if first:
-                part[c - g0, 1] = np.dot(Yc.T, Cc * Rt[s:e])
-                part[c - g0, 2] = np.dot((Yc * Yc).T, Cc)
-        for c in range(g0, g1):
-            out += part[c - g0]
+                part[blk, 1] += np.dot(Yc.T, Cc * Rt[s:e])
+                part[blk, 2] += np.dot((Yc * Yc).T, Cc)
+    for blk in range(n_blocks):
+        out += part[blk]
 
 
 def _solve_classifiers_cg(Yt, Rt, Ct, lam, init, steps):
@@ -482,17 +521,16 @@ def _solve_classifiers_cg(Yt, Rt, Ct, lam, init, steps):
     """
     d = Yt.shape[1]
     m = Rt.shape[1]
-    group = max(2, 2 * _num_threads())
     X = np.zeros((d, m)) if init is None else np.array(init, dtype=np.float64)
     sums = np.zeros((3, d, m))
-    with single_threaded_blas():
-        _classifier_products(Yt, Rt, Ct, X, True, _REDUCE_CHUNK, group, sums)
+    with _kernel_threads(4 * Yt.shape[0] * m * d):
+        _classifier_products(Yt, Rt, Ct, X, True, _REDUCE_CHUNK, _REDUCE_BLOCKS, sums)
         diag = np.maximum(sums[2] + lam, 1e-300)
         R = sums[1] - sums[0] - lam * X
         P, rz = _cg_start(R, diag)
         for _ in range(steps):
             AP = np.zeros((1, d, m))
-            _classifier_products(Yt, Rt, Ct, P, False, _REDUCE_CHUNK, group, AP)
+            _classifier_products(Yt, Rt, Ct, P, False, _REDUCE_CHUNK, _REDUCE_BLOCKS, AP)
             _cg_step(AP[0] + lam * P, P, R, X, diag, rz)
     return X
 
@@ -518,12 +556,6 @@ def solve_classifiers(Yt, Rt, Ct, lam, *, solver="auto", init=None, cg_steps=CG_
     _packed_cholesky_solve(G, B, failed)
     _raise_if_failed(failed, "classifier")
     return B.astype(_working_dtype(Rt))
-
-
-def _num_threads():
-    from numba import get_num_threads
-
-    return get_num_threads()
 
 
 # ------------------------------------------------------------- losses
@@ -723,7 +755,7 @@ def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
     """Normalised L_rec and its gradients (dX (d, m), dYt (n, d)) on instance-major data, float64."""
     n, m = Rt.shape
     gYt = np.empty((n, X.shape[0]))
-    with single_threaded_blas():
+    with _kernel_threads(4 * n * m * X.shape[0]):
         sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct, _REDUCE_CHUNK, gYt)
     X64 = np.asarray(X, dtype=np.float64)
     scale = 1.0 / (m * n)
@@ -735,7 +767,7 @@ def reconstruction_loss_t(X, Yt, Rt, Ct, lam):
     """Normalised reconstruction term on instance-major data."""
     n, m = Rt.shape
     X = np.ascontiguousarray(X, dtype=Rt.dtype)
-    with single_threaded_blas():
+    with _kernel_threads(2 * n * m * X.shape[0]):
         sse = _weighted_squared_residual(X, np.ascontiguousarray(Yt, dtype=Rt.dtype), Rt, Ct, _REDUCE_CHUNK)
     return (sse + lam * (squared_norm(X) + squared_norm(Yt))) / (m * n)
 
@@ -752,11 +784,12 @@ def aggregator_terms_t(X, YtL, y_labeled, omega, w, b, focal_gamma=0.0, focal_va
 
     X = np.asarray(X, dtype=np.float64)
     v = X @ np.asarray(w, dtype=np.float64)
-    loss, g, H = _aggregator_partials(
-        v, float(b), np.ascontiguousarray(YtL), np.asarray(y_labeled, dtype=np.float64),
-        np.asarray(omega, dtype=np.float64), float(focal_gamma), focal_variant == "exact",
-        bool(hessian), _REDUCE_CHUNK,
-    )
+    with _kernel_threads(YtL.shape[0] * (X.shape[0] + 2) ** (2 if hessian else 1) * 4):
+        loss, g, H = _aggregator_partials(
+            v, float(b), np.ascontiguousarray(YtL), np.asarray(y_labeled, dtype=np.float64),
+            np.asarray(omega, dtype=np.float64), float(focal_gamma), focal_variant == "exact",
+            bool(hessian), _REDUCE_CHUNK,
+        )
     total = float(np.sum(omega))
     full_hessian = None
     if hessian:

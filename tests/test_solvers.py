@@ -123,7 +123,8 @@ def test_cg_steps_never_increase_the_energy_error_and_start_from_init():
     assert rel_error(X_from_exact, X_exact) < 1e-10  # a converged start stays put
 
 
-def test_every_solver_is_independent_of_the_thread_count():
+def test_every_solver_is_independent_of_the_thread_count(monkeypatch):
+    monkeypatch.setattr(nb, "_PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
     X, Y, R, C = random_problem(9, 3000, 12, seed=11)
     results = []
     before = numba.get_num_threads()
