@@ -5,8 +5,16 @@ runs under :func:`single_threaded_blas`: nested BLAS threads oversubscribe the
 cores and were measured 5-20x slower under load.
 """
 
+import os
 from contextlib import contextmanager
 from functools import lru_cache
+
+# Numba's default threading layer here is OpenMP (libgomp), whose idle threads
+# spin between parallel regions: with a busy machine the spinning threads take
+# the cores the working ones need (measured on 2 loaded cores: the classifier
+# Gram at m=18, n=60,000 took 0.09-0.86 s with 2 threads against 0.016 s
+# with passive waiting). Read once when libgomp loads; a user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.dot calls)
 from threadpoolctl import ThreadpoolController

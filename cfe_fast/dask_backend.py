@@ -422,11 +422,11 @@ class DaskProblem(Problem):
         size = min(n, MONITOR_SAMPLE)
         self._sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
-    def classifier_step(self, Y):
-        """X from the Grams of the latest fused pass (Y is already on the workers)."""
+    def classifier_step(self, Y, solver="auto", init=None):
+        """X from the Grams of the latest fused pass (Y is already on the workers; exact solves only)."""
         return self.engine.classifier_step()
 
-    def instance_step(self, X):
+    def instance_step(self, X, solver="auto", init=None):
         self.engine.instance_step(X)
         return self.engine.instance_factors()
 

@@ -23,6 +23,7 @@ from ._validation import (
 )
 from .backends import get_backend, to_device, to_host
 from .checkpoint import Checkpointer, FitState, read_checkpoint
+from .kernels import solver_options
 from .trainers import ALSTrainer, ExactTrainer, JointTrainer, Problem, State, mean_of_reconstruction
 
 AGGREGATORS = ("weighted", "mean")
@@ -30,6 +31,8 @@ TRAINERS = ("als", "exact", "joint")
 AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
 LR_SCHEDULES = ("warmup_cosine", "constant")
 DTYPES = {"float64": np.float64, "float32": np.float32}
+#: instances per block of the confidence computation (keeps fit memory ~ R + C + factors)
+_CONFIDENCE_BLOCK = 65536
 
 
 class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -110,6 +113,14 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Cluster of the "dask" backend. None starts a ``LocalCluster`` for the
         duration of ``fit`` and brings the fitted factors back as NumPy arrays;
         with a client they stay on the cluster as dask arrays.
+    solver : {"auto", "dual", "primal", "cg"}, default="auto"
+        How the "als" half-steps solve their ridge systems (Numba backend; the
+        NumPy reference is exact and ignores it; other backends take "auto").
+        "auto": exact, dual m x m systems when n_classifiers < latent_dim,
+        else primal d x d systems (:func:`cfe_fast.numba_backend.choose_solver`).
+        "cg": approximate, 3 conjugate-gradient steps per system per iteration,
+        warm-started from the previous factors (faster for large latent_dim and
+        n_classifiers; the factors trail those of exact ALS).
     dtype : {"float64", "float32"}, default="float64"
     verbose : bool, default=False
 
@@ -165,6 +176,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         random_state=None,
         backend="numba",
         client=None,
+        solver="auto",
         dtype="float64",
         verbose=False,
     ):
@@ -193,6 +205,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.backend = backend
         self.client = client
+        self.solver = solver
         self.dtype = dtype
         self.verbose = verbose
 
@@ -238,7 +251,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_positive_int(self.max_iter, "max_iter")
         if self.freeze_aggregator_iters < 0:
             raise ValueError(f"freeze_aggregator_iters must be >= 0, got {self.freeze_aggregator_iters}")
-        get_backend(self.backend)
+        solver_options(get_backend(self.backend), self.solver)
+        if self.solver != "auto" and self.trainer != "als":
+            raise ValueError(f"solver={self.solver!r} applies to trainer='als' only (the others solve exactly)")
         if self.latent_dim is None:
             return max(1, min(20, n_classifiers // 2))
         d = check_positive_int(self.latent_dim, "latent_dim")
@@ -255,9 +270,16 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _confidence_matrix(self, P, labels):
         """C (n, m) for the instances in P; labels NaN where unknown."""
         dtype = DTYPES[self.dtype]
-        if self._strategy() is not None:
-            C = reference.confidence(P.T, labels, self.confidence, self.confidence_alpha).T
+        strategy = self._strategy()
+        if strategy == "calibration":  # per-classifier statistics over all labeled instances
+            C = reference.confidence(P.T, labels, strategy, self.confidence_alpha).T
             return np.ascontiguousarray(C, dtype=dtype)
+        if strategy is not None:  # elementwise: blocks of instances, no n x m temporaries
+            C = np.empty(P.shape, dtype=dtype)
+            for s in range(0, P.shape[0], _CONFIDENCE_BLOCK):
+                block = slice(s, s + _CONFIDENCE_BLOCK)
+                C[block] = reference.confidence(P[block].T, labels[block], strategy, self.confidence_alpha).T
+            return C
         return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
 
     def _dask_confidence(self, P, labels, client):
@@ -301,7 +323,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     # --------------------------------------------------------------- fit
     def _make_trainer(self):
         if self.trainer == "als":
-            return ALSTrainer(self.aggregator_solver, self.aggregator_lr, self.aggregator_steps)
+            return ALSTrainer(self.aggregator_solver, self.aggregator_lr, self.aggregator_steps, self.solver)
         if self.trainer == "exact":
             return ExactTrainer()
         return JointTrainer(self.max_iter, self.learning_rate, self.joint_steps_per_iter,
@@ -408,6 +430,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                                                           y_labeled, omega)
         problem = Problem(kernels, R, C, lam, labeled=labeled, y_labeled=y_labeled, omega=omega, **settings)
         state = State(X, Y, progress.w, progress.b)
+        del X, Y
+        progress.X = progress.Y = None  # the state owns the factors: the initial Y is freed once replaced
         if resume_from is None:
             trainer.initialize(problem, state)
         checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels) if checkpoint else None
@@ -590,4 +614,6 @@ def _initial_instance_factors(rng, n, d, dtype):
     Consumes ``rng`` sequentially, so drawing consecutive blocks of rows gives
     the rows of one draw (the dask backend draws chunk by chunk).
     """
-    return (rng.standard_normal((n, d)) / np.sqrt(d)).astype(dtype)
+    Y = rng.standard_normal((n, d))
+    Y /= np.sqrt(d)  # in place: no n x d temporaries (fit memory ~ R + C + factors)
+    return Y.astype(dtype, copy=False)

@@ -37,7 +37,39 @@ def _check_problem(F, R, C, lam, factor_name, factor_axis):
     return F, R, C, lam
 
 
-def update_instance_factors(X, R, C, lam, *, backend="numba"):
+def _solver_kwargs(backend, solver, init, init_shape, init_name):
+    """Keyword arguments of a backend's half-step for ``solver`` / ``init``.
+
+    The NumPy reference is exact and ignores both; a backend without a
+    ``solver`` option accepts only ``"auto"``.
+    """
+    if init is not None:
+        init = as_float_array(init, init_name, 2)
+        if init.shape != init_shape:
+            raise ValueError(f"init has shape {init.shape}; expected {init_shape}")
+    return solver_options(get_backend(backend), solver, init)
+
+
+def solver_options(module, solver, init=None):
+    """Keyword arguments ``solver`` / ``init`` for the half-steps of a backend module.
+
+    Every backend accepts ``"auto"``; a backend module lists the other
+    solvers it implements in ``SOLVERS``. The NumPy reference is exact: it
+    accepts every solver name of the Numba backend and ignores it.
+    """
+    from .numba_backend import SOLVERS
+
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    supported = getattr(module, "SOLVERS", None)
+    if supported is None:
+        if solver != "auto" and module.__name__ != "cfe_fast.reference":
+            raise ValueError(f"solver={solver!r} is not available in {module.__name__} (only 'auto')")
+        return {}
+    return {"solver": solver, "init": init}
+
+
+def update_instance_factors(X, R, C, lam, *, backend="numba", solver="auto", init=None):
     """Instance half-step of confidence-weighted ALS.
 
     Solves ``y_i = (X C_i X^T + lam I)^-1 X C_i r_i`` for every instance i.
@@ -52,7 +84,16 @@ def update_instance_factors(X, R, C, lam, *, backend="numba"):
         Non-negative confidences.
     lam : float
         Ridge penalty (>= 0; 0 is refused where a system would be singular).
-    backend : {"numba", "numpy", "cupy"}
+    backend : {"numba", "numpy", "cupy", "dask"}
+    solver : {"auto", "dual", "primal", "cg"}, default="auto"
+        Numba backend: exact ``"dual"`` (m x m systems) or ``"primal"`` (d x d
+        systems); ``"auto"`` takes the dual form when m < d
+        (:func:`cfe_fast.numba_backend.choose_solver`). ``"cg"`` is
+        approximate: 3 Jacobi-preconditioned conjugate-gradient steps per
+        system, warm-started from ``init``. The NumPy reference is exact and
+        ignores the solver.
+    init : array (d, n), optional
+        Start of the CG iterations (e.g. the previous Y); zeros if None.
 
     Returns
     -------
@@ -64,17 +105,20 @@ def update_instance_factors(X, R, C, lam, *, backend="numba"):
         If a system is numerically singular.
     """
     X, R, C, lam = _check_problem(X, R, C, lam, "X", 0)
-    return get_backend(backend).update_instance_factors(X, R, C, lam)
+    kwargs = _solver_kwargs(backend, solver, init, (X.shape[0], R.shape[1]), "init")
+    return get_backend(backend).update_instance_factors(X, R, C, lam, **kwargs)
 
 
-def update_classifier_factors(Y, R, C, lam, *, backend="numba"):
+def update_classifier_factors(Y, R, C, lam, *, backend="numba", solver="auto", init=None):
     """Classifier half-step: ``x_u = (Y C_u Y^T + lam I)^-1 Y C_u r_u`` for every u.
 
     Parameters are as in :func:`update_instance_factors` with Y (d, n) in place
-    of X. Returns X of shape (d, m).
+    of X and ``init`` of shape (d, m). Every exact solver builds the m d x d
+    Grams; ``"cg"`` runs 3 CG steps instead (approximate). Returns X of shape (d, m).
     """
     Y, R, C, lam = _check_problem(Y, R, C, lam, "Y", 1)
-    return get_backend(backend).update_classifier_factors(Y, R, C, lam)
+    kwargs = _solver_kwargs(backend, solver, init, (Y.shape[0], R.shape[0]), "init")
+    return get_backend(backend).update_classifier_factors(Y, R, C, lam, **kwargs)
 
 
 def aggregator_loss_grad(X, Y, labels, w, b, *, class_weight=True, focal_gamma=0.0,

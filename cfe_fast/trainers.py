@@ -21,6 +21,7 @@ import numpy as np
 from . import reference
 from .aggregator import fit_aggregator
 from .backends import to_host
+from .kernels import solver_options
 
 
 @dataclass
@@ -60,13 +61,15 @@ class Problem:
         return self.y_labeled.size > 0
 
     # ------------------------------------------------ data-touching steps
-    def classifier_step(self, Y):
-        """ALS classifier half-step: X from Y."""
-        return self.kernels.update_classifier_factors(Y, self.R, self.C, self.lam)
+    def classifier_step(self, Y, solver="auto", init=None):
+        """ALS classifier half-step: X from Y (``init``: the previous X, for ``solver="cg"``)."""
+        options = solver_options(self.kernels, solver, init)
+        return self.kernels.update_classifier_factors(Y, self.R, self.C, self.lam, **options)
 
-    def instance_step(self, X):
-        """ALS instance half-step: Y from X."""
-        return self.kernels.update_instance_factors(X, self.R, self.C, self.lam)
+    def instance_step(self, X, solver="auto", init=None):
+        """ALS instance half-step: Y from X (``init``: the previous Y, for ``solver="cg"``)."""
+        options = solver_options(self.kernels, solver, init)
+        return self.kernels.update_instance_factors(X, self.R, self.C, self.lam, **options)
 
     def reconstruction_loss(self, X, Y):
         """Normalised L_rec at (X, Y)."""
@@ -239,10 +242,13 @@ class ALSTrainer(_AdamState):
     ``aggregator_solver``: "newton" fits (w, b) to convergence; "gd" takes
     ``aggregator_steps`` plain gradient steps of size ``aggregator_lr`` (the
     seeds' procedure, kept to reproduce their collapse); "adam" takes that many
-    Adam steps (a momentum remedy, seed 000).
+    Adam steps (a momentum remedy, seed 000). ``solver``: how the half-steps
+    solve their systems (see :func:`cfe_fast.kernels.update_instance_factors`);
+    "cg" starts from the previous factors.
     """
 
-    def __init__(self, aggregator_solver="newton", aggregator_lr=0.01, aggregator_steps=1):
+    def __init__(self, aggregator_solver="newton", aggregator_lr=0.01, aggregator_steps=1, solver="auto"):
+        self.solver = solver
         self.aggregator_solver = aggregator_solver
         self.aggregator_lr = aggregator_lr
         self.aggregator_steps = aggregator_steps
@@ -252,8 +258,8 @@ class ALSTrainer(_AdamState):
         """Nothing to do: the first step starts with the classifier half-step from Y."""
 
     def step(self, problem, state, fit_aggregator):
-        state.X = problem.classifier_step(state.Y)
-        state.Y = problem.instance_step(state.X)
+        state.X = problem.classifier_step(state.Y, self.solver, state.X)
+        state.Y = problem.instance_step(state.X, self.solver, state.Y)
         if not fit_aggregator:
             return 0
         if self.aggregator_solver == "newton":

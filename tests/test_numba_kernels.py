@@ -75,7 +75,8 @@ def test_fused_aggregator_matches_reference(gamma, variant, n_labeled, dtype):
     assert rel_error(fast.hessian, slow.hessian) < 1e-10
 
 
-def test_results_do_not_depend_on_thread_count():
+def test_results_do_not_depend_on_thread_count(monkeypatch):
+    monkeypatch.setattr(nb, "_PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
     X, Y, R, C = random_problem(9, 5000, 6, seed=11)
     y = (np.random.default_rng(2).random(5000) < 0.2).astype(float)
     omega = ref.class_weights(y)
