@@ -55,6 +55,7 @@ from . import numba_backend as nb
 from . import reference
 from ._errors import SingularSystemError
 from ._validation import FLOAT_DTYPES
+from .reference import confidence_chunk
 from .numba_backend import (  # noqa: F401  (the kernel protocol on in-memory arrays, as in backends.py)
     aggregator_terms,
     fold_in,
@@ -174,19 +175,6 @@ def _worker_threads():
         yield
     finally:
         numba.set_num_threads(previous)
-
-
-def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
-    """Confidence (rows, m) of a chunk of instance-major P for a named strategy.
-
-    Every strategy but "calibration" is element-wise per instance
-    (:func:`cfe_fast.reference.confidence` on the chunk equals that chunk of
-    the full matrix); "calibration" broadcasts the per-classifier ``quality``
-    fitted beforehand on all labeled instances (:func:`calibration_quality`).
-    """
-    if strategy == "calibration":
-        return np.broadcast_to(quality, P_chunk.shape)
-    return reference.confidence(P_chunk.T, labels, strategy, alpha).T
 
 
 def calibration_quality(P, labels):

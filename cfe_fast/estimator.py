@@ -294,7 +294,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         if strategy == "calibration":
             quality = self.classifier_quality_ = dask_backend.calibration_quality(P, labels)
         return functools.partial(
-            dask_backend.confidence_chunk, strategy=strategy, alpha=self.confidence_alpha, quality=quality
+            reference.confidence_chunk, strategy=strategy, alpha=self.confidence_alpha, quality=quality
         )
 
     def _fold_in_strategy(self):
@@ -308,13 +308,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         "label_aware", "certainty" and a user matrix fold in with |r - 0.5|;
         "uniform" with ones; "calibration" with the fitted per-classifier quality.
         """
-        dtype = DTYPES[self.dtype]
-        strategy = self._strategy()
-        if strategy == "calibration":
-            return np.ascontiguousarray(np.broadcast_to(self.classifier_quality_, P.shape), dtype=dtype)
-        if strategy == "uniform":
-            return np.ones(P.shape, dtype=dtype)
-        return np.ascontiguousarray(np.abs(P - 0.5), dtype=dtype)
+        quality = getattr(self, "classifier_quality_", None)
+        C = reference.confidence_chunk(P, None, self._fold_in_strategy(), quality=quality)
+        return np.ascontiguousarray(C, dtype=DTYPES[self.dtype])
 
     def _strategy(self):
         """The confidence strategy name, or None for a user-supplied matrix."""
@@ -566,7 +562,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         if P.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
         confidence = functools.partial(
-            dask_backend.confidence_chunk, labels=None, strategy=self._fold_in_strategy(),
+            reference.confidence_chunk, labels=None, strategy=self._fold_in_strategy(),
             quality=getattr(self, "classifier_quality_", None),
         )
         return dask_backend.fold_in_chunks(self.classifier_factors_, P, float(self.lam), confidence).T

@@ -175,6 +175,20 @@ def confidence(R, labels, strategy, alpha=1.0, floor=0.05):
     raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
 
 
+def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
+    """Confidence (rows, m) of a chunk of instance-major P for a named strategy.
+
+    Every strategy but "calibration" is element-wise per instance
+    (:func:`cfe_fast.reference.confidence` on the chunk equals that chunk of
+    the full matrix); "calibration" broadcasts the per-classifier ``quality``
+    fitted beforehand on all labeled instances (e.g. ``classifier_quality_``).
+    Serves the fold-in of new instances (labels None) and the Dask backend's chunks.
+    """
+    if strategy == "calibration":
+        return np.broadcast_to(quality, P_chunk.shape)
+    return confidence(P_chunk.T, labels, strategy, alpha).T
+
+
 # -------------------------------------------------------------------- aggregator
 def class_weights(y_labeled, balanced=True):
     """omega_i = n_L / (2 n_class(y_i)); all ones when off or a class is absent."""
