@@ -55,7 +55,6 @@ from . import numba_backend as nb
 from . import reference
 from ._errors import SingularSystemError
 from ._validation import FLOAT_DTYPES
-from .reference import confidence_chunk
 from .numba_backend import (  # noqa: F401  (the kernel protocol on in-memory arrays, as in backends.py)
     aggregator_terms,
     fold_in,

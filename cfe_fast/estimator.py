@@ -532,10 +532,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _proba_from_factors(self, Y):
         """P(y = 1) from instance factors, via v = X w (R_hat never formed)."""
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
-        Y = Y.astype(np.float64, copy=False)  # stays lazy for a dask array
         if self.aggregator_ == "mean":
-            return np.clip(X.mean(axis=1) @ Y, 0.0, 1.0)
-        return expit((X @ self.coef_) @ Y + self.intercept_)
+            return np.clip(mean_of_reconstruction(X, Y), 0.0, 1.0)
+        return expit((X @ self.coef_) @ Y.astype(np.float64, copy=False) + self.intercept_)  # lazy for dask
 
     # ----------------------------------------------------------- predict
     def transform(self, X):

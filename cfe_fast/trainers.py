@@ -168,8 +168,11 @@ def _scaled(terms, scale):
 
 
 def mean_of_reconstruction(X, Y):
-    """Mean over classifiers of r_hat = X^T Y, as (mean of X's columns)^T Y (on the host)."""
-    return np.asarray(to_host(X), dtype=np.float64).mean(axis=1) @ np.asarray(to_host(Y), dtype=np.float64)
+    """Mean over classifiers of r_hat = X^T Y, as (mean of X's columns)^T Y.
+
+    On the host for GPU arrays; a dask Y stays lazy.
+    """
+    return np.asarray(to_host(X), dtype=np.float64).mean(axis=1) @ to_host(Y).astype(np.float64, copy=False)
 
 
 @dataclass

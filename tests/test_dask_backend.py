@@ -76,7 +76,7 @@ def test_engine_steps_match_reference(client, dtype, rows, m, d, stored_confiden
     if stored_confidence:
         confidence = da.from_array(C.T, chunks=(rows, m))
     else:
-        confidence = functools.partial(dk.confidence_chunk, strategy="label_aware", alpha=0.7)
+        confidence = functools.partial(ref.confidence_chunk, strategy="label_aware", alpha=0.7)
         C = ref.confidence(R.astype(np.float64), labels, "label_aware", 0.7).astype(dtype)
     y = labels[~np.isnan(labels)]
     omega = ref.class_weights(y)
@@ -120,7 +120,7 @@ def test_each_chunk_is_read_once_per_sweep(client, tmp_path):
     _, _, R, C = random_problem(5, 600, 2, seed=2)
     np.save(tmp_path / "P.npy", R.T)
     P = dk.from_npy(str(tmp_path / "P.npy"), chunk_rows=100)
-    certainty = functools.partial(dk.confidence_chunk, strategy="certainty")
+    certainty = functools.partial(ref.confidence_chunk, strategy="certainty")
     engine = dk.DaskEngine(client, P, np.full(600, np.nan), np.empty(0), 0.1, certainty)
     with distributed.get_task_stream(client) as stream:
         engine.instance_step(np.ones((2, 5)))

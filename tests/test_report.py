@@ -1,6 +1,5 @@
 """The fit report: PNG panels and the Markdown page."""
 
-import numpy as np
 import pytest
 
 from cfe_fast import CFEnsembleClassifier, make_ensemble
