@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import diagnostics, reference
 from ._errors import CollapseWarning
+from ._threads import single_threaded_blas
 from ._validation import (
     as_float_array,
     check_confidence,
@@ -352,13 +353,14 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             Called after every iteration (e.g. a progress bar).
         """
         if self.backend != "dask":
-            self._fit(X, y, None, checkpoint, checkpoint_every, resume_from, callback)
+            with single_threaded_blas():  # the kernels parallelise; idle BLAS threads would spin
+                self._fit(X, y, None, checkpoint, checkpoint_every, resume_from, callback)
             return self
         if checkpoint is not None or resume_from is not None:
             raise ValueError("checkpoints are not supported with backend='dask'")
         from .dask_backend import client_scope
 
-        with client_scope(self.client) as client:
+        with client_scope(self.client) as client, single_threaded_blas():
             self._fit(X, y, client, None, checkpoint_every, None, callback)
             if self.client is None:  # the cluster closes: bring the fitted factors back
                 self.instance_factors_, self.transductive_proba_ = client.compute(
