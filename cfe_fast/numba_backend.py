@@ -59,10 +59,10 @@ _REDUCE_CHUNK = 1024
 #: partial sum each): a fixed number, so results do not depend on the thread count
 _REDUCE_BLOCKS = 32
 #: kernels estimated below this many flops run on one thread: a parallel region
-#: waits for every thread to be scheduled, ~0.1 ms idle but up to ~30 ms per
-#: call on a loaded machine (a 50-iteration fit at m=18, n=60,000 spent 9 s of
-#: 28 s in 270 calls of the fused aggregator kernel, ~1e5 flops each)
-_PARALLEL_MIN_FLOPS = 5e7
+#: costs a thread wake-up (~0.05 ms idle, more on a loaded machine). Measured
+#: at m=18, d=9 with one parallel region per call (see :func:`_ordered_sum`):
+#: 2 threads break even at n=1,000 instances (~2e6 flops) and win from 3,000
+_PARALLEL_MIN_FLOPS = 2e6
 
 
 # ----------------------------------------------------------------- helpers
@@ -86,6 +86,24 @@ def _kernel_threads(flops):
 def _tri(i):
     """Offset of row i in a packed lower triangle (row-major)."""
     return i * (i + 1) // 2
+
+
+@_njit
+def _ordered_sum(parts):
+    """parts[0] + parts[1] + ... in this order, as a new float64 array.
+
+    A serial function on purpose: in a parallel kernel every array expression
+    outside the prange loop (``g += part[c]``, ``np.zeros``) is a parallel
+    region of its own, one launch per term of a loop -- 64 per classifier
+    step and 60 per aggregator pass, ~50 us each with passively waiting
+    threads (the aggregator kernel ran 3.5x slower on 2 threads than on 1).
+    The parallel kernels therefore allocate their per-task partials with
+    np.empty, fill them inside the loop, and add them up here.
+    """
+    total = np.zeros(parts.shape[1:])
+    for k in range(parts.shape[0]):
+        total += parts[k]
+    return total
 
 
 @_njit
@@ -433,8 +451,8 @@ def _block_range(b, n_blocks, n_chunks):
 
 
 @_njit(parallel=True)
-def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, G, B, rows=1):
-    """Accumulate G (T, m) += sum_i c_ui packed(y_i y_i^T) and B (d, m) in float64.
+def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, rows=1):
+    """G (T, m) = sum_i c_ui packed(y_i y_i^T) and B (d, m) = sum_i y_i c_ui r_ui, float64.
 
     Instances are cut into fixed chunks, the chunks into ``n_blocks``
     contiguous blocks (one parallel task each, one parallel region in all);
@@ -445,10 +463,12 @@ def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, G, B, rows=1):
     m = Rt.shape[1]
     n_chunks = (n + chunk - 1) // chunk
     n_blocks = max(1, min(n_blocks, n_chunks))
-    part_G = np.zeros((n_blocks, _tri(d), m))
-    part_B = np.zeros((n_blocks, d, m))
+    part_G = np.empty((n_blocks, _tri(d), m))
+    part_B = np.empty((n_blocks, d, m))
     for blk in prange(n_blocks):
         c0, c1 = _block_range(blk, n_blocks, n_chunks)
+        part_G[blk] = 0.0
+        part_B[blk] = 0.0
         Gc = np.empty((_tri(d), m))
         Bc = np.empty((d, m))
         for c in range(c0, c1):
@@ -458,9 +478,7 @@ def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, G, B, rows=1):
             _chunk_grams(np.ascontiguousarray(Yt[s:e].T), Cc, Cc * Rt[s:e], rows, Gc, Bc)
             part_G[blk] += Gc
             part_B[blk] += Bc
-    for blk in range(n_blocks):  # fixed order: independent of the thread count
-        G += part_G[blk]
-        B += part_B[blk]
+    return _ordered_sum(part_G), _ordered_sum(part_B)  # fixed order: independent of the thread count
 
 
 def _gram_rows(d, chunk):
@@ -489,29 +507,27 @@ def classifier_sums(Yt, Rt, Ct):
     dtype = _working_dtype(Rt)
     d = Yt.shape[1]
     m = Rt.shape[1]
-    G = np.zeros((d * (d + 1) // 2, m))
-    B = np.zeros((d, m))
     with _kernel_threads(Yt.shape[0] * m * d * d):
-        _classifier_grams(np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, _GRAM_CHUNK, _REDUCE_BLOCKS, G, B,
-                          _gram_rows(d, _GRAM_CHUNK))
-    return G, B
+        return _classifier_grams(np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, _GRAM_CHUNK, _REDUCE_BLOCKS,
+                                 _gram_rows(d, _GRAM_CHUNK))
 
 
 @_njit(parallel=True)
-def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks, out):
+def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks):
     """One pass over the instances for the classifier CG, without forming the systems.
 
-    out[0] += sum_i y_i c_ui (y_i^T p_u) for every u (the systems times P);
-    if ``first``, also out[1] += Y C_u r_u (right-hand sides) and
-    out[2] += sum_i c_ui y_i**2 (the Jacobi diagonals). Fixed chunks in fixed
-    blocks, added in order (see :func:`_classifier_grams`).
+    Returns out (3 if ``first`` else 1, d, m): out[0] = sum_i y_i c_ui (y_i^T p_u)
+    for every u (the systems times P); if ``first``, also out[1] = Y C_u r_u
+    (right-hand sides) and out[2] = sum_i c_ui y_i**2 (the Jacobi diagonals).
+    Fixed chunks in fixed blocks, added in order (see :func:`_classifier_grams`).
     """
     n = Yt.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     n_blocks = max(1, min(n_blocks, n_chunks))
-    part = np.zeros((n_blocks,) + out.shape)
+    part = np.empty((n_blocks, 3 if first else 1, P.shape[0], P.shape[1]))
     for blk in prange(n_blocks):
         c0, c1 = _block_range(blk, n_blocks, n_chunks)
+        part[blk] = 0.0
         for c in range(c0, c1):
             s = c * chunk
             e = min(n, s + chunk)
@@ -521,8 +537,7 @@ def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks, out):
             if first:
                 part[blk, 1] += np.dot(Yc.T, Cc * Rt[s:e])
                 part[blk, 2] += np.dot((Yc * Yc).T, Cc)
-    for blk in range(n_blocks):
-        out += part[blk]
+    return _ordered_sum(part)
 
 
 def _solve_classifiers_cg(Yt, Rt, Ct, lam, init, steps):
@@ -533,16 +548,14 @@ def _solve_classifiers_cg(Yt, Rt, Ct, lam, init, steps):
     d = Yt.shape[1]
     m = Rt.shape[1]
     X = np.zeros((d, m)) if init is None else np.array(init, dtype=np.float64)
-    sums = np.zeros((3, d, m))
     with _kernel_threads(4 * Yt.shape[0] * m * d):
-        _classifier_products(Yt, Rt, Ct, X, True, _REDUCE_CHUNK, _REDUCE_BLOCKS, sums)
+        sums = _classifier_products(Yt, Rt, Ct, X, True, _REDUCE_CHUNK, _REDUCE_BLOCKS)
         diag = np.maximum(sums[2] + lam, 1e-300)
         R = sums[1] - sums[0] - lam * X
         P, rz = _cg_start(R, diag)
         for _ in range(steps):
-            AP = np.zeros((1, d, m))
-            _classifier_products(Yt, Rt, Ct, P, False, _REDUCE_CHUNK, _REDUCE_BLOCKS, AP)
-            _cg_step(AP[0] + lam * P, P, R, X, diag, rz)
+            AP = _classifier_products(Yt, Rt, Ct, P, False, _REDUCE_CHUNK, _REDUCE_BLOCKS)[0]
+            _cg_step(AP + lam * P, P, R, X, diag, rz)
     return X
 
 
@@ -582,7 +595,7 @@ def solve_classifier_sums(G, B, lam, dtype=np.float64):
 def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
     n, m = Rt.shape
     n_chunks = (n + chunk - 1) // chunk
-    partial = np.zeros(n_chunks)
+    partial = np.empty(n_chunks)
     for c in prange(n_chunks):
         s = c * chunk
         e = min(n, s + chunk)
@@ -607,8 +620,8 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
     n, m = Rt.shape
     d = X.shape[0]
     n_chunks = (n + chunk - 1) // chunk
-    sse_p = np.zeros(n_chunks)
-    gX_p = np.zeros((n_chunks, d, m))
+    sse_p = np.empty(n_chunks)
+    gX_p = np.empty((n_chunks, d, m))
     X64 = X.astype(np.float64)
     for c in prange(n_chunks):
         s = c * chunk
@@ -624,11 +637,9 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
         gX_p[c] = -2.0 * np.dot(Yc.T, E)
         gYt[s:e] = -2.0 * np.dot(E, X64.T)
     sse = 0.0
-    gX = np.zeros((d, m))
     for c in range(n_chunks):
         sse += sse_p[c]
-        gX += gX_p[c]
-    return sse, gX
+    return sse, _ordered_sum(gX_p)
 
 
 def squared_norm(A):
@@ -683,9 +694,9 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
     n, d = YtL.shape
     n_chunks = (n + chunk - 1) // chunk
     k = d + 1
-    loss_p = np.zeros(n_chunks)
-    grad_p = np.zeros((n_chunks, k))
-    hess_p = np.zeros((n_chunks, k, k) if want_hessian else (n_chunks, 0, 0))
+    loss_p = np.empty(n_chunks)
+    grad_p = np.empty((n_chunks, k))
+    hess_p = np.empty((n_chunks, k, k) if want_hessian else (n_chunks, 0, 0))
     for c in prange(n_chunks):
         s = c * chunk
         nc = min(n, s + chunk) - s
@@ -714,13 +725,9 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
         if want_hessian:
             hess_p[c] = np.dot(Yc.T, Hc)
     loss_total = 0.0
-    g = np.zeros(k)
-    H = np.zeros(hess_p.shape[1:])
     for c in range(n_chunks):
         loss_total += loss_p[c]
-        g += grad_p[c]
-        H += hess_p[c]
-    return loss_total, g, H
+    return loss_total, _ordered_sum(grad_p), _ordered_sum(hess_p)
 
 
 # ------------------------------------------------------------ public kernels
