@@ -1,0 +1,90 @@
+"""Work-saving paths of a fit, each checked against the plain computation it
+replaces: the Newton fit that reuses the full step's Hessian, the aggregator
+evaluator's memory, and the re-entrant single-threaded BLAS scope."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from cfe_fast import numba_backend as nb
+from cfe_fast import reference as ref
+from cfe_fast._threads import single_threaded_blas
+from cfe_fast.aggregator import fit_aggregator
+from test_trainers import make_problem
+
+
+def counting(evaluate):
+    """evaluate, recording the hessian flag of every call."""
+    calls = []
+
+    def wrapped(w, b, hessian=False, **kw):
+        calls.append(bool(hessian))
+        return evaluate(w, b, hessian, **kw)
+
+    return wrapped, calls
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_newton_reaches_the_minimum_with_one_pass_per_full_step(gamma):
+    p, s = make_problem(8, 400, 4, seed=3, gamma=gamma)
+    w, b, _ = fit_aggregator(p.aggregator_evaluator(s.X, s.Y), s.w, s.b, p.l2)
+    terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, w, b, gamma, "exact")
+    assert np.linalg.norm(np.append(terms.grad_w + p.l2 * w, terms.grad_b)) < 1e-6
+    # warm start near the minimum (an outer iteration's situation): every step is a full step,
+    # and each costs one pass, whose Hessian the next step uses
+    evaluate, calls = counting(p.aggregator_evaluator(s.X, s.Y))
+    w2, b2, steps = fit_aggregator(evaluate, w + 1e-2, b - 1e-2, p.l2)
+    assert steps >= 2
+    assert len(calls) == steps + 1
+    np.testing.assert_allclose(np.append(w2, b2), np.append(w, b), rtol=1e-6, atol=1e-8)
+
+
+def test_newton_stops_after_max_steps_without_an_extra_pass():
+    p, s = make_problem(8, 400, 4, seed=4)
+    evaluate, calls = counting(p.aggregator_evaluator(s.X, s.Y))
+    _, _, steps = fit_aggregator(evaluate, s.w, s.b, p.l2, max_steps=1)
+    assert steps == 1
+    assert calls[0] and not any(calls[1:])  # the Hessian only where a step uses it
+
+
+def test_evaluator_is_kept_per_factors_and_remembers_its_last_result(monkeypatch):
+    p, s = make_problem(6, 300, 3, seed=5)
+    kernel_calls = []
+    original = nb.aggregator_terms
+    monkeypatch.setattr(nb, "aggregator_terms", lambda *a: kernel_calls.append(a[-1]) or original(*a))
+    evaluate = p.aggregator_evaluator(s.X, s.Y)
+    assert p.aggregator_evaluator(s.X, s.Y) is evaluate
+    first = evaluate(s.w, s.b, True)
+    assert evaluate(s.w.copy(), s.b, False) is first  # same point: no pass
+    assert p.supervised_terms(s.X, s.Y, s.w, s.b) is first
+    assert len(kernel_calls) == 1
+    moved = evaluate(s.w + 0.1, s.b)
+    expected = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, s.w + 0.1, s.b)
+    assert moved.loss == pytest.approx(expected.loss, rel=1e-12)
+    assert evaluate(s.w + 0.1, s.b, True).hessian is not None  # a Hessian asked for is computed
+    assert len(kernel_calls) == 3
+    other = p.aggregator_evaluator(s.X, s.Y.copy())  # new factors: a new evaluator
+    assert other is not evaluate
+    assert other(s.w, s.b).loss == pytest.approx(first.loss, rel=1e-14)
+
+
+def test_labeled_factors_gather_in_instance_order():
+    p, s = make_problem(5, 200, 3, seed=6)
+    Y = np.ascontiguousarray(s.Y.T).T  # the estimator's layout: a view of instance-major data
+    gathered = p.labeled_factors(Y)
+    np.testing.assert_array_equal(gathered, s.Y[:, p.labeled])
+    assert gathered.T.flags["C_CONTIGUOUS"]
+
+
+def _blas_threads():
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_single_threaded_blas_is_reentrant():
+    before = _blas_threads()
+    with single_threaded_blas():
+        assert set(_blas_threads()) == {1}
+        with single_threaded_blas():
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}  # the inner exit keeps the outer limit
+    assert _blas_threads() == before
