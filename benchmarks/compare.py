@@ -122,6 +122,19 @@ def _cg_error(nb, X, Yt, Rt, Ct, k=2000):
     return f"rel. error vs exact: instance {errors[0]:.1e}, classifier {errors[1]:.1e} (cold start from 0; a fit warm-starts, see below)"
 
 
+def gram_row(nb, m, d, dtype, args, peak):
+    """Markdown row: the classifier Gram build alone (:func:`classifier_sums`: the m packed
+    Grams sum_i c_ui y_i y_i^T and right-hand sides as GEMMs over all instances)."""
+    rng = np.random.default_rng(1)
+    n = args.n
+    Rt, Ct = rng.random((n, m)).astype(dtype), rng.random((n, m)).astype(dtype)
+    Yt = rng.standard_normal((n, d)).astype(dtype)
+    nb.classifier_sums(Yt[:64], Rt[:64], Ct[:64])  # JIT warm-up
+    seconds = _median_time(lambda: nb.classifier_sums(Yt, Rt, Ct), args.repeat) * args.per / n
+    gflop = m * args.per * d * (d + 1) / 1e9  # 2 m n flops per packed entry, d (d + 1) / 2 entries
+    return f"| {m} | {d} | {np.dtype(dtype).name} | {seconds:.3g} | {gflop / seconds:.1f} | {100 * gflop / seconds / peak:.0f} % |"
+
+
 def measure_reference(ref, X, Y, R, C, k):
     """Seconds of the reference half-steps on the first k instances (one BLAS thread)."""
     with threadpool_limits(1, user_api="blas"):
@@ -288,6 +301,14 @@ def main():
         for dtype in args.dtypes.split(","):
             for row in shape_rows(args, nb, ref, m, d, np.dtype(dtype).type, peaks[dtype][1]):
                 print(row, flush=True)
+    if hasattr(nb, "classifier_sums"):
+        print(f"\nClassifier Gram build alone (classifier_sums: packed GEMMs, 2 m n d (d + 1) / 2 flops), "
+              f"seconds per {args.per:,} instances, % of the {_num_threads()}-thread GEMM peak:\n")
+        print("| m | d | dtype | seconds | GFLOP/s | % peak |\n|---|---|---|---|---|---|")
+        for shape in args.shapes.split(","):
+            m, d = (int(v) for v in shape.lower().split("x"))
+            for dtype in args.dtypes.split(","):
+                print(gram_row(nb, m, d, np.dtype(dtype).type, args, peaks[dtype][1]), flush=True)
     if args.fit:
         print("\n| end to end | seconds |\n|---|---|")
         for line in fit_rows():
