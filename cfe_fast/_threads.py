@@ -3,7 +3,7 @@
 Every Numba kernel that calls BLAS (``np.dot``) from inside a ``prange`` loop
 runs under :func:`single_threaded_blas`: nested BLAS threads oversubscribe the
 cores and were measured 5-20x slower under load. The estimator also holds it
-for a whole fit or prediction: after any multi-threaded BLAS call (a NumPy
+for a whole fit: after any multi-threaded BLAS call (a NumPy
 ``x @ x`` of 540,000 numbers was enough) OpenBLAS's idle threads spin for a
 while and take the cores from the next Numba kernel (the instance step at
 m = 18, n = 60,000, d = 9 took 13 ms after such a call against 7.5 ms).

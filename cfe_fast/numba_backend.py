@@ -649,11 +649,6 @@ def squared_norm(A):
 
 
 @_njit(inline="always")
-def _softplus(x):
-    return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
-
-
-@_njit(inline="always")
 def _sample_terms(z, y, gamma, exact_focal):
     """Per-instance loss, dloss/dz and curvature (see reference.sample_loss_terms).
 

@@ -106,10 +106,11 @@ class Problem:
         last = {}
 
         def evaluate(w, b, hessian=False, omega=None, gamma=None):
-            key = (np.asarray(w, dtype=np.float64).tobytes(), float(b))
             default = omega is None and gamma is None
-            if default and last.get("key") == key and (last["terms"].hessian is not None or not hessian):
-                return last["terms"]
+            if default:
+                key = (np.asarray(w, dtype=np.float64).tobytes(), float(b))
+                if last.get("key") == key and (last["terms"].hessian is not None or not hessian):
+                    return last["terms"]
             terms = self.kernels.aggregator_terms(
                 X, Y_labeled, self.y_labeled, self.omega if omega is None else omega, w, b,
                 self.focal_gamma if gamma is None else gamma, self.focal_variant, hessian,
@@ -322,11 +323,11 @@ def exact_instance_step(problem, X, Y0, w, b):
     Y = np.array(Y, dtype=np.float64)
     labeled = p.labeled
     v = np.asarray(X, dtype=np.float64) @ w
-    Y0_labeled = np.asarray(Y0, dtype=np.float64)[:, labeled]
+    Y0_labeled = np.asarray(p.labeled_factors(Y0), dtype=np.float64)
     _, g, _ = reference.sample_loss_terms(v @ Y0_labeled + b, p.y_labeled, p.focal_gamma)
     kappa = p.a / (8 * p.s)
     shift = kappa * (v @ Y0_labeled) - p.a * g / (2 * p.s)
-    Z_labeled = np.asarray(Z, dtype=np.float64)[:, labeled]
+    Z_labeled = np.asarray(p.labeled_factors(Z), dtype=np.float64)
     U = Y[:, labeled] + shift * Z_labeled
     Y[:, labeled] = U - kappa * Z_labeled * (v @ U) / (1 + kappa * (v @ Z_labeled))
     return Y
@@ -402,7 +403,7 @@ def joint_gradients(problem, X, Y, w, b):
     gw, gb, sup = np.zeros_like(w), 0.0, 0.0
     if p.has_labels:
         X64 = np.asarray(X, dtype=np.float64)
-        Y_labeled = np.asarray(Y, dtype=np.float64)[:, p.labeled]
+        Y_labeled = np.asarray(p.labeled_factors(Y), dtype=np.float64)
         v = X64 @ w
         loss, g, _ = reference.sample_loss_terms(v @ Y_labeled + b, p.y_labeled, p.focal_gamma, p.focal_variant)
         sup = float(p.omega @ loss / p.omega.sum()) + 0.5 * p.l2 * float(w @ w)
