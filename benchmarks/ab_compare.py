@@ -1,0 +1,147 @@
+"""Before/after timings of two versions of cfe_fast, interleaved in one process.
+
+A shared machine drifts by 10-20 % within minutes, so timings of two versions
+taken in separate runs cannot be compared. This script imports the working
+tree's ``cfe_fast`` and another commit's (extracted with ``git archive`` under
+the package name ``cfe_fast_base``) side by side and times them in alternation
+on the same arrays: the ALS half-steps per shape (seconds scaled to n = 1e6)
+and the end-to-end fit (m = 18, n = 60,000, d = 9, 50 iterations). It prints
+a markdown table with the speed-up and the largest difference of the fitted
+probabilities.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps]
+"""
+
+import argparse
+import io
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+
+SHAPES = ((10, 20), (10, 64), (100, 20), (100, 64))
+BASE_NAME = "cfe_fast_base"
+
+
+def import_base(commit):
+    """Import ``cfe_fast`` of ``commit`` as the package ``cfe_fast_base``.
+
+    The copy is kept in the temporary directory, one per commit, so that its
+    Numba cache serves the next run.
+    """
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", commit], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    workdir = pathlib.Path(tempfile.gettempdir()) / "cfe_fast_ab" / sha
+    package = workdir / BASE_NAME
+    if not package.exists():
+        archive = subprocess.run(["git", "-C", str(root), "archive", sha, "cfe_fast"], check=True,
+                                 capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(workdir, filter="data")
+        for source in (workdir / "cfe_fast").glob("*.py"):  # module names in strings point to the copy
+            source.write_text(source.read_text().replace('"cfe_fast.', f'"{BASE_NAME}.'))
+        (workdir / "cfe_fast").rename(package)
+    sys.path.insert(0, str(workdir))
+    import cfe_fast_base
+
+    return cfe_fast_base
+
+
+def _median(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def sweep_rows(versions, n, rounds):
+    """Classifier / instance step seconds per 1e6 instances for every shape and dtype, interleaved."""
+    rows = []
+    for m, d in SHAPES:
+        for dtype in (np.float64, np.float32):
+            rng = np.random.default_rng(0)
+            Rt = rng.random((n, m)).astype(dtype)
+            Ct = rng.random((n, m)).astype(dtype)
+            X = rng.standard_normal((d, m)).astype(dtype)
+            Yt = rng.standard_normal((n, d)).astype(dtype)
+            times = {name: [[], []] for name in versions}
+            for _ in range(rounds):
+                for name, package in versions.items():
+                    nb = package.numba_backend
+                    nb.solve_classifiers(Yt[:1000], Rt[:1000], Ct[:1000], 0.1)  # JIT warm-up
+                    nb.solve_instances(X, Rt[:1000], Ct[:1000], 0.1)
+                    times[name][0].append(_median(lambda: nb.solve_classifiers(Yt, Rt, Ct, 0.1), 3))
+                    times[name][1].append(_median(lambda: nb.solve_instances(X, Rt, Ct, 0.1), 3))
+            scale = 1e6 / n
+            cells = []
+            for name in versions:
+                cls, inst = (scale * float(np.median(t)) for t in times[name])
+                cells.append((cls, inst, cls + inst))
+            (_, _, before), (_, _, after) = cells
+            rows.append(f"| {m}, {d}, {np.dtype(dtype).name} | "
+                        + " | ".join(f"{c:.3g} / {i:.3g} / {s:.3g}" for c, i, s in cells)
+                        + f" | {before / after:.2f}x |")
+    return rows
+
+
+def fit_rows(versions, rounds):
+    """End-to-end fit seconds (median over interleaved rounds) and the probability difference."""
+    rows = []
+    for dtype in ("float64", "float32"):
+        times = {name: [] for name in versions}
+        proba = {}
+        for _ in range(rounds):
+            for name, package in versions.items():
+                data = package.make_ensemble(n_classifiers=18, n_instances=60_000, random_state=0)
+                model = package.CFEnsembleClassifier(latent_dim=9, max_iter=2, tol=0.0, random_state=0, dtype=dtype)
+                model.fit(data.P[:500], data.labels[:500])  # JIT warm-up
+                model.set_params(max_iter=50)
+                times[name].append(_median(lambda: model.fit(data.P, data.labels), 3))
+                proba[name] = model.transductive_proba_
+        before, after = (float(np.median(times[name])) for name in versions)
+        gap = np.abs(np.subtract(*proba.values())).max()
+        rows.append(f"| {dtype} | {before:.3f} | {after:.3f} | {before / after:.2f}x (probabilities differ by "
+                    f"{gap:.1e} max abs) |")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("base", help="the commit to compare the working tree against")
+    parser.add_argument("--n", type=int, default=100_000, help="instances of the sweep problems")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (median over them)")
+    parser.add_argument("--no-sweeps", action="store_true", help="only the end-to-end fit")
+    args = parser.parse_args()
+
+    import cfe_fast
+
+    versions = {args.base: import_base(args.base), "working tree": cfe_fast}
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"Interleaved A/B: {args.base} against the working tree, load average {load} at the start\n")
+    if not args.no_sweeps:
+        print(f"Seconds per sweep scaled to n = 1,000,000 (measured at n = {args.n:,}, solver auto, "
+              f"median of 3 in each of {args.rounds} interleaved rounds)\n")
+        print("| m, d, dtype | before: classifier / instance / sweep s | after: classifier / instance / "
+              "sweep s | speed-up |")
+        print("|---|---|---|---|")
+        print("\n".join(sweep_rows(versions, args.n, args.rounds)))
+        print()
+    print(f"End-to-end fit, m = 18, n = 60,000, d = 9, 50 iterations (median of 3 in each of {args.rounds} "
+          "interleaved rounds, after JIT warm-up)\n")
+    print("| fit | before s | after s | speed-up |")
+    print("|---|---|---|---|")
+    print("\n".join(fit_rows(versions, args.rounds)))
+
+
+if __name__ == "__main__":
+    main()
