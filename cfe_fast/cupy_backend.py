@@ -337,7 +337,7 @@ def _instance_block_dual(X64, XtX, R_c, C_c, lam, xp):
     return (X64 @ (S * Z.T)).T, failed
 
 
-def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None):
+def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None, with_loss=False):
     """Instance half-step (see :func:`cfe_fast.reference.update_instance_factors`).
 
     Parameters
@@ -350,10 +350,14 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None):
         NumPy or CuPy; default :func:`compute_module` of the arguments.
     chunk : int, optional
         Instances per block; default from the working-memory budget.
+    with_loss : bool
+        Also return the normalised L_rec at (X, Y), summed block by block while
+        the block of R and C is on the device.
 
     Returns
     -------
-    Y : array (d, n), float32 for float32 R else float64; a CuPy array when R is one.
+    Y : array (d, n), float32 for float32 R else float64; a CuPy array when R is one;
+    and the loss if ``with_loss``.
     """
     xp = xp or compute_module(X, R, C)
     dtype = _working_dtype(R)
@@ -361,6 +365,7 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None):
         _warn_if_tf32(dtype)
     d, m = X.shape
     X64 = _as(xp, X, np.float64)
+    Xw = X64.astype(dtype)
     if m < d:
         XtX = X64.T @ X64
         per_instance = 8 * (3 * m * m + 4 * m + d)
@@ -368,21 +373,29 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None):
         def solve(R_c, C_c):
             return _instance_block_dual(X64, XtX, R_c, C_c, lam, xp)
     else:
-        Xw = X64.astype(dtype)
         PX = _packed_outer(Xw, _tril_indices(d, xp))
         per_instance = 8 * (3 * d * d + 2 * m + 4 * d) + PX.shape[0] * np.dtype(dtype).itemsize
 
         def solve(R_c, C_c):
             return _instance_block_primal(Xw, PX, R_c, C_c, lam, xp)
 
+    if with_loss:
+        per_instance += 16 * m  # the float64 residual of a block
     out = _Output(xp, R, d, dtype)
     failures = []
+    sse = y_norm = xp.zeros(())
     for s, e, (R_c, C_c) in stream_columns((R, C), _chunk_size(xp, per_instance, chunk), xp):
         Y_c, failed = solve(R_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False))
-        out.put(s, e, Y_c.T.astype(dtype))
+        Y_c = Y_c.T.astype(dtype)
+        out.put(s, e, Y_c)
         failures.append(failed)
+        if with_loss:
+            sse = sse + _squared_residual(Xw, Y_c, R_c, C_c, xp)
+            y_norm = y_norm + xp.sum(Y_c.astype(np.float64) ** 2)
     _raise_if_failed(failures, "instance", xp)
-    return out.array
+    if not with_loss:
+        return out.array
+    return out.array, _normalised_loss(sse, y_norm, Xw, lam, R.shape)
 
 
 def fold_in(X, R_new, C_new, lam, *, xp=None, chunk=None):
@@ -426,18 +439,26 @@ def reconstruction_loss(X, Y, R, C, lam, *, xp=None, chunk=None):
     """
     xp = xp or compute_module(X, Y, R, C)
     dtype = _working_dtype(R)
-    m, n = R.shape
     Xw = _as(xp, X, dtype)
-    sse = xp.zeros(())
-    y_norm = xp.zeros(())
-    per_instance = np.dtype(dtype).itemsize * (4 * m + Y.shape[0])
+    sse = y_norm = xp.zeros(())
+    per_instance = np.dtype(dtype).itemsize * (4 * R.shape[0] + Y.shape[0])
     for _, _, (Y_c, R_c, C_c) in stream_columns((Y, R, C), _chunk_size(xp, per_instance, chunk), xp):
         Y_c = Y_c.astype(dtype, copy=False)
-        residual = R_c.astype(np.float64) - (Xw.T @ Y_c).astype(np.float64)
-        sse += xp.sum(C_c.astype(np.float64) * residual**2)
-        y_norm += xp.sum(Y_c.astype(np.float64) ** 2)
-    x_norm = xp.sum(Xw.astype(np.float64) ** 2)
-    return float((sse + lam * (x_norm + y_norm)) / (m * n))
+        sse = sse + _squared_residual(Xw, Y_c, R_c, C_c, xp)
+        y_norm = y_norm + xp.sum(Y_c.astype(np.float64) ** 2)
+    return _normalised_loss(sse, y_norm, Xw, lam, R.shape)
+
+
+def _squared_residual(Xw, Y_c, R_c, C_c, xp):
+    """sum c (r - r_hat)^2 over a block of instances, in float64."""
+    residual = R_c.astype(np.float64) - (Xw.T @ Y_c).astype(np.float64)
+    return xp.sum(C_c.astype(np.float64) * residual**2)
+
+
+def _normalised_loss(sse, y_norm, Xw, lam, shape):
+    """L_rec from the weighted residual and ||Y||^2 (device scalars) as a float."""
+    m, n = shape
+    return float((sse + lam * (y_norm + (Xw.astype(np.float64) ** 2).sum())) / (m * n))
 
 
 def sample_terms(z, y, focal_gamma, focal_variant, xp):

@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import get_num_threads, njit, prange, set_num_threads, types
+from numba.extending import overload
 
 from ._errors import PIVOT_RTOL, SingularSystemError
 from ._threads import single_threaded_blas
@@ -80,6 +81,18 @@ def _kernel_threads(flops):
             yield
         finally:
             set_num_threads(before)
+
+
+def _float64(a):
+    """``a`` as float64 in a kernel: ``a`` itself when it already is (astype always copies)."""
+    return a.astype(np.float64)
+
+
+@overload(_float64)
+def _float64_overload(a):
+    if a.dtype == types.float64:
+        return lambda a: a
+    return lambda a: a.astype(np.float64)
 
 
 @_njit(inline="always")
@@ -251,16 +264,17 @@ def _check_solver(solver, m, d):
 
 # -------------------------------------------------------- instance step
 @_njit(parallel=True)
-def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt):
-    """Primal d x d systems; if v.size, also Zt[i] = A_i^-1 v (same factors)."""
+def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse):
+    """Primal d x d systems; if v.size, also Zt[i] = A_i^-1 v (same factors);
+    if sse.size, sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors."""
     n = Rt.shape[0]
     d = X.shape[0]
     for c in prange((n + chunk - 1) // chunk):
         s = c * chunk
         e = min(n, s + chunk)
         Cc = Ct[s:e]
-        G = np.dot(PX, Cc.T).astype(np.float64)
-        B = np.dot(X, (Cc * Rt[s:e]).T).astype(np.float64)
+        G = _float64(np.dot(PX, Cc.T))
+        B = _float64(np.dot(X, (Cc * Rt[s:e]).T))
         _add_ridge(G, d, lam)
         _packed_cholesky_solve(G, B, failed[s:e])
         Yt[s:e] = B.T
@@ -270,13 +284,18 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt):
                 V[a] = v[a]
             _packed_solve(G, V)
             Zt[s:e] = V.T
+        if sse.size:  # while the chunk of R and C is in cache
+            sse[c] = _squared_residual(np.dot(Yt[s:e], X), Rt[s:e], Cc)
 
 
 @_njit(parallel=True)
-def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt):
-    """Dual m x m systems (m < d); if w.size, also Zt[i] = A_i^-1 X w.
+def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
+    """Dual m x m systems (m < d); if w.size, also Zt[i] = A_i^-1 X w; if
+    sse.size, sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors.
 
     A_i^-1 X w = (X w - X D M^-1 D X^T X w) / lam  (Woodbury), M = lam I + D X^T X D.
+    The dual solution z_i = M^-1 D r_i gives the weighted residual for free:
+    D (r_i - X^T y_i) = D r_i - (M - lam I) z_i = lam z_i.
     """
     n, m = Rt.shape
     if w.size:
@@ -285,7 +304,7 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt):
     for c in prange((n + chunk - 1) // chunk):
         s = c * chunk
         e = min(n, s + chunk)
-        S = np.sqrt(Ct[s:e].T.astype(np.float64))  # (m, nc): D per instance
+        S = np.sqrt(_float64(Ct[s:e].T))  # (m, nc): D per instance
         M = np.empty((_tri(m), e - s))
         for u in range(m):
             for v in range(u + 1):
@@ -303,6 +322,8 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt):
             for i in range(e - s):
                 for a in range(Zc.shape[0]):
                     Zt[s + i, a] = (Xw[a] - Zc[a, i]) / lam
+        if sse.size:
+            sse[c] = lam * lam * np.sum(Z * Z)
 
 
 def _chunk_for(k):
@@ -322,7 +343,7 @@ def _working_dtype(R):
     return np.float32 if R.dtype == np.float32 else np.float64
 
 
-def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_steps=CG_STEPS):
+def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_steps=CG_STEPS, loss=False):
     """Instance half-step on instance-major data.
 
     Parameters
@@ -341,10 +362,16 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     init : (n, d) array, optional
         Start of the CG iterations (the previous instance factors); zeros if None.
     cg_steps : int
+    loss : bool
+        Also return ``sum_{u,i} c_ui (r_ui - x_u^T y_i)^2`` at the new factors
+        (float64), computed while each chunk of R and C is in cache: free in
+        the dual form (the residual is lam z_i), one small GEMM per chunk in
+        the primal form, a separate pass with ``"cg"``.
 
     Returns
     -------
-    Yt : (n, d) C-contiguous, dtype of Rt; and Zt if ``w`` is given.
+    Yt : (n, d) C-contiguous, dtype of Rt; then Zt if ``w`` is given, then the
+    weighted squared residual if ``loss``.
     """
     dtype = _working_dtype(Rt)
     d, m = X.shape
@@ -361,17 +388,23 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
         if solver == "cg":
             Y0t = np.zeros((n, d)) if init is None else np.ascontiguousarray(init, dtype=np.float64)
             _instance_cg(X64, Rt, Ct, float(lam), _chunk_for(d), int(cg_steps), Y0t, Yt)
+            sse = np.array([weighted_squared_residual_t(X, Yt, Rt, Ct)] if loss else [])
         elif solver == "dual":
+            chunk = _chunk_for(m)
+            sse = np.empty(-(-n // chunk) if loss else 0)
             w64 = np.asarray(w if want_z else np.empty(0), dtype=np.float64)
-            _instance_dual(X64, X64.T @ X64, Rt, Ct, float(lam), _chunk_for(m), Yt, failed, w64, Zt)
+            _instance_dual(X64, X64.T @ X64, Rt, Ct, float(lam), chunk, Yt, failed, w64, Zt, sse)
         else:
+            chunk = _chunk_for(d)
+            sse = np.empty(-(-n // chunk) if loss else 0)
             X = np.ascontiguousarray(X, dtype=dtype)
             rows, cols = np.tril_indices(d)
             PX = np.ascontiguousarray(X[rows] * X[cols])
             v = X64 @ np.asarray(w, dtype=np.float64) if want_z else np.empty(0)
-            _instance_primal(X, PX, Rt, Ct, float(lam), _chunk_for(d), Yt, failed, v, Zt)
+            _instance_primal(X, PX, Rt, Ct, float(lam), chunk, Yt, failed, v, Zt, sse)
     _raise_if_failed(failed, "instance")
-    return (Yt, Zt) if want_z else Yt
+    outputs = [Yt] + ([Zt] if want_z else []) + ([float(sse.sum())] if loss else [])
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 @_njit(inline="always")
@@ -417,8 +450,8 @@ def _instance_cg(X, Rt, Ct, lam, chunk, steps, Y0t, Yt):
     for c in prange((n + chunk - 1) // chunk):
         s = c * chunk
         e = min(n, s + chunk)
-        Cc = np.ascontiguousarray(Ct[s:e].T).astype(np.float64)  # (m, nc)
-        Y = np.ascontiguousarray(Y0t[s:e].T).astype(np.float64)  # (d, nc)
+        Cc = _float64(np.ascontiguousarray(Ct[s:e].T))  # (m, nc)
+        Y = _float64(np.ascontiguousarray(Y0t[s:e].T))  # (d, nc)
         diag = np.maximum(np.dot(X2, Cc) + lam, 1e-300)
         R = np.dot(X, Cc * Rt[s:e].T) - np.dot(X, Cc * np.dot(X.T, Y)) - lam * Y
         P, rz = _cg_start(R, diag)
@@ -441,7 +474,7 @@ def _chunk_grams(Yc, Cc, RCc, rows, Gc, Bc):
         a1 = min(d, a0 + rows)
         Gc[_tri(a0):_tri(a1)] = np.dot(_packed_outer_rows(Yc, a0, a1), Cc)
     # the right-hand side cancels (sums of c y r of both signs): float64 always
-    Bc[:] = np.dot(Yc.astype(np.float64), RCc.astype(np.float64))
+    Bc[:] = np.dot(_float64(Yc), _float64(RCc))
 
 
 @_njit(inline="always")
@@ -531,8 +564,8 @@ def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks):
         for c in range(c0, c1):
             s = c * chunk
             e = min(n, s + chunk)
-            Yc = Yt[s:e].astype(np.float64)
-            Cc = Ct[s:e].astype(np.float64)
+            Yc = _float64(Yt[s:e])
+            Cc = _float64(Ct[s:e])
             part[blk, 0] += np.dot(Yc.T, Cc * np.dot(Yc, P))
             if first:
                 part[blk, 1] += np.dot(Yc.T, Cc * Rt[s:e])
@@ -591,21 +624,26 @@ def solve_classifier_sums(G, B, lam, dtype=np.float64):
 
 
 # ------------------------------------------------------------- losses
+@_njit
+def _squared_residual(R_hat, Rc, Cc):
+    """sum c (r - r_hat)^2 over a block of instances (nc, m), in float64."""
+    acc = 0.0
+    for i in range(Rc.shape[0]):
+        for u in range(Rc.shape[1]):
+            r = np.float64(Rc[i, u]) - np.float64(R_hat[i, u])
+            acc += np.float64(Cc[i, u]) * r * r
+    return acc
+
+
 @_njit(parallel=True)
 def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
-    n, m = Rt.shape
+    n = Rt.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     partial = np.empty(n_chunks)
     for c in prange(n_chunks):
         s = c * chunk
         e = min(n, s + chunk)
-        R_hat = np.dot(Yt[s:e], X)
-        acc = 0.0
-        for i in range(e - s):
-            for u in range(m):
-                r = np.float64(Rt[s + i, u]) - np.float64(R_hat[i, u])
-                acc += np.float64(Ct[s + i, u]) * r * r
-        partial[c] = acc
+        partial[c] = _squared_residual(np.dot(Yt[s:e], X), Rt[s:e], Ct[s:e])
     total = 0.0
     for c in range(n_chunks):
         total += partial[c]
@@ -622,13 +660,13 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
     n_chunks = (n + chunk - 1) // chunk
     sse_p = np.empty(n_chunks)
     gX_p = np.empty((n_chunks, d, m))
-    X64 = X.astype(np.float64)
+    X64 = _float64(X)
     for c in prange(n_chunks):
         s = c * chunk
         e = min(n, s + chunk)
-        Yc = Yt[s:e].astype(np.float64)
-        residual = Rt[s:e].astype(np.float64) - np.dot(Yc, X64)
-        E = Ct[s:e].astype(np.float64) * residual
+        Yc = _float64(Yt[s:e])
+        residual = _float64(Rt[s:e]) - np.dot(Yc, X64)
+        E = _float64(Ct[s:e]) * residual
         acc = 0.0
         for i in range(e - s):
             for u in range(m):
@@ -734,15 +772,20 @@ def _instance_major_init(init):
     return None if init is None else np.ascontiguousarray(np.asarray(init).T, dtype=np.float64)
 
 
-def update_instance_factors(X, R, C, lam, *, solver="auto", init=None, cg_steps=CG_STEPS):
+def update_instance_factors(X, R, C, lam, *, solver="auto", init=None, cg_steps=CG_STEPS, with_loss=False):
     """Instance half-step (see :func:`cfe_fast.reference.update_instance_factors`).
 
-    ``solver`` and ``init`` (d, n), the CG start, as in :func:`solve_instances`.
+    ``solver`` and ``init`` (d, n), the CG start, as in :func:`solve_instances`;
+    ``with_loss``: also return the normalised L_rec at (X, Y), computed in the
+    same pass over R and C.
     """
     dtype = _working_dtype(np.asarray(R))
-    Yt = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam,
-                         solver=solver, init=_instance_major_init(init), cg_steps=cg_steps)
-    return Yt.T
+    result = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam,
+                             solver=solver, init=_instance_major_init(init), cg_steps=cg_steps, loss=with_loss)
+    if not with_loss:
+        return result.T
+    Yt, sse = result
+    return Yt.T, _normalised_loss(sse, X, Yt, lam)
 
 
 def update_classifier_factors(Y, R, C, lam, *, solver="auto", init=None, cg_steps=CG_STEPS):
@@ -796,7 +839,7 @@ def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
         sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct, _REDUCE_CHUNK, gYt)
     X64 = np.asarray(X, dtype=np.float64)
     scale = 1.0 / (m * n)
-    loss = (sse + lam * (squared_norm(X) + squared_norm(Yt))) * scale
+    loss = _normalised_loss(sse, X, Yt, lam)
     return loss, (gX + 2 * lam * X64) * scale, (gYt + 2 * lam * np.asarray(Yt, dtype=np.float64)) * scale
 
 
@@ -807,11 +850,14 @@ def weighted_squared_residual_t(X, Yt, Rt, Ct):
         return _weighted_squared_residual(X, np.ascontiguousarray(Yt, dtype=Rt.dtype), Rt, Ct, _REDUCE_CHUNK)
 
 
+def _normalised_loss(sse, X, Yt, lam):
+    """L_rec = (sum c (r - r_hat)^2 + lam (||X||^2 + ||Y||^2)) / (m n) from the weighted residual ``sse``."""
+    return (sse + lam * (squared_norm(X) + squared_norm(Yt))) / (X.shape[1] * Yt.shape[0])
+
+
 def reconstruction_loss_t(X, Yt, Rt, Ct, lam):
     """Normalised reconstruction term on instance-major data."""
-    n, m = Rt.shape
-    sse = weighted_squared_residual_t(X, Yt, Rt, Ct)
-    return (sse + lam * (squared_norm(X) + squared_norm(Yt))) / (m * n)
+    return _normalised_loss(weighted_squared_residual_t(X, Yt, Rt, Ct), X, Yt, lam)
 
 
 def reconstruction_loss(X, Y, R, C, lam):

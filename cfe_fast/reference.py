@@ -36,7 +36,7 @@ def cholesky_solve(A, b, what="system"):
     return solve_triangular(L.T, z, lower=False)
 
 
-def update_instance_factors(X, R, C, lam):
+def update_instance_factors(X, R, C, lam, *, with_loss=False):
     """Instance half-step: y_i = (X C_i X^T + lam I)^-1 X C_i r_i for every i.
 
     Parameters
@@ -44,10 +44,11 @@ def update_instance_factors(X, R, C, lam):
     X : ndarray (d, m)  classifier factors.
     R, C : ndarray (m, n)  probabilities and confidences.
     lam : float  ridge penalty.
+    with_loss : bool  also return :func:`reconstruction_loss` at (X, Y).
 
     Returns
     -------
-    Y : ndarray (d, n)
+    Y : ndarray (d, n); and the loss if ``with_loss``.
     """
     X, R, C = (np.asarray(a, dtype=np.float64) for a in (X, R, C))
     d, n = X.shape[0], R.shape[1]
@@ -56,7 +57,7 @@ def update_instance_factors(X, R, C, lam):
         A = (X * C[:, i]) @ X.T + lam * np.eye(d)
         rhs = X @ (C[:, i] * R[:, i])
         Y[:, i] = cholesky_solve(A, rhs, f"instance {i}")
-    return Y
+    return (Y, reconstruction_loss(X, Y, R, C, lam)) if with_loss else Y
 
 
 def update_classifier_factors(Y, R, C, lam):

@@ -51,6 +51,7 @@ class Problem:
     a: np.ndarray = field(init=False)  # (n_L,) weights of the labeled instances in L
     s: float = field(init=False)  # rho / (m n)
     _evaluator: tuple = field(init=False, default=None, repr=False)  # (X, Y, evaluate) of aggregator_evaluator
+    _instance_loss: tuple = field(init=False, default=None, repr=False)  # (X, Y, L_rec) of the last instance step
     _labeled_index: np.ndarray = field(init=False, repr=False)  # positions of the labeled instances
 
     def __post_init__(self):
@@ -70,12 +71,22 @@ class Problem:
         return self.kernels.update_classifier_factors(Y, self.R, self.C, self.lam, **options)
 
     def instance_step(self, X, solver="auto", init=None):
-        """ALS instance half-step: Y from X (``init``: the previous Y, for ``solver="cg"``)."""
+        """ALS instance half-step: Y from X (``init``: the previous Y, for ``solver="cg"``).
+
+        The kernel also returns L_rec at (X, Y), computed in the same pass over
+        R and C; :meth:`reconstruction_loss` returns it for these factors (the
+        trainers replace the factors, never modify them in place).
+        """
         options = solver_options(self.kernels, solver, init)
-        return self.kernels.update_instance_factors(X, self.R, self.C, self.lam, **options)
+        Y, loss = self.kernels.update_instance_factors(X, self.R, self.C, self.lam, with_loss=True, **options)
+        self._instance_loss = (X, Y, loss)
+        return Y
 
     def reconstruction_loss(self, X, Y):
         """Normalised L_rec at (X, Y)."""
+        cached = self._instance_loss
+        if cached is not None and cached[0] is X and cached[1] is Y:
+            return cached[2]
         return self.kernels.reconstruction_loss(X, Y, self.R, self.C, self.lam)
 
     def labeled_factors(self, Y):

@@ -158,6 +158,18 @@ def test_reconstruction_loss_matches_reference(mode, m, n, d, dtype):
         assert abs(cb.reconstruction_loss(Xd, Yd, Rd, Cd, 0.2, xp=xp, chunk=chunk) - expected) <= TOL[dtype] * expected
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m,n,d", [(6, 50, 3), (3, 40, 5), (1, 3, 1)])
+def test_instance_step_loss_matches_reference(mode, m, n, d, dtype):
+    X, _, R, C = random_problem(m, n, d, seed=8, dtype=dtype, zero_conf=0.2)
+    (Xd, Rd, Cd), xp = place(mode, X, R, C)
+    for chunk in (None, 7):
+        Y, loss = cb.update_instance_factors(Xd, Rd, Cd, 0.2, xp=xp, chunk=chunk, with_loss=True)
+        Y = host(Y, mode)
+        assert rel_error(Y, ref.update_instance_factors(X, R, C, 0.2)) < TOL[dtype]
+        assert abs(loss - ref.reconstruction_loss(X, Y, R, C, 0.2)) <= TOL[dtype] * loss
+
+
 @pytest.mark.parametrize("gamma,variant", [(0.0, "exact"), (2.0, "exact"), (0.5, "exact"), (1.5, "weighted_bce")])
 def test_sample_terms_match_reference(gamma, variant):
     z = np.concatenate([np.linspace(-40, 40, 161), [-700.0, 700.0, 0.0]])

@@ -20,6 +20,9 @@ def test_instance_step_zeroes_its_gradient(m, n, d):
     residual = R - X.T @ Y
     grad = -2 * X @ (C * residual) + 2 * lam * Y  # d/dY of sum c (r - x^T y)^2 + lam |Y|^2
     assert np.abs(grad).max() < 1e-10 * max(1.0, np.abs(X).max() ** 2)
+    Y_again, loss = ref.update_instance_factors(X, R, C, lam, with_loss=True)
+    np.testing.assert_array_equal(Y_again, Y)
+    assert loss == pytest.approx((np.sum(C * residual**2) + lam * (np.sum(X**2) + np.sum(Y**2))) / R.size, rel=1e-12)
 
 
 @pytest.mark.parametrize("m,n,d", [(6, 30, 3), (3, 20, 5), (1, 4, 1)])

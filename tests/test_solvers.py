@@ -34,6 +34,21 @@ def test_every_exact_solver_matches_reference(m, n, d, dtype, solver):
     assert rel_error(X_fast, ref.update_classifier_factors(Y, R, C, 0.5)) < TOL[dtype]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m,n,d", EDGE_SHAPES)
+@pytest.mark.parametrize("solver", nb.SOLVERS)
+def test_instance_step_loss_is_the_reference_loss_at_its_factors(m, n, d, dtype, solver):
+    """The fused L_rec (dual: lam z_i, primal: residual per chunk, cg: a separate pass)
+    equals the reference loss at the factors the step returns."""
+    X, _, R, C = random_problem(m, n, d, seed=m * n + d, dtype=dtype, zero_conf=0.3, extremes=0.2)
+    if solver == "dual" and m >= d:
+        pytest.skip("the dual form is for m < d")
+    Y, loss = nb.update_instance_factors(X, R, C, 0.4, solver=solver, with_loss=True)
+    assert Y.dtype == dtype
+    np.testing.assert_array_equal(Y, nb.update_instance_factors(X, R, C, 0.4, solver=solver))
+    assert loss == pytest.approx(ref.reconstruction_loss(X, Y, R, C, 0.4), rel=TOL[dtype], abs=0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 12), n=st.integers(1, 600), d=st.integers(1, 12), lam=st.floats(0.05, 10.0),

@@ -68,6 +68,20 @@ def test_evaluator_is_kept_per_factors_and_remembers_its_last_result(monkeypatch
     assert other(s.w, s.b).loss == pytest.approx(first.loss, rel=1e-14)
 
 
+def test_reconstruction_loss_of_the_instance_step_is_reused(monkeypatch):
+    p, s = make_problem(6, 300, 3, seed=7)
+    passes = []
+    original = nb.reconstruction_loss
+    monkeypatch.setattr(nb, "reconstruction_loss", lambda *a: passes.append(1) or original(*a))
+    Y = p.instance_step(s.X)
+    assert p.reconstruction_loss(s.X, Y) == pytest.approx(ref.reconstruction_loss(s.X, Y, p.R, p.C, p.lam), rel=1e-12)
+    assert not passes  # the instance step's own loss: no pass over R and C
+    other = Y.copy()
+    assert p.reconstruction_loss(s.X, other) == pytest.approx(ref.reconstruction_loss(s.X, other, p.R, p.C, p.lam),
+                                                              rel=1e-12)
+    assert len(passes) == 1  # other factors: computed
+
+
 def test_labeled_factors_gather_in_instance_order():
     p, s = make_problem(5, 200, 3, seed=6)
     Y = np.ascontiguousarray(s.Y.T).T  # the estimator's layout: a view of instance-major data
