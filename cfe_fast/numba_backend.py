@@ -119,6 +119,13 @@ def _ordered_sum(parts):
     return total
 
 
+@_njit(inline="always")
+def _scaled_product(out, a, g, b):
+    """out = a * g * b elementwise (a, b rows, g a scalar), without temporaries."""
+    for i in range(out.shape[0]):
+        out[i] = a[i] * g * b[i]
+
+
 @_njit
 def _add_ridge(G, k, lam):
     for j in range(k):
@@ -304,24 +311,26 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
     for c in prange((n + chunk - 1) // chunk):
         s = c * chunk
         e = min(n, s + chunk)
-        S = np.sqrt(_float64(Ct[s:e].T))  # (m, nc): D per instance
+        # (m, nc) C-contiguous: a transposed view stays F-ordered through sqrt and
+        # products, and the loops over systems on its strided rows do not vectorise
+        S = np.sqrt(_float64(np.ascontiguousarray(Ct[s:e].T)))  # D per instance
         M = np.empty((_tri(m), e - s))
         for u in range(m):
             for v in range(u + 1):
-                M[_tri(u) + v] = S[u] * XtX[u, v] * S[v]
-        Z = S * Rt[s:e].T
+                _scaled_product(M[_tri(u) + v], S[u], XtX[u, v], S[v])
+        Z = S * _float64(np.ascontiguousarray(Rt[s:e].T))
         _add_ridge(M, m, lam)
         _packed_cholesky_solve(M, Z, failed[s:e])
-        Yt[s:e] = np.dot(X, S * Z).T
+        Yt[s:e] = np.dot((S * Z).T, X.T)  # instance-major GEMM output: a transposed write was slower than the solve
         if w.size:
             W = np.empty((m, e - s))
             for u in range(m):
                 W[u] = S[u] * XtXw[u]
             _packed_solve(M, W)
-            Zc = np.dot(X, S * W)
+            Zc = np.dot((S * W).T, X.T)
             for i in range(e - s):
-                for a in range(Zc.shape[0]):
-                    Zt[s + i, a] = (Xw[a] - Zc[a, i]) / lam
+                for a in range(Zc.shape[1]):
+                    Zt[s + i, a] = (Xw[a] - Zc[i, a]) / lam
         if sse.size:
             sse[c] = lam * lam * np.sum(Z * Z)
 
