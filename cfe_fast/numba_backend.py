@@ -190,24 +190,35 @@ def _packed_cholesky(G, failed):
                 G[ri + j, b] *= inv[b]
 
 
-@_njit
+@_njit(fastmath={"contract"})
 def _packed_solve(L, B):
-    """Solve L L^T x = B in place for nb factorised systems; B is (k, nb)."""
+    """Solve L L^T x = B in place for nb factorised systems; B is (k, nb).
+
+    Forward substitution takes the dot products four terms per pass
+    (:func:`_subtract_products`); back substitution is right-looking: once
+    x_i is known, it leaves the rows p < i of B, which are the contiguous
+    row i of the packed L (a left-looking pass would read a column of L).
+    """
     k, nb = B.shape
-    for i in range(k):  # forward substitution L z = B
+    for i in range(k):  # L z = B
         ri = _tri(i)
+        _subtract_products(B[i], L[ri:ri + i], B, i)
+        _divide(B[i], L[ri + i])
+    for i in range(k - 1, -1, -1):  # L^T x = z
+        ri = _tri(i)
+        xi = B[i]
+        _divide(xi, L[ri + i])
         for p in range(i):
+            lp = L[ri + p]
+            bp = B[p]
             for b in range(nb):
-                B[i, b] -= L[ri + p, b] * B[p, b]
-        for b in range(nb):
-            B[i, b] /= L[ri + i, b]
-    for i in range(k - 1, -1, -1):  # back substitution L^T x = z
-        for p in range(i + 1, k):
-            rp = _tri(p)
-            for b in range(nb):
-                B[i, b] -= L[rp + i, b] * B[p, b]
-        for b in range(nb):
-            B[i, b] /= L[_tri(i) + i, b]
+                bp[b] -= lp[b] * xi[b]
+
+
+@_njit(inline="always")
+def _divide(row, by):
+    for b in range(row.shape[0]):
+        row[b] /= by[b]
 
 
 @_njit
