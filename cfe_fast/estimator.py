@@ -117,7 +117,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     solver : {"auto", "dual", "primal", "cg"}, default="auto"
         How the "als" half-steps solve their ridge systems (Numba backend; the
         NumPy reference is exact and ignores it; other backends take "auto").
-        "auto": exact, dual m x m systems when n_classifiers < latent_dim,
+        "auto": exact, dual m x m systems when n_classifiers <= 1.2 latent_dim,
         else primal d x d systems (:func:`cfe_fast.numba_backend.choose_solver`).
         "cg": approximate, 3 conjugate-gradient steps per system per iteration,
         warm-started from the previous factors (faster for large latent_dim and

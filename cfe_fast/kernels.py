@@ -87,7 +87,7 @@ def update_instance_factors(X, R, C, lam, *, backend="numba", solver="auto", ini
     backend : {"numba", "numpy", "cupy", "dask"}
     solver : {"auto", "dual", "primal", "cg"}, default="auto"
         Numba backend: exact ``"dual"`` (m x m systems) or ``"primal"`` (d x d
-        systems); ``"auto"`` takes the dual form when m < d
+        systems); ``"auto"`` takes the dual form when m <= 1.2 d
         (:func:`cfe_fast.numba_backend.choose_solver`). ``"cg"`` is
         approximate: 3 Jacobi-preconditioned conjugate-gradient steps per
         system, warm-started from ``init``. The NumPy reference is exact and

@@ -15,7 +15,7 @@ Design
 * Solvers (``solver=`` of the half-steps; rule of ``"auto"``: :func:`choose_solver`):
   ``"dual"`` -- instance step in the m x m form (push-through identity)
   ``y = X D (lam I + D X^T X D)^-1 D r`` with ``D = diag(sqrt(c))``, the
-  default when m < d; ``"primal"`` -- d x d systems from the batched-GEMM
+  default when m <= 1.2 d; ``"primal"`` -- d x d systems from the batched-GEMM
   Gram, the default otherwise; ``"cg"`` -- approximate: a few warm-started,
   Jacobi-preconditioned conjugate-gradient steps per system without forming
   the systems (matrix-vector products are GEMMs), as implicit's ALS does.
@@ -260,23 +260,34 @@ SOLVERS = ("auto", *SOLVERS_EXACT, "cg")
 CG_STEPS = 3
 
 
-def choose_solver(m, d):
+#: the dual form is taken while m <= DUAL_MAX_RATIO * d (measured: benchmarks/solver_rule.py)
+DUAL_MAX_RATIO = 1.2
+
+
+def choose_solver(m, d, lam=1.0):
     """The exact instance-step form that ``solver="auto"`` uses for m classifiers, latent dim d.
 
-    ``"dual"`` (m x m systems, push-through identity) when m < d, else
-    ``"primal"`` (d x d systems from a batched-GEMM Gram). Per instance the
-    dual costs ~ d m^2 + m^3 / 3 flops against ~ m d^2 + d^3 / 3 for the
-    primal, so the smaller of m and d sets the system size. The classifier
-    step always solves m d x d systems (n is the large dimension).
+    ``"dual"`` (m x m systems, push-through identity) when m <= 1.2 d and
+    lam > 0, else ``"primal"`` (d x d systems from a batched-GEMM Gram). With
+    lam = 0 only m >= d is solvable, and the dual system D X^T X D then has
+    rank d: singular for m > d, so the primal form is taken. Per instance the
+    dual factorises an m x m system (m^3 / 3 flops, all in the batched
+    Cholesky); the primal builds the d x d Gram with a GEMM (m d (d + 1)
+    flops, about three times faster per flop) and factorises it (d^3 / 3).
+    With that ratio they break even near m = 1.3 d; measured on the
+    development machine (``benchmarks/results/solver_rule_cpu2.md``) the
+    dual is 0.6-0.7x the primal's time at m = d and 0.67-0.9x at m = 1.2 d,
+    and slower from m = 1.25 d on. The classifier step always solves m
+    d x d systems (n is the large dimension).
     """
-    return "dual" if m < d else "primal"
+    return "dual" if m <= DUAL_MAX_RATIO * d and lam > 0 else "primal"
 
 
-def _check_solver(solver, m, d):
+def _check_solver(solver, m, d, lam=1.0):
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
-        return choose_solver(m, d)
+        return choose_solver(m, d, lam)
     return solver
 
 
@@ -308,7 +319,7 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse):
 
 @_njit(parallel=True)
 def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
-    """Dual m x m systems (m < d); if w.size, also Zt[i] = A_i^-1 X w; if
+    """Dual m x m systems (m <= 1.2 d by default); if w.size, also Zt[i] = A_i^-1 X w; if
     sse.size, sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors.
 
     A_i^-1 X w = (X w - X D M^-1 D X^T X w) / lam  (Woodbury), M = lam I + D X^T X D.
@@ -374,7 +385,7 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     w : (m,) array, optional
         Also return Zt (n, d) float64 with Zt[i] = (X C_i X^T + lam I)^-1 X w,
         from the same factorisations (the exact trainer's rank-one update
-        needs it; requires lam > 0 with the dual form and an exact solver).
+        needs it; an exact solver, and lam > 0 with the dual form).
     solver : {"auto", "dual", "primal", "cg"}
         Exact dual m x m or primal d x d systems (``"auto"``: see
         :func:`choose_solver`), or ``"cg"``: ``cg_steps`` Jacobi-preconditioned
@@ -396,10 +407,12 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     dtype = _working_dtype(Rt)
     d, m = X.shape
     n = Rt.shape[0]
-    solver = _check_solver(solver, m, d)
     want_z = w is not None
+    solver = _check_solver(solver, m, d, lam)
     if want_z and solver == "cg":
         raise ValueError("w (the second right-hand side) needs an exact solver, not 'cg'")
+    if want_z and solver == "dual" and lam == 0:
+        raise ValueError("w (the second right-hand side) with the dual form needs lam > 0; use solver='primal'")
     Yt = np.empty((n, d), dtype=dtype)
     failed = np.zeros(n, dtype=np.bool_)
     Zt = np.empty((n, d) if want_z else (0, d))

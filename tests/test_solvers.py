@@ -88,7 +88,8 @@ def test_second_right_hand_side_in_every_exact_solver(m, d, solver):
 
 
 def test_auto_rule_and_solver_errors():
-    assert nb.choose_solver(10, 20) == "dual" and nb.choose_solver(20, 20) == "primal"
+    assert nb.choose_solver(10, 20) == "dual" and nb.choose_solver(24, 20) == "dual"
+    assert nb.choose_solver(25, 20) == "primal" and nb.choose_solver(20, 20, lam=0.0) == "primal"
     X, Y, R, C = random_problem(3, 10, 4)
     with pytest.raises(ValueError, match="solver must be one of"):
         nb.update_instance_factors(X, R, C, 0.1, solver="lu")
@@ -96,6 +97,17 @@ def test_auto_rule_and_solver_errors():
         nb.solve_instances(X, *_instance_major(R, C), 0.1, np.ones(3), solver="cg")
     with pytest.raises(ValueError, match="init has shape"):
         kernels.update_instance_factors(X, R, C, 0.1, solver="cg", init=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="needs lam > 0"):
+        nb.solve_instances(X, *_instance_major(R, C), 0.0, np.ones(3), solver="dual")
+
+
+def test_auto_takes_the_primal_form_without_ridge():
+    """lam = 0 with m > d: the dual system D X^T X D has rank d (singular), the primal one is solvable."""
+    X, _, R, C = random_problem(6, 40, 5, seed=3)  # m <= 1.2 d: the dual form with lam > 0
+    assert nb.choose_solver(6, 5) == "dual"
+    Y, Z = nb.instance_solves(X, R, C, 0.0, np.ones(6))
+    assert rel_error(Y, ref.update_instance_factors(X, R, C, 0.0)) < 1e-9
+    assert np.isfinite(Z).all()
 
 
 def _energy_error(A, x, x_exact):
