@@ -445,23 +445,30 @@ def _cg_step(matvec_P, P, R, Y, diag, rz):
     """One preconditioned CG step on nb independent systems (columns), in place.
 
     matvec_P = A P; R the residual; rz[b] = r_b^T z_b. Systems whose search
-    direction has no curvature (converged, or zero) are left unchanged.
+    direction has no curvature (converged, or zero) are left unchanged. Every
+    loop runs over the systems innermost (rows are contiguous), so it
+    vectorises; each system's sums still run over a in order.
     """
     k, nb = P.shape
+    pap = np.zeros(nb)
+    for a in range(k):
+        for b in range(nb):
+            pap[b] += P[a, b] * matvec_P[a, b]
+    step = np.empty(nb)  # alpha, then beta
     for b in range(nb):
-        pap = 0.0
-        for a in range(k):
-            pap += P[a, b] * matvec_P[a, b]
-        alpha = rz[b] / pap if pap > 0.0 else 0.0
-        rz_new = 0.0
-        for a in range(k):
-            Y[a, b] += alpha * P[a, b]
-            R[a, b] -= alpha * matvec_P[a, b]
-            rz_new += R[a, b] * R[a, b] / diag[a, b]
-        beta = rz_new / rz[b] if rz[b] > 0.0 else 0.0
-        for a in range(k):
-            P[a, b] = R[a, b] / diag[a, b] + beta * P[a, b]
-        rz[b] = rz_new
+        step[b] = rz[b] / pap[b] if pap[b] > 0.0 else 0.0
+    rz_new = np.zeros(nb)
+    for a in range(k):
+        for b in range(nb):
+            Y[a, b] += step[b] * P[a, b]
+            R[a, b] -= step[b] * matvec_P[a, b]
+            rz_new[b] += R[a, b] * R[a, b] / diag[a, b]
+    for b in range(nb):
+        step[b] = rz_new[b] / rz[b] if rz[b] > 0.0 else 0.0
+        rz[b] = rz_new[b]
+    for a in range(k):
+        for b in range(nb):
+            P[a, b] = R[a, b] / diag[a, b] + step[b] * P[a, b]
 
 
 @_njit(inline="always")
