@@ -15,6 +15,7 @@ Usage::
 """
 
 import argparse
+import importlib
 import io
 import os
 import pathlib
@@ -77,7 +78,7 @@ def sweep_rows(versions, n, rounds):
             times = {name: [[], []] for name in versions}
             for _ in range(rounds):
                 for name, package in versions.items():
-                    nb = package.numba_backend
+                    nb = importlib.import_module(f"{package.__name__}.numba_backend")
                     nb.solve_classifiers(Yt[:1000], Rt[:1000], Ct[:1000], 0.1)  # JIT warm-up
                     nb.solve_instances(X, Rt[:1000], Ct[:1000], 0.1)
                     times[name][0].append(_median(lambda: nb.solve_classifiers(Yt, Rt, Ct, 0.1), 3))
