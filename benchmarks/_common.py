@@ -5,6 +5,7 @@
 """
 
 import os
+import time
 
 import numpy as np
 
@@ -37,3 +38,13 @@ def solver_kwargs(nb, solver, m, d):
     if solver == "primal" and nb.choose_solver(m, d) == "primal":
         raise NotImplementedError("same as auto here")
     return {"solver": solver}
+
+
+def median_seconds(fn, repeat):
+    """Median wall time of ``repeat`` calls of ``fn()`` (the scripts' timer; asv times its own)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

@@ -23,9 +23,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 
 import numpy as np
+from _common import median_seconds  # run as a script: benchmarks/ is on sys.path
 
 SHAPES = ((10, 20), (10, 64), (100, 20), (100, 64))
 BASE_NAME = "cfe_fast_base"
@@ -56,15 +56,6 @@ def import_base(commit):
     return cfe_fast_base
 
 
-def _median(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def sweep_rows(versions, n, rounds):
     """Classifier / instance step seconds per 1e6 instances for every shape and dtype, interleaved."""
     rows = []
@@ -81,8 +72,8 @@ def sweep_rows(versions, n, rounds):
                     nb = importlib.import_module(f"{package.__name__}.numba_backend")
                     nb.solve_classifiers(Yt[:1000], Rt[:1000], Ct[:1000], 0.1)  # JIT warm-up
                     nb.solve_instances(X, Rt[:1000], Ct[:1000], 0.1)
-                    times[name][0].append(_median(lambda: nb.solve_classifiers(Yt, Rt, Ct, 0.1), 3))
-                    times[name][1].append(_median(lambda: nb.solve_instances(X, Rt, Ct, 0.1), 3))
+                    times[name][0].append(median_seconds(lambda: nb.solve_classifiers(Yt, Rt, Ct, 0.1), 3))
+                    times[name][1].append(median_seconds(lambda: nb.solve_instances(X, Rt, Ct, 0.1), 3))
             scale = 1e6 / n
             cells = []
             for name in versions:
@@ -107,7 +98,7 @@ def fit_rows(versions, rounds):
                 model = package.CFEnsembleClassifier(latent_dim=9, max_iter=2, tol=0.0, random_state=0, dtype=dtype)
                 model.fit(data.P[:500], data.labels[:500])  # JIT warm-up
                 model.set_params(max_iter=50)
-                times[name].append(_median(lambda: model.fit(data.P, data.labels), 3))
+                times[name].append(median_seconds(lambda: model.fit(data.P, data.labels), 3))
                 proba[name] = model.transductive_proba_
         before, after = (float(np.median(times[name])) for name in versions)
         gap = np.abs(np.subtract(*proba.values())).max()

@@ -45,21 +45,12 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+from _common import median_seconds  # run as a script: benchmarks/ is on sys.path
 from threadpoolctl import threadpool_info, threadpool_limits
 
 LAM = 0.1
-
-
-def _median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def model_gflop(m, n, d):
@@ -80,7 +71,7 @@ def gemm_peak(dtype, threads, size=1536, repeat=7):
     b = rng.random((size, size)).astype(dtype)
     with threadpool_limits(threads, user_api="blas"):
         dot(a, b)
-        best = min(_median_time(lambda: dot(a, b), 1) for _ in range(repeat))
+        best = min(median_seconds(lambda: dot(a, b), 1) for _ in range(repeat))
     return 2.0 * size**3 / best / 1e9
 
 
@@ -104,8 +95,8 @@ def measure_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
     small = slice(0, 64)
     nb.solve_classifiers(Yt[small], Rt[small], Ct[small], LAM, **kw_c)  # JIT warm-up
     nb.solve_instances(X, Rt[small], Ct[small], LAM, **dict(kw_i, **({"init": Yt[small]} if solver == "cg" else {})))
-    t_cls = _median_time(lambda: nb.solve_classifiers(Yt, Rt, Ct, LAM, **kw_c), repeat)
-    t_inst = _median_time(lambda: nb.solve_instances(X, Rt, Ct, LAM, **kw_i), repeat)
+    t_cls = median_seconds(lambda: nb.solve_classifiers(Yt, Rt, Ct, LAM, **kw_c), repeat)
+    t_inst = median_seconds(lambda: nb.solve_instances(X, Rt, Ct, LAM, **kw_i), repeat)
     return t_cls, t_inst
 
 
@@ -130,7 +121,7 @@ def gram_row(nb, m, d, dtype, args, peak):
     Rt, Ct = rng.random((n, m)).astype(dtype), rng.random((n, m)).astype(dtype)
     Yt = rng.standard_normal((n, d)).astype(dtype)
     nb.classifier_sums(Yt[:64], Rt[:64], Ct[:64])  # JIT warm-up
-    seconds = _median_time(lambda: nb.classifier_sums(Yt, Rt, Ct), args.repeat) * args.per / n
+    seconds = median_seconds(lambda: nb.classifier_sums(Yt, Rt, Ct), args.repeat) * args.per / n
     gflop = m * args.per * d * (d + 1) / 1e9  # 2 m n flops per packed entry, d (d + 1) / 2 entries
     return f"| {m} | {d} | {np.dtype(dtype).name} | {seconds:.3g} | {gflop / seconds:.1f} | {100 * gflop / seconds / peak:.0f} % |"
 
@@ -138,8 +129,8 @@ def gram_row(nb, m, d, dtype, args, peak):
 def measure_reference(ref, X, Y, R, C, k):
     """Seconds of the reference half-steps on the first k instances (one BLAS thread)."""
     with threadpool_limits(1, user_api="blas"):
-        t_cls = _median_time(lambda: ref.update_classifier_factors(Y[:, :k], R[:, :k], C[:, :k], LAM), 1)
-        t_inst = _median_time(lambda: ref.update_instance_factors(X, R[:, :k], C[:, :k], LAM), 1)
+        t_cls = median_seconds(lambda: ref.update_classifier_factors(Y[:, :k], R[:, :k], C[:, :k], LAM), 1)
+        t_inst = median_seconds(lambda: ref.update_instance_factors(X, R[:, :k], C[:, :k], LAM), 1)
     return t_cls, t_inst
 
 
@@ -165,8 +156,8 @@ def measure_implicit(Ct, d, dtype, use_cg, repeat):
     threads = _num_threads()
     with threadpool_limits(1, user_api="blas"):
         solve(Cui[:, :64].tocsr(), U, V[:64], LAM, num_threads=threads)
-        t_user = _median_time(lambda: solve(Cui, U, V, LAM, num_threads=threads), repeat)
-        t_item = _median_time(lambda: solve(Ciu, V, U, LAM, num_threads=threads), repeat)
+        t_user = median_seconds(lambda: solve(Cui, U, V, LAM, num_threads=threads), repeat)
+        t_item = median_seconds(lambda: solve(Ciu, V, U, LAM, num_threads=threads), repeat)
     return t_user, t_item
 
 
@@ -239,7 +230,7 @@ def fit_rows():
         model = CFEnsembleClassifier(latent_dim=9, max_iter=50, tol=0.0, random_state=0, dtype=dtype, solver=solver)
         model.set_params(max_iter=2).fit(data.P[:500], data.labels[:500])  # JIT warm-up
         model.set_params(max_iter=50)
-        seconds = _median_time(lambda: model.fit(data.P, data.labels), 3)
+        seconds = median_seconds(lambda: model.fit(data.P, data.labels), 3)
         lines.append(f"| fit, m = 18, n = 60,000, d = 9, 50 iterations, {dtype}, solver {solver} | {seconds:.3f} s "
                      f"({model.n_iter_} iterations, {1e3 * seconds / model.n_iter_:.1f} ms each) |")
     fits = {}

@@ -15,9 +15,9 @@ Usage::
 
 import argparse
 import os
-import time
 
 import numpy as np
+from _common import median_seconds  # run as a script: benchmarks/ is on sys.path
 
 from cfe_fast import numba_backend as nb
 
@@ -27,12 +27,7 @@ SHAPES = ((10, 20), (20, 20), (24, 20), (30, 20), (32, 32), (40, 32), (48, 32), 
 
 def seconds_per_million(solver, X, Rt, Ct, repeat=5):
     nb.solve_instances(X, Rt[:200], Ct[:200], 0.1, solver=solver)  # JIT warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        nb.solve_instances(X, Rt, Ct, 0.1, solver=solver)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6 / Rt.shape[0]
+    return median_seconds(lambda: nb.solve_instances(X, Rt, Ct, 0.1, solver=solver), repeat) * 1e6 / Rt.shape[0]
 
 
 def main():
