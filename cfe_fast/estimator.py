@@ -279,7 +279,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             C = np.empty(P.shape, dtype=dtype)
             for s in range(0, P.shape[0], _CONFIDENCE_BLOCK):
                 block = slice(s, s + _CONFIDENCE_BLOCK)
-                C[block] = reference.confidence(P[block].T, labels[block], strategy, self.confidence_alpha).T
+                C[block] = reference.confidence_chunk(P[block], labels[block], strategy, self.confidence_alpha)
             return C
         return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
 

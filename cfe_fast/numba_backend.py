@@ -277,8 +277,8 @@ def choose_solver(m, d, lam=1.0):
     With that ratio they break even near m = 1.3 d; measured on the
     development machine (``benchmarks/results/solver_rule_cpu2.md``) the
     dual takes 0.5-0.75x the primal's time at m = d and 0.5-0.9x at
-    m = 1.2 d, and is slower from about m = 1.25 d on. The classifier step always solves m
-    d x d systems (n is the large dimension).
+    m = 1.2 d, and is slower from about m = 1.25 d on. The classifier step
+    always solves m d x d systems (n is the large dimension).
     """
     return "dual" if m <= DUAL_MAX_RATIO * d and lam > 0 else "primal"
 

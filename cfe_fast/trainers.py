@@ -84,10 +84,10 @@ class Problem:
 
     def reconstruction_loss(self, X, Y):
         """Normalised L_rec at (X, Y)."""
-        cached = self._instance_loss
-        if cached is not None and cached[0] is X and cached[1] is Y:
-            return cached[2]
-        return self.kernels.reconstruction_loss(X, Y, self.R, self.C, self.lam)
+        loss = _kept_for(self._instance_loss, X, Y)
+        if loss is None:
+            loss = self.kernels.reconstruction_loss(X, Y, self.R, self.C, self.lam)
+        return loss
 
     def labeled_factors(self, Y):
         """Y of the labeled instances (d, n_L), gathered instance by instance.
@@ -110,9 +110,9 @@ class Problem:
         result: the labeled factors are gathered once per iteration, and the
         objective after the aggregator fit reuses the fit's last evaluation.
         """
-        cached = self._evaluator
-        if cached is not None and cached[0] is X and cached[1] is Y:
-            return cached[2]
+        kept = _kept_for(self._evaluator, X, Y)
+        if kept is not None:
+            return kept
         Y_labeled = self.labeled_factors(Y)
         last = {}
 
@@ -197,6 +197,13 @@ class Problem:
             if norm <= 1e-10:
                 break
         return theta[:-1], float(theta[-1]), step
+
+
+def _kept_for(memo, X, Y):
+    """The value of a ``(X, Y, value)`` memo if it was made for these very factors, else None."""
+    if memo is not None and memo[0] is X and memo[1] is Y:
+        return memo[2]
+    return None
 
 
 def _scaled(terms, scale):
