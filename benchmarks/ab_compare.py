@@ -25,7 +25,11 @@ import tarfile
 import tempfile
 
 import numpy as np
-from _common import median_seconds  # run as a script: benchmarks/ is on sys.path
+
+if __package__:  # imported by asv as part of the benchmarks package
+    from ._common import median_seconds
+else:  # run as a script: benchmarks/ is on sys.path
+    from _common import median_seconds
 
 SHAPES = ((10, 20), (10, 64), (100, 20), (100, 64))
 BASE_NAME = "cfe_fast_base"

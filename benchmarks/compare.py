@@ -47,8 +47,12 @@ import sys
 import tempfile
 
 import numpy as np
-from _common import median_seconds  # run as a script: benchmarks/ is on sys.path
 from threadpoolctl import threadpool_info, threadpool_limits
+
+if __package__:  # imported by asv as part of the benchmarks package
+    from ._common import median_seconds
+else:  # run as a script: benchmarks/ is on sys.path
+    from _common import median_seconds
 
 LAM = 0.1
 

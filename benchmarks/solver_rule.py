@@ -17,9 +17,13 @@ import argparse
 import os
 
 import numpy as np
-from _common import median_seconds  # run as a script: benchmarks/ is on sys.path
 
 from cfe_fast import numba_backend as nb
+
+if __package__:  # imported by asv as part of the benchmarks package
+    from ._common import median_seconds
+else:  # run as a script: benchmarks/ is on sys.path
+    from _common import median_seconds
 
 SHAPES = ((10, 20), (20, 20), (24, 20), (30, 20), (32, 32), (40, 32), (48, 32), (64, 64), (80, 64), (100, 64),
           (100, 100), (120, 100), (150, 100))
