@@ -48,9 +48,8 @@ def _median_seconds(xp, fn, repeat):
 
 
 def gemm_rate(xp, dtype, size, repeat):
-    """Measured GEMM rate (FLOP/s) of a size x size matmul."""
-    a = xp.ones((size, size), dtype=dtype)
-    b = xp.ones((size, size), dtype=dtype)
+    """Measured GEMM rate (FLOP/s) of a size x size matmul, on random operands (not constants)."""
+    _, _, a, b = problem(xp, size, size, size, dtype, seed=3)
     a @ b
     return 2.0 * size**3 / _median_seconds(xp, lambda: a @ b, repeat)
 

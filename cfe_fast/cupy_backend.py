@@ -15,17 +15,25 @@ Design
   overlapped with the compute of the previous chunk, and results come back to
   the host, so n is bounded by host memory, not by the GPU.
 * Instance step (m >= d): the packed Grams of a chunk are one GEMM,
-  ``G = P_X @ C_chunk`` with ``P_X[t(a, b), u] = x_u[a] x_u[b]`` (lower
-  triangle, d (d + 1) / 2 rows); when m < d the dual m x m form
-  ``y = X D (lam I + D X^T X D)^-1 D r``, ``D = diag(sqrt(c))``.
+  ``G = C_chunk^T @ P_X^T`` with ``P_X[t(a, b), i] = x_i[a] x_i[b]`` (lower
+  triangle, T = d (d + 1) / 2 rows), instance-major so that each system's
+  T entries are contiguous; when m < d the dual m x m form
+  ``y = X D (lam I + D X^T X D)^-1 D r``, ``D = diag(sqrt(c))``, whose packed
+  systems are built elementwise.
 * Classifier step: per-chunk partial Grams ``P_Y @ C_chunk^T`` accumulated in
-  float64.
-* Systems are unpacked to (batch, k, k) float64 (as the Numba backend
-  factorises float32 data in float64), factorised by a batched Cholesky
-  (``xp.linalg.cholesky``: LAPACK on NumPy, cuSOLVER potrfBatched on CuPy) and
-  solved by one batched solve per chunk. A system is singular when a pivot
-  ``A_jj - sum_p L_jp^2`` falls to ``PIVOT_RTOL * A_jj`` or below (the rule
-  of every backend), recomputed from the factor so that it holds whatever a
+  float64; on CuPy, P_Y comes from one small kernel (no gathered copies).
+* Systems are solved from their packed triangles, in float64 (as the Numba
+  backend factorises float32 data in float64). On CuPy, for k <= 64, one CUDA
+  kernel (:data:`_PACKED_SOLVE_SOURCE`, compiled once per k and input dtype)
+  stages each system in shared memory, keeps two rows of the factor per thread
+  in registers, and runs Cholesky with the forward substitution, then the
+  back substitution, in one launch per chunk. Otherwise (NumPy, or k > 64)
+  they are unpacked to (batch, k, k), factorised by a batched Cholesky
+  (LAPACK on NumPy, cuSOLVER potrfBatched on CuPy) and solved by one batched
+  solve. A system is singular
+  when a pivot ``A_jj - sum_p L_jp^2`` falls to ``PIVOT_RTOL * A_jj`` or below
+  (the rule of every backend); the kernel tests it as it factorises, the
+  library path recomputes it from the factor so that it holds whatever a
   failed factorisation left behind.
 * The aggregator pass is z = v^T y + b with v = X w, elementwise loss terms and
   the gradient by one GEMV per chunk: O(n_L d), R_hat never formed.
@@ -85,6 +93,11 @@ def compute_module(*arrays):
 
 def _is_numpy(xp):
     return xp is np
+
+
+def _cuda_kernels(xp):
+    """Whether ``xp`` is CuPy on a usable device, where cfe_fast's own CUDA kernels run."""
+    return not _is_numpy(xp) and xp is gpu_module()
 
 
 def _as(xp, a, dtype=None):
@@ -237,12 +250,12 @@ def _tril_indices(k, xp):
 
 
 def _unpack(G, k, lam, xp):
-    """(T, nb) packed lower triangles -> (nb, k, k) symmetric float64 systems + lam I."""
+    """(nb, T) packed lower triangles -> (nb, k, k) symmetric float64 systems + lam I."""
     rows, cols = _tril_indices(k, xp)
-    Gt = G.T.astype(np.float64)
-    A = xp.empty((G.shape[1], k, k))
-    A[:, rows, cols] = Gt
-    A[:, cols, rows] = Gt
+    G = G.astype(np.float64, copy=False)
+    A = xp.empty((G.shape[0], k, k))
+    A[:, rows, cols] = G
+    A[:, cols, rows] = G
     diag = xp.arange(k)
     A[:, diag, diag] += lam
     return A
@@ -302,6 +315,181 @@ def spd_solve(A, B, xp):
     return xp.linalg.solve(A, B[..., None])[..., 0], failed
 
 
+#: largest system the CUDA kernel solves (two rows of the factor per thread, in registers)
+_KERNEL_MAX_K = 64
+#: shared memory a block of the kernel may use (bytes); under the 48 KiB static limit
+_KERNEL_SHARED_BYTES = 40 * 1024
+#: 32-bit registers per streaming multiprocessor (every NVIDIA GPU since Kepler)
+_REGISTERS_PER_SM = 65536
+
+_PACKED_SOLVE_SOURCE = r"""
+// Solve (A_u + lam I) x_u = b_u, SYSTEMS systems per block, W = (K + 1) / 2
+// threads per system. Thread t owns rows i1 = t and i2 = K - 1 - t of the
+// system, then of its Cholesky factor, in registers: a[l] holds entry (i1, l)
+// for l <= i1 and entry (i2, K - 1 - l) for l > i1, d2 the diagonal of i2, so
+// the two triangular rows fill K + 1 registers without waste and every index
+// into a[] is a compile-time constant (all loops over j and l are unrolled).
+// A_u is the packed lower triangle G[u, i (i + 1) / 2 + l].
+#define T (K * (K + 1) / 2)
+#define W ((K + 1) / 2)
+extern "C" __global__ void __launch_bounds__(W * SYSTEMS, MIN_BLOCKS) packed_spd_solve(
+    const in_t* __restrict__ G, const double* __restrict__ B, const double lam,
+    const double rtol, const long long nb, double* __restrict__ x, bool* __restrict__ failed)
+{
+    __shared__ double packed[SYSTEMS * T];         // the systems, then the factors' rows
+    __shared__ double column[SYSTEMS * 2 * K];     // column j below the pivot, unscaled;
+                                                   // two buffers, alternating with j
+    __shared__ double inverse_pivot[SYSTEMS * K];  // 1 / p_j
+    __shared__ double inverse_root[SYSTEMS * K];   // 1 / sqrt(p_j) = 1 / L_jj
+    __shared__ double value[SYSTEMS * K];          // b_j when row j pivots, later x_j
+    __shared__ int bad[SYSTEMS];
+    const int s = threadIdx.x / W, t = threadIdx.x - s * W;
+    const int i1 = t, i2 = K - 1 - t;
+    const bool two = i2 > i1;  // false for the middle row of an odd K
+    const long long first = (long long)blockIdx.x * SYSTEMS, u = first + s;
+    const long long count = min((long long)SYSTEMS, nb - first) * T;
+    for (int e = threadIdx.x; e < SYSTEMS * T; e += blockDim.x)  // coalesced staging
+        packed[e] = e < count ? (double)G[first * T + e] : 0.0;
+    if (t == 0) bad[s] = 0;
+    __syncthreads();
+    double* own = packed + s * T;
+    double* ip = inverse_pivot + s * K;
+    double* ir = inverse_root + s * K;
+    double* v = value + s * K;
+    const bool real = u < nb;  // else a padding system of the last block: the identity
+    double a[K], diag1 = 1.0, d2 = 1.0, root1 = 1.0, root2 = 1.0;
+    #pragma unroll
+    for (int l = 0; l < K; ++l) {
+        a[l] = !real ? 0.0 : l <= i1 ? own[i1 * (i1 + 1) / 2 + l] : own[i2 * (i2 + 1) / 2 + K - 1 - l];
+        if (l == i1) { a[l] = real ? a[l] + lam : 1.0; diag1 = a[l]; }
+    }
+    if (two && real) d2 = own[i2 * (i2 + 1) / 2 + i2] + lam;
+    const double diag2 = d2;
+    double r1 = real ? B[u * K + i1] : 0.0, r2 = real && two ? B[u * K + i2] : 0.0;
+    // Cholesky, right-looking, with the forward substitution L z = b riding along:
+    // row i > j takes a_il -= a_ij a_lj / p_j and b_i -= a_ij b_j / p_j
+    #pragma unroll
+    for (int j = 0; j < K; ++j) {
+        double* c = column + (s * 2 + (j & 1)) * K;
+        if (i1 == j || (two && i2 == j)) {
+            const bool row1 = i1 == j;
+            double p = row1 ? a[j] : d2;
+            if (!(p > rtol * (row1 ? diag1 : diag2)) || !isfinite(p)) { bad[s] = 1; p = 1.0; }
+            const double inverse = 1.0 / p, root = sqrt(inverse);
+            ip[j] = inverse;
+            ir[j] = root;
+            if (row1) { v[j] = r1; r1 *= root; root1 = root; }
+            else { v[j] = r2; r2 *= root; root2 = root; }
+        }
+        if (i1 > j) c[i1] = a[j];
+        if (two && i2 > j) c[i2] = a[K - 1 - j];
+        __syncthreads();
+        if (i1 > j) {
+            const double f = a[j] * ip[j];
+            #pragma unroll
+            for (int l = j + 1; l < K; ++l)
+                if (l <= i1) a[l] -= f * c[l];
+            r1 -= f * v[j];
+            a[j] *= ir[j];
+        }
+        if (two && i2 > j) {
+            const double f = a[K - 1 - j] * ip[j];
+            #pragma unroll
+            for (int l = j + 1; l < K; ++l)
+                if (l < i2) a[K - 1 - l] -= f * c[l];
+            d2 -= f * c[i2];
+            r2 -= f * v[j];
+            a[K - 1 - j] *= ir[j];
+        }
+    }
+    // the strictly lower rows of L to shared memory, for the back substitution L^T x = z
+    #pragma unroll
+    for (int l = 0; l < K; ++l) {
+        if (l < i1) own[i1 * (i1 + 1) / 2 + l] = a[l];
+        if (two && l < i2) own[i2 * (i2 + 1) / 2 + l] = a[K - 1 - l];
+    }
+    __syncthreads();
+    #pragma unroll
+    for (int j = K - 1; j >= 0; --j) {
+        if (i1 == j) { r1 *= root1; v[j] = r1; }
+        if (two && i2 == j) { r2 *= root2; v[j] = r2; }
+        __syncthreads();
+        if (i1 < j) r1 -= own[j * (j + 1) / 2 + i1] * v[j];
+        if (two && i2 < j) r2 -= own[j * (j + 1) / 2 + i2] * v[j];
+    }
+    if (real) {  // a finite placeholder (0) for a failed system
+        x[u * K + i1] = bad[s] ? 0.0 : r1;
+        if (two) x[u * K + i2] = bad[s] ? 0.0 : r2;
+        if (t == 0) failed[u] = bad[s] != 0;
+    }
+}
+"""
+
+
+@lru_cache(maxsize=None)
+def _packed_solve_kernel(k, in_dtype):
+    """The compiled CUDA solver for k x k systems with ``in_dtype`` input and its systems per block.
+
+    Up to k = 32 a block holds several systems. Past that, registers bound how
+    many systems an SM runs at once: a block holds one system, and the
+    register budget per thread is capped at 2 k + 40 (a[] plus working
+    registers; a few spill) so that more systems run side by side. On an H100
+    at k = 64 this took the solve of 65536 systems from 5.4 ms (247 registers)
+    to 3.7 ms (168), benchmarks/gpu_breakdown.py.
+    """
+    cupy = gpu_module()
+    per_system = 8 * (k * (k + 1) // 2 + 5 * k) + 4
+    threads = (k + 1) // 2
+    if k > 32:
+        systems, min_blocks = 1, max(1, _REGISTERS_PER_SM // ((2 * k + 40) * threads))
+    else:
+        systems, min_blocks = max(1, min(128 // threads, _KERNEL_SHARED_BYTES // per_system)), 1
+    in_type = {"float32": "float", "float64": "double"}[np.dtype(in_dtype).name]
+    code = (f"#define K {k}\n#define SYSTEMS {systems}\n#define MIN_BLOCKS {min_blocks}\n"
+            f"typedef {in_type} in_t;\n" + _PACKED_SOLVE_SOURCE)
+    return cupy.RawKernel(code, "packed_spd_solve"), systems
+
+
+def _kernel_solves(k, xp):
+    return _cuda_kernels(xp) and k <= _KERNEL_MAX_K
+
+
+def _solve_bytes(k, xp):
+    """Working memory of :func:`packed_spd_solve` per k x k system (bytes)."""
+    return 8 * 2 * k if _kernel_solves(k, xp) else 8 * (3 * k * k + 2 * k)
+
+
+def packed_spd_solve(G, B, lam, xp):
+    """Solve nb SPD systems (A_u + lam I) x = b_u from packed lower triangles.
+
+    Parameters
+    ----------
+    G : (nb, k (k + 1) / 2) array
+        Row u holds the lower triangle of A_u, row by row (the order of
+        ``np.tril_indices(k)``).
+    B : (nb, k) array
+    lam : float
+        Added to every diagonal.
+    xp : module
+
+    Returns
+    -------
+    (solutions (nb, k) float64, failed (nb,) bool), as :func:`spd_solve`.
+    On CuPy with k <= 64 one kernel launch solves them all, in float64.
+    """
+    nb, k = B.shape
+    if not _kernel_solves(k, xp) or nb == 0:
+        return spd_solve(_unpack(G, k, lam, xp), B, xp)
+    kernel, systems = _packed_solve_kernel(k, G.dtype)
+    G = xp.ascontiguousarray(G)
+    B = xp.ascontiguousarray(B, dtype=np.float64)
+    x = xp.empty((nb, k))
+    failed = xp.empty(nb, dtype=bool)
+    blocks = (nb + systems - 1) // systems
+    kernel((blocks,), (systems * ((k + 1) // 2),), (G, B, np.float64(lam), np.float64(PIVOT_RTOL), np.int64(nb), x, failed))
+    return x, failed
+
+
 def _raise_if_failed(failures, what, xp):
     failed = xp.concatenate(failures) if failures else xp.zeros(0, dtype=bool)
     if bool(failed.any()):
@@ -315,25 +503,53 @@ def _raise_if_failed(failures, what, xp):
 def _packed_outer(F, tril):
     """(k, nb) columns f -> (k (k + 1) / 2, nb) packed lower f f^T per column.
 
-    ``tril`` is ``_tril_indices(k, xp)``.
+    ``tril`` is ``_tril_indices(k, xp)``. On CuPy one kernel writes the result,
+    without the two gathered (T, nb) copies of ``F``.
     """
     rows, cols = tril
-    return F[rows] * F[cols]
+    xp = array_module(F)
+    if not _cuda_kernels(xp):
+        return F[rows] * F[cols]
+    F = xp.ascontiguousarray(F)
+    k, width = F.shape
+    out = xp.empty((rows.shape[0], width), dtype=F.dtype)
+    threads = 256
+    _packed_outer_kernel(F.dtype)(((width + threads - 1) // threads, k), (threads,), (F, np.int64(width), out))
+    return out
 
 
-def _instance_block_primal(X, PX, R_c, C_c, lam, xp):
-    G = PX @ C_c  # (T, nc): one GEMM builds every packed Gram of the chunk
+_PACKED_OUTER_SOURCE = r"""
+// out[a (a + 1) / 2 + b, u] = F[a, u] F[b, u] for b <= a; one row a per blockIdx.y
+extern "C" __global__ void packed_outer(const F_t* __restrict__ F, const long long width, F_t* __restrict__ out)
+{
+    const long long u = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int a = blockIdx.y;
+    if (u >= width) return;
+    const F_t f_a = F[a * width + u];
+    F_t* row = out + (long long)(a * (a + 1) / 2) * width + u;
+    for (int b = 0; b <= a; ++b) row[b * width] = f_a * F[b * width + u];
+}
+"""
+
+
+@lru_cache(maxsize=None)
+def _packed_outer_kernel(dtype):
+    c_type = {"float32": "float", "float64": "double"}[np.dtype(dtype).name]
+    return gpu_module().RawKernel(f"typedef {c_type} F_t;\n" + _PACKED_OUTER_SOURCE, "packed_outer")
+
+
+def _instance_block_primal(X, PXt, R_c, C_c, lam, xp):
+    G = C_c.T @ PXt  # (nc, T): one GEMM builds every packed Gram of the chunk, instance-major
     B = (X @ (C_c * R_c)).T.astype(np.float64)
-    return spd_solve(_unpack(G, X.shape[0], lam, xp), B, xp)
+    return packed_spd_solve(G, B, lam, xp)
 
 
-def _instance_block_dual(X64, XtX, R_c, C_c, lam, xp):
+def _instance_block_dual(X64, XtX_packed, tril, R_c, C_c, lam, xp):
+    rows, cols = tril
     S = xp.sqrt(C_c.astype(np.float64))  # (m, nc): D per instance
     St = S.T
-    M = St[:, :, None] * XtX * St[:, None, :]
-    diag = xp.arange(XtX.shape[0])
-    M[:, diag, diag] += lam
-    Z, failed = spd_solve(M, (S * R_c).T, xp)
+    G = St[:, rows] * St[:, cols] * XtX_packed  # (nc, T): packed D X^T X D
+    Z, failed = packed_spd_solve(G, (S * R_c).T, lam, xp)
     return (X64 @ (S * Z.T)).T, failed
 
 
@@ -367,17 +583,18 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None, with_loss=Fals
     X64 = _as(xp, X, np.float64)
     Xw = X64.astype(dtype)
     if m < d:
-        XtX = X64.T @ X64
-        per_instance = 8 * (3 * m * m + 4 * m + d)
+        tril = _tril_indices(m, xp)
+        XtX_packed = (X64.T @ X64)[tril]
+        per_instance = 8 * (tril[0].shape[0] + 4 * m + d) + _solve_bytes(m, xp)
 
         def solve(R_c, C_c):
-            return _instance_block_dual(X64, XtX, R_c, C_c, lam, xp)
+            return _instance_block_dual(X64, XtX_packed, tril, R_c, C_c, lam, xp)
     else:
-        PX = _packed_outer(Xw, _tril_indices(d, xp))
-        per_instance = 8 * (3 * d * d + 2 * m + 4 * d) + PX.shape[0] * np.dtype(dtype).itemsize
+        PXt = xp.ascontiguousarray(_packed_outer(Xw, _tril_indices(d, xp)).T)
+        per_instance = 8 * (2 * m + 4 * d) + PXt.shape[1] * np.dtype(dtype).itemsize + _solve_bytes(d, xp)
 
         def solve(R_c, C_c):
-            return _instance_block_primal(Xw, PX, R_c, C_c, lam, xp)
+            return _instance_block_primal(Xw, PXt, R_c, C_c, lam, xp)
 
     if with_loss:
         per_instance += 16 * m  # the float64 residual of a block
@@ -425,7 +642,7 @@ def update_classifier_factors(Y, R, C, lam, *, xp=None, chunk=None):
         Y_c, C_c = Y_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False)
         G += (_packed_outer(Y_c, tril) @ C_c.T).astype(np.float64)
         B += (Y_c @ (C_c * R_c.astype(dtype, copy=False)).T).astype(np.float64)
-    solution, failed = spd_solve(_unpack(G, d, lam, xp), B.T, xp)
+    solution, failed = packed_spd_solve(G.T, B.T, lam, xp)
     _raise_if_failed([failed], "classifier", xp)
     X = solution.T.astype(dtype)
     return to_host(X) if array_module(R) is np else X

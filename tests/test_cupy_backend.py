@@ -136,6 +136,33 @@ def test_tiny_positive_pivot_counts_as_singular():
     assert np.all(np.isfinite(solution))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 2, 7, 20, 64, 65])  # 65: past the CUDA kernel, the library path
+def test_packed_spd_solve_matches_dense_solve(mode, k, dtype):
+    if mode == "streamed":
+        pytest.skip("packed_spd_solve takes arrays where it computes")
+    rng = np.random.default_rng(k)
+    nb = 37
+    M = rng.standard_normal((nb, k, 2 * k))
+    A = M @ M.transpose(0, 2, 1) / (2 * k) + 0.5 * np.eye(k)  # condition number below ~20
+    B = rng.standard_normal((nb, k))
+    v = np.arange(k) % 3 + 1.0
+    A[5] = np.outer(v, v) if k > 1 else 0.0  # exactly rank one in float32 too: singular without lam
+    A[9, 0, 0] = np.nan
+    A = A.astype(dtype).astype(np.float64)  # the systems exactly as the solver receives them
+    rows, cols = np.tril_indices(k)
+    (G, Bd), xp = place(mode, A[:, rows, cols].astype(dtype), B)
+    for lam in (0.0, 0.4):
+        solution, failed = cb.packed_spd_solve(G, Bd, lam, xp)
+        solution, failed = cb.to_host(solution), cb.to_host(failed)
+        assert solution.dtype == np.float64 and solution.shape == (nb, k)
+        assert np.flatnonzero(failed).tolist() == ([5, 9] if lam == 0.0 else [9])
+        assert np.all(np.isfinite(solution))
+        ok = ~failed
+        expected = np.linalg.solve(A[ok] + lam * np.eye(k), B[ok][..., None])[..., 0]
+        assert rel_error(solution[ok], expected) < 1e-10
+
+
 def test_pivot_rule_holds_whatever_a_failed_factorisation_left():
     """cuSOLVER does not raise: a factor may stop at the failing column j and keep A there."""
     A = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # indefinite: pivot of column 1 is 1 - 4 < 0

@@ -47,3 +47,12 @@ def test_gpu_sweep_reports_every_configuration(tmp_path):
     assert "- not measured in this run" in text
     error = float(re.search(r"relative error ([0-9.e+-]+)\.", text).group(1))
     assert 0 < error < 1e-4
+
+
+def test_gpu_breakdown_refuses_cleanly_without_gpu(capsys):
+    if cb.gpu_module() is not None:
+        pytest.skip("a GPU is present: the breakdown runs")
+    with pytest.raises(SystemExit) as exit_info:
+        _load("gpu_breakdown").main(["--n", "1000"])
+    assert exit_info.value.code == 2
+    assert "CUDA device is needed" in capsys.readouterr().err
