@@ -197,6 +197,9 @@ def _staged_columns(cupy, arrays, host, bounds):
         {i: (cupyx.empty_pinned(sizes[i], arrays[i].dtype), cupy.empty(sizes[i], arrays[i].dtype)) for i in host}
         for _ in range(2)
     ]
+    # The pool hands out memory freed on the compute stream at once, ordered for that stream
+    # only: kernels still queued there may read it. The side stream copies after them.
+    copy_stream.wait_event(compute_stream.record())
     copied, released = [None, None], [None, None]
 
     def issue(k):

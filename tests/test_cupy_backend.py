@@ -321,6 +321,7 @@ class _StandInArray(np.ndarray):
         assert stream is not None  # staged copies are asynchronous on the side stream
         # same memory order, or CuPy would first make a pageable (slow, synchronous) copy
         assert (arr.flags.c_contiguous, arr.flags.f_contiguous) == (self.flags.c_contiguous, self.flags.f_contiguous)
+        _StandInStream.log.append((stream, "copy", None))
         self[...] = arr
 
     def get(self):
@@ -328,20 +329,25 @@ class _StandInArray(np.ndarray):
 
 
 class _StandInEvent:
+    def __init__(self, stream):
+        self.stream = stream
+
     def synchronize(self):
         pass
 
 
 class _StandInStream:
+    log = []  # (stream, "copy" or "wait", stream waited for), in call order
+
     def __init__(self, non_blocking=False):
-        self.waited = []
+        self.non_blocking = non_blocking
 
     def record(self):
-        return _StandInEvent()
+        return _StandInEvent(self)
 
     def wait_event(self, event):
         assert isinstance(event, _StandInEvent)
-        self.waited.append(event)
+        self.log.append((self, "wait", event.stream))
 
 
 class _StandInCupy:
@@ -389,6 +395,19 @@ def test_staged_streaming_yields_each_block_intact(stand_in):
         np.testing.assert_array_equal(u, v[s:e])
         np.testing.assert_array_equal(d, A[:, s:e])
     assert [(s, e) for s, e, _ in seen] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+
+
+def test_side_stream_waits_for_pending_compute_before_its_first_copy(stand_in):
+    """The staging buffers come from CuPy's memory pool, whose reuse is ordered for the compute
+    stream only: memory a pending kernel still reads can be handed out again. The side stream
+    must wait for the compute stream before it copies into them (seen on an H100: streamed
+    results went wrong only while other processes loaded the GPU)."""
+    _StandInStream.log.clear()
+    for _ in cb.stream_columns((np.ones((2, 10)),), 4, stand_in):
+        pass
+    side = [(what, waited) for stream, what, waited in _StandInStream.log if stream.non_blocking]
+    assert [what for what, _ in side].count("copy") == 3
+    assert side[0][0] == "wait" and not side[0][1].non_blocking
 
 
 @pytest.mark.parametrize("data", ["device", "streamed"])
