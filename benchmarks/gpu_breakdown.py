@@ -64,7 +64,7 @@ def main(argv=None):
         rate = f"  {flops[name] / seconds / 1e12:6.1f} TFLOP/s" if name in flops else ""
         print(f"{name:34s} {1e3 * seconds:9.2f} ms{rate}")
     if d <= cb._KERNEL_MAX_K:
-        kernel, systems = cb._packed_solve_kernel(d, G.dtype)
+        kernel, systems, _ = cb._packed_solve_kernel(d, G.dtype)
         print(f"solve kernel: {systems} systems per block, {kernel.num_regs} registers per thread, "
               f"{kernel.local_size_bytes} bytes of local memory, {kernel.shared_size_bytes} bytes of shared memory")
     x_kernel, failed_kernel = cb.packed_spd_solve(G, B, lam, xp)

@@ -431,14 +431,16 @@ extern "C" __global__ void __launch_bounds__(W * SYSTEMS, MIN_BLOCKS) packed_spd
 
 @lru_cache(maxsize=None)
 def _packed_solve_kernel(k, in_dtype):
-    """The compiled CUDA solver for k x k systems with ``in_dtype`` input and its systems per block.
+    """The compiled CUDA solver for k x k systems with ``in_dtype`` input.
 
-    Up to k = 32 a block holds several systems. Past that, registers bound how
-    many systems an SM runs at once: a block holds one system, and the
-    register budget per thread is capped at 2 k + 40 (a[] plus working
-    registers; a few spill) so that more systems run side by side. On an H100
-    at k = 64 this took the solve of 65536 systems from 5.4 ms (247 registers)
-    to 3.7 ms (168), benchmarks/gpu_breakdown.py.
+    Returns (kernel, systems per block, threads per block). Up to k = 32 a
+    block holds several systems. Past that, registers bound how many systems
+    an SM runs at once: a block holds one system, and the register budget per
+    thread is capped at 2 k + 40 (a[] plus working registers; a few spill) so
+    that more systems run side by side. On an H100 at k = 64 this took the
+    solve of 65536 systems from 5.4 ms (247 registers) to 3.7-3.85 ms (168);
+    other k in 33..63 were not timed
+    (``benchmarks/results/gpu_breakdown_nvidia-h100-80gb-hbm3.md``).
     """
     cupy = gpu_module()
     per_system = 8 * (k * (k + 1) // 2 + 5 * k) + 4
@@ -450,7 +452,7 @@ def _packed_solve_kernel(k, in_dtype):
     in_type = {"float32": "float", "float64": "double"}[np.dtype(in_dtype).name]
     code = (f"#define K {k}\n#define SYSTEMS {systems}\n#define MIN_BLOCKS {min_blocks}\n"
             f"typedef {in_type} in_t;\n" + _PACKED_SOLVE_SOURCE)
-    return cupy.RawKernel(code, "packed_spd_solve"), systems
+    return cupy.RawKernel(code, "packed_spd_solve"), systems, systems * threads
 
 
 def _kernel_solves(k, xp):
@@ -483,13 +485,13 @@ def packed_spd_solve(G, B, lam, xp):
     nb, k = B.shape
     if not _kernel_solves(k, xp) or nb == 0:
         return spd_solve(_unpack(G, k, lam, xp), B, xp)
-    kernel, systems = _packed_solve_kernel(k, G.dtype)
+    kernel, systems, threads = _packed_solve_kernel(k, G.dtype)
     G = xp.ascontiguousarray(G)
     B = xp.ascontiguousarray(B, dtype=np.float64)
     x = xp.empty((nb, k))
     failed = xp.empty(nb, dtype=bool)
     blocks = (nb + systems - 1) // systems
-    kernel((blocks,), (systems * ((k + 1) // 2),), (G, B, np.float64(lam), np.float64(PIVOT_RTOL), np.int64(nb), x, failed))
+    kernel((blocks,), (threads,), (G, B, np.float64(lam), np.float64(PIVOT_RTOL), np.int64(nb), x, failed))
     return x, failed
 
 

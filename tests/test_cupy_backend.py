@@ -163,6 +163,26 @@ def test_packed_spd_solve_matches_dense_solve(mode, k, dtype):
         assert rel_error(solution[ok], expected) < 1e-10
 
 
+def test_solve_kernel_launch_fits_every_k(monkeypatch):
+    """For every k the kernel takes: static shared memory under 48 KiB, at most 1024 threads,
+    (k + 1) / 2 threads per system, and a register cap the SM can hold (checked without a GPU)."""
+    fake = type("cupy", (), {"RawKernel": staticmethod(lambda code, name: code)})
+    monkeypatch.setattr(cb, "gpu_module", lambda: fake)
+    cb._packed_solve_kernel.cache_clear()
+    try:
+        for k in range(1, cb._KERNEL_MAX_K + 1):
+            code, systems, threads = cb._packed_solve_kernel(k, np.float32)
+            defines = dict(line.split()[1:] for line in code.splitlines() if line.startswith("#define ") and
+                           line.split()[1] in ("K", "SYSTEMS", "MIN_BLOCKS"))
+            assert int(defines["K"]) == k and int(defines["SYSTEMS"]) == systems
+            assert threads == systems * ((k + 1) // 2) <= 1024
+            shared = systems * (8 * (k * (k + 1) // 2 + 5 * k) + 4)  # the kernel's __shared__ arrays
+            assert shared <= 48 * 1024
+            assert int(defines["MIN_BLOCKS"]) * threads * (2 * k + 40) <= cb._REGISTERS_PER_SM or k <= 32
+    finally:
+        cb._packed_solve_kernel.cache_clear()
+
+
 def test_pivot_rule_holds_whatever_a_failed_factorisation_left():
     """cuSOLVER does not raise: a factor may stop at the failing column j and keep A there."""
     A = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # indefinite: pivot of column 1 is 1 - 4 < 0
