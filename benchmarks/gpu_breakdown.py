@@ -42,11 +42,11 @@ def main(argv=None):
     PXt = xp.ascontiguousarray(cb._packed_outer(X, tril).T)
     nc = min(n, args.block)
     C_c, R_c, Y_c = C[:, :nc], R[:, :nc], Y[:, :nc]
-    G = C_c.T @ PXt
+    G = cb._primal_grams(PXt, C_c)
     B = (X @ (C_c * R_c)).T.astype(np.float64)
     PY = cb._packed_outer(Y_c, tril)
     parts = {
-        "instance Gram GEMM C^T P_X^T": lambda: C_c.T @ PXt,
+        "instance Gram GEMM C^T P_X^T": lambda: cb._primal_grams(PXt, C_c),
         "instance right-hand sides": lambda: (X @ (C_c * R_c)).T.astype(np.float64),
         "packed solve, CUDA kernel": lambda: cb.packed_spd_solve(G, B, lam, xp),
         "packed solve, library path": lambda: cb.spd_solve(cb._unpack(G, d, lam, xp), B, xp),

@@ -66,23 +66,23 @@ def problem(xp, m, d, n, dtype, seed=0):
 
 
 def gram_seconds(cb, xp, X, Y, C, repeat):
-    """Time of the Gram GEMMs alone (instance step primal + classifier step), kernel chunking."""
+    """Time of the Gram GEMMs alone (instance step primal + classifier step), as the kernels
+    compute them (the same functions and chunk sizes)."""
     d, m = X.shape
     dtype = C.dtype
     tril = cb._tril_indices(d, xp)
-    PX = cb._packed_outer(X, tril)
-    T = PX.shape[0]
-    size_i = cb._chunk_size(xp, 8 * (3 * d * d + 2 * m + 4 * d) + T * dtype.itemsize, None)
-    size_c = cb._chunk_size(xp, dtype.itemsize * (T + 2 * d + 3 * m), None)
+    PXt = xp.ascontiguousarray(cb._packed_outer(X, tril).T)
+    size_i = cb._chunk_size(xp, cb._instance_bytes(m, d, dtype, xp), None)
+    size_c = cb._chunk_size(xp, cb._classifier_bytes(m, d, dtype), None)
 
     def grams():
         if m >= d:
             for _, _, (C_c,) in cb.stream_columns((C,), size_i, xp):
-                PX @ C_c
+                cb._primal_grams(PXt, C_c)
         for _, _, (Y_c, C_c) in cb.stream_columns((Y, C), size_c, xp):
-            cb._packed_outer(Y_c, tril) @ C_c.T
+            cb._classifier_grams(Y_c, C_c, tril)
 
-    flops = 2.0 * T * m * C.shape[1] * (2 if m >= d else 1)
+    flops = 2.0 * PXt.shape[1] * m * C.shape[1] * (2 if m >= d else 1)
     return _median_seconds(xp, grams, repeat), flops
 
 

@@ -30,11 +30,10 @@ Design
   back substitution, in one launch per chunk. Otherwise (NumPy, or k > 64)
   they are unpacked to (batch, k, k), factorised by a batched Cholesky
   (LAPACK on NumPy, cuSOLVER potrfBatched on CuPy) and solved by one batched
-  solve. A system is singular
-  when a pivot ``A_jj - sum_p L_jp^2`` falls to ``PIVOT_RTOL * A_jj`` or below
-  (the rule of every backend); the kernel tests it as it factorises, the
-  library path recomputes it from the factor so that it holds whatever a
-  failed factorisation left behind.
+  solve. A system is singular when a pivot ``A_jj - sum_p L_jp^2`` falls to
+  ``PIVOT_RTOL * A_jj`` or below (the rule of every backend); the kernel tests
+  it as it factorises, the library path recomputes it from the factor so that
+  it holds whatever a failed factorisation left behind.
 * The aggregator pass is z = v^T y + b with v = X w, elementwise loss terms and
   the gradient by one GEMV per chunk: O(n_L d), R_hat never formed.
 * TF32: cfe_fast never enables it. CuPy runs float32 GEMMs in TF32 only when
@@ -93,6 +92,11 @@ def compute_module(*arrays):
 
 def _is_numpy(xp):
     return xp is np
+
+
+def _c_type(dtype):
+    """The CUDA C name of a float32 or float64 dtype, for the kernels' typedefs."""
+    return {"float32": "float", "float64": "double"}[np.dtype(dtype).name]
 
 
 def _cuda_kernels(xp):
@@ -449,9 +453,8 @@ def _packed_solve_kernel(k, in_dtype):
         systems, min_blocks = 1, max(1, _REGISTERS_PER_SM // ((2 * k + 40) * threads))
     else:
         systems, min_blocks = max(1, min(128 // threads, _KERNEL_SHARED_BYTES // per_system)), 1
-    in_type = {"float32": "float", "float64": "double"}[np.dtype(in_dtype).name]
     code = (f"#define K {k}\n#define SYSTEMS {systems}\n#define MIN_BLOCKS {min_blocks}\n"
-            f"typedef {in_type} in_t;\n" + _PACKED_SOLVE_SOURCE)
+            f"typedef {_c_type(in_dtype)} in_t;\n" + _PACKED_SOLVE_SOURCE)
     return cupy.RawKernel(code, "packed_spd_solve"), systems, systems * threads
 
 
@@ -539,12 +542,33 @@ extern "C" __global__ void packed_outer(const F_t* __restrict__ F, const long lo
 
 @lru_cache(maxsize=None)
 def _packed_outer_kernel(dtype):
-    c_type = {"float32": "float", "float64": "double"}[np.dtype(dtype).name]
-    return gpu_module().RawKernel(f"typedef {c_type} F_t;\n" + _PACKED_OUTER_SOURCE, "packed_outer")
+    return gpu_module().RawKernel(f"typedef {_c_type(dtype)} F_t;\n" + _PACKED_OUTER_SOURCE, "packed_outer")
+
+
+def _primal_grams(PXt, C_c):
+    """(nc, T) packed Grams of a chunk of instances, instance-major: one GEMM."""
+    return C_c.T @ PXt
+
+
+def _classifier_grams(Y_c, C_c, tril):
+    """(T, m) packed partial Grams of the classifiers over a chunk of instances: one GEMM."""
+    return _packed_outer(Y_c, tril) @ C_c.T
+
+
+def _instance_bytes(m, d, dtype, xp):
+    """Working memory of the instance step per instance (bytes): its system, right-hand side and solve."""
+    if m < d:  # dual m x m form, built in float64
+        return 8 * (m * (m + 1) // 2 + 4 * m + d) + _solve_bytes(m, xp)
+    return d * (d + 1) // 2 * np.dtype(dtype).itemsize + 8 * (2 * m + 4 * d) + _solve_bytes(d, xp)
+
+
+def _classifier_bytes(m, d, dtype):
+    """Working memory of the classifier step per instance (bytes)."""
+    return np.dtype(dtype).itemsize * (d * (d + 1) // 2 + 2 * d + 3 * m)
 
 
 def _instance_block_primal(X, PXt, R_c, C_c, lam, xp):
-    G = C_c.T @ PXt  # (nc, T): one GEMM builds every packed Gram of the chunk, instance-major
+    G = _primal_grams(PXt, C_c)
     B = (X @ (C_c * R_c)).T.astype(np.float64)
     return packed_spd_solve(G, B, lam, xp)
 
@@ -590,17 +614,16 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None, with_loss=Fals
     if m < d:
         tril = _tril_indices(m, xp)
         XtX_packed = (X64.T @ X64)[tril]
-        per_instance = 8 * (tril[0].shape[0] + 4 * m + d) + _solve_bytes(m, xp)
 
         def solve(R_c, C_c):
             return _instance_block_dual(X64, XtX_packed, tril, R_c, C_c, lam, xp)
     else:
         PXt = xp.ascontiguousarray(_packed_outer(Xw, _tril_indices(d, xp)).T)
-        per_instance = 8 * (2 * m + 4 * d) + PXt.shape[1] * np.dtype(dtype).itemsize + _solve_bytes(d, xp)
 
         def solve(R_c, C_c):
             return _instance_block_primal(Xw, PXt, R_c, C_c, lam, xp)
 
+    per_instance = _instance_bytes(m, d, dtype, xp)
     if with_loss:
         per_instance += 16 * m  # the float64 residual of a block
     out = _Output(xp, R, d, dtype)
@@ -642,10 +665,10 @@ def update_classifier_factors(Y, R, C, lam, *, xp=None, chunk=None):
     G = xp.zeros((T, m))
     B = xp.zeros((d, m))
     tril = _tril_indices(d, xp)
-    per_instance = np.dtype(dtype).itemsize * (T + 2 * d + 3 * m)
-    for _, _, (Y_c, R_c, C_c) in stream_columns((Y, R, C), _chunk_size(xp, per_instance, chunk), xp):
+    size = _chunk_size(xp, _classifier_bytes(m, d, dtype), chunk)
+    for _, _, (Y_c, R_c, C_c) in stream_columns((Y, R, C), size, xp):
         Y_c, C_c = Y_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False)
-        G += (_packed_outer(Y_c, tril) @ C_c.T).astype(np.float64)
+        G += _classifier_grams(Y_c, C_c, tril).astype(np.float64)
         B += (Y_c @ (C_c * R_c.astype(dtype, copy=False)).T).astype(np.float64)
     solution, failed = packed_spd_solve(G.T, B.T, lam, xp)
     _raise_if_failed([failed], "classifier", xp)
