@@ -5,7 +5,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit
-from sklearn.metrics import average_precision_score
 
 
 class EnsembleData(NamedTuple):
@@ -26,6 +25,22 @@ class EnsembleData(NamedTuple):
         return self.R.T
 
 
+def _shifted_average_precision(pos_noise_desc, neg_noise_sorted, shift):
+    """PR-AUC (average precision) of the scores ``shift + pos_noise`` (positives)
+    and ``-shift + neg_noise`` (negatives), for continuous noise (no ties).
+
+    Average precision is the mean over positives of the precision at that
+    positive's score. With the positives' noise sorted in descending order,
+    positive j has j + 1 positives at or above it and, above it, the negatives
+    whose noise exceeds its noise + 2 shift: one binary search per positive,
+    the noise sorted once for every shift (sklearn's average_precision_score
+    sorts all scores again for every call).
+    """
+    ranks = np.arange(1, pos_noise_desc.size + 1)
+    negatives_above = neg_noise_sorted.size - np.searchsorted(neg_noise_sorted, pos_noise_desc + 2 * shift, side="right")
+    return float(np.mean(ranks / (ranks + negatives_above)))
+
+
 @lru_cache(maxsize=64)
 def _signal_for_quality(quality, positive_rate):
     """Signal strength a with which one classifier's PR-AUC is about ``quality``.
@@ -36,10 +51,12 @@ def _signal_for_quality(quality, positive_rate):
     pilot = np.random.default_rng(20260125)
     y = pilot.random(40_000) < positive_rate
     noise = pilot.standard_normal(y.size)
+    pos_noise_desc = np.sort(noise[y])[::-1]
+    neg_noise_sorted = np.sort(noise[~y])
     lo, hi = 0.0, 8.0
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if average_precision_score(y, mid * (2 * y - 1) + noise) < quality:
+        if _shifted_average_precision(pos_noise_desc, neg_noise_sorted, mid) < quality:
             lo = mid
         else:
             hi = mid
