@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -135,12 +136,12 @@ def measure(args, xp, cb):
                 warm = min(n, 4096)
                 _sweep(cb, xp, Y[:, :warm], R[:, :warm], C[:, :warm])
                 row = {"m": m, "d": d, "n": n, "dtype": dt,
-                       "sweep_s": _median_seconds(xp, lambda: _sweep(cb, xp, Y, R, C), args.repeat)}
+                       "sweep_s": _median_seconds(xp, partial(_sweep, cb, xp, Y, R, C), args.repeat)}
                 row["gram_s"], row["gram_flops"] = gram_seconds(cb, xp, X, Y, C, args.repeat)
                 row["gemm_share"] = row["gram_flops"] / row["gram_s"] / gemm[dt]
                 if n in args.streamed_ns and xp is not np:
                     host = [cb.to_host(a) for a in (Y, R, C)]
-                    row["streamed_s"] = _median_seconds(xp, lambda: _sweep(cb, xp, *host), args.repeat)
+                    row["streamed_s"] = _median_seconds(xp, partial(_sweep, cb, xp, *host), args.repeat)
                     del host
                 del X, Y, R, C
                 if xp is not np:
