@@ -54,6 +54,7 @@ from distributed import Client, LocalCluster, get_worker
 from . import numba_backend as nb
 from . import reference
 from ._errors import SingularSystemError
+from ._float64 import squared_norm
 from ._validation import FLOAT_DTYPES
 from .numba_backend import (  # noqa: F401  (the kernel protocol on in-memory arrays, as in backends.py)
     aggregator_terms,
@@ -214,7 +215,7 @@ def _sweep_chunk(X, P_chunk, C_chunk, labels, lam, offset):
             Yt = nb.solve_instances(X, Rt, Ct, lam)
         G, B = nb.classifier_sums(Yt, Rt, Ct)
         sse = nb.weighted_squared_residual_t(X, Yt, Rt, Ct)
-    return Yt, Yt[~np.isnan(labels)], (G, B, sse, nb.squared_norm(Yt))
+    return Yt, Yt[~np.isnan(labels)], (G, B, sse, squared_norm(Yt))
 
 
 def _aggregator_chunk(v, b, YtL, y, omega, focal_gamma, focal_variant, hessian):
@@ -349,7 +350,7 @@ class DaskEngine:
         """Normalised reconstruction term of (X, Y) after the latest instance step."""
         sse, y_squared = self._sums[2:]
         m, n = self.shape[1], self.shape[0]
-        return (sse + self.lam * (nb.squared_norm(self.X) + y_squared)) / (m * n)
+        return (sse + self.lam * (squared_norm(self.X) + y_squared)) / (m * n)
 
     def aggregator_terms(self, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):
         """Supervised loss and derivatives from per-chunk sums over the persisted labeled rows."""

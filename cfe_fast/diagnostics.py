@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._float64 import gram64
+
 #: ||w||_2 below this: the aggregator ignores the reconstruction
 WEIGHT_NORM_MIN = 1e-2
 #: |b| / (|b| + std_i(w^T r_hat_i)) above this: the bias decides every prediction
@@ -30,10 +32,9 @@ def effective_rank(F):
 
     Computed from the d x d Gram F F^T, so it costs one pass over F.
     """
-    F = np.asarray(F, dtype=np.float64)
     if F.size == 0:
         return 0.0
-    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(F @ F.T), 0.0, None))
+    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(gram64(F)), 0.0, None))
     total = sigma.sum()
     if total == 0:
         return 0.0

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import diagnostics, reference
 from ._errors import CollapseWarning
+from ._float64 import blocks, matvec64
 from ._threads import single_threaded_blas
 from ._validation import (
     as_float_array,
@@ -32,8 +33,6 @@ TRAINERS = ("als", "exact", "joint")
 AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
 LR_SCHEDULES = ("warmup_cosine", "constant")
 DTYPES = {"float64": np.float64, "float32": np.float32}
-#: instances per block of the confidence computation (keeps fit memory ~ R + C + factors)
-_CONFIDENCE_BLOCK = 65536
 
 
 class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -277,9 +276,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             return np.ascontiguousarray(C, dtype=dtype)
         if strategy is not None:  # elementwise: blocks of instances, no n x m temporaries
             C = np.empty(P.shape, dtype=dtype)
-            for s in range(0, P.shape[0], _CONFIDENCE_BLOCK):
-                block = slice(s, s + _CONFIDENCE_BLOCK)
-                C[block] = reference.confidence_chunk(P[block], labels[block], strategy, self.confidence_alpha)
+            for s, e in blocks(P.shape[0], P.shape[1]):
+                C[s:e] = reference.confidence_chunk(P[s:e], labels[s:e], strategy, self.confidence_alpha)
             return C
         return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
 
@@ -504,9 +502,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _monitors(self, state, Y, y_labeled, spread_of_R):
         """Monitor values at the state; ``Y`` is the problem's monitor_factors (all or a sample)."""
         X = np.asarray(to_host(state.X), dtype=np.float64)
-        Y = np.asarray(to_host(Y), dtype=np.float64)
+        Y = to_host(Y)
         w = state.w if self.aggregator_ == "weighted" else np.full(X.shape[1], 1.0 / X.shape[1])
-        logit_part = (X @ w) @ Y
+        logit_part = matvec64(X @ w, Y)
         if self.aggregator_ == "weighted":
             proba, b = expit(logit_part + state.b), state.b
         else:
@@ -536,7 +534,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
         if self.aggregator_ == "mean":
             return np.clip(mean_of_reconstruction(X, Y), 0.0, 1.0)
-        return expit((X @ self.coef_) @ Y.astype(np.float64, copy=False) + self.intercept_)  # lazy for dask
+        return expit(matvec64(X @ self.coef_, Y) + self.intercept_)  # lazy for dask
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
@@ -611,6 +609,7 @@ def _initial_instance_factors(rng, n, d, dtype):
     Consumes ``rng`` sequentially, so drawing consecutive blocks of rows gives
     the rows of one draw (the dask backend draws chunk by chunk).
     """
-    Y = rng.standard_normal((n, d))
-    Y /= np.sqrt(d)  # in place: no n x d temporaries (fit memory ~ R + C + factors)
-    return Y.astype(dtype, copy=False)
+    Y = np.empty((n, d), dtype=dtype)
+    for s, e in blocks(n, d):  # float64 draws a block at a time: no n x d float64 temporary for float32
+        Y[s:e] = rng.standard_normal((e - s, d)) / np.sqrt(d)
+    return Y

@@ -55,7 +55,10 @@ def solver_options(module, solver, init=None):
 
     Every backend accepts ``"auto"``; a backend module lists the other
     solvers it implements in ``SOLVERS``. The NumPy reference is exact: it
-    accepts every solver name of the Numba backend and ignores it.
+    accepts every solver name of the Numba backend and ignores it. ``init``
+    (the previous factors) is passed on for ``"cg"`` only, the one solver
+    that starts from it: the exact solvers would ignore it, but a backend
+    converts it to its working layout first (a float64 copy of Y per step).
     """
     from .numba_backend import SOLVERS
 
@@ -66,7 +69,7 @@ def solver_options(module, solver, init=None):
         if solver != "auto" and module.__name__ != "cfe_fast.reference":
             raise ValueError(f"solver={solver!r} is not available in {module.__name__} (only 'auto')")
         return {}
-    return {"solver": solver, "init": init}
+    return {"solver": solver, "init": init if solver == "cg" else None}
 
 
 def update_instance_factors(X, R, C, lam, *, backend="numba", solver="auto", init=None):

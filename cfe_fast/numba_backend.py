@@ -35,6 +35,7 @@ from numba import get_num_threads, njit, prange, set_num_threads, types
 from numba.extending import overload
 
 from ._errors import PIVOT_RTOL, SingularSystemError
+from ._float64 import squared_norm
 from ._threads import single_threaded_blas
 
 #: every kernel: cached on disk, and NumPy's error model (a float division by
@@ -419,7 +420,7 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     with _kernel_threads(n * (m * d * d + d**3 / 3)):
         if solver == "cg":
-            Y0t = np.zeros((n, d)) if init is None else np.ascontiguousarray(init, dtype=np.float64)
+            Y0t = np.zeros((n, d), dtype=dtype) if init is None else np.ascontiguousarray(init, dtype=dtype)
             _instance_cg(X64, Rt, Ct, float(lam), _chunk_for(d), int(cg_steps), Y0t, Yt)
             sse = np.array([weighted_squared_residual_t(X, Yt, Rt, Ct)] if loss else [])
         elif solver == "dual":
@@ -720,12 +721,6 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
     return sse, _ordered_sum(gX_p)
 
 
-def squared_norm(A):
-    """sum(A**2) accumulated in float64."""
-    a = np.asarray(A, dtype=np.float64).ravel()
-    return float(a @ a)
-
-
 @_njit(inline="always")
 def _sample_terms(z, y, gamma, exact_focal):
     """Per-instance loss, dloss/dz and curvature (see reference.sample_loss_terms).
@@ -808,8 +803,8 @@ def _instance_major(A, dtype):
     return np.ascontiguousarray(np.asarray(A).T, dtype=dtype)
 
 
-def _instance_major_init(init):
-    return None if init is None else np.ascontiguousarray(np.asarray(init).T, dtype=np.float64)
+def _instance_major_init(init, dtype):
+    return None if init is None else _instance_major(init, dtype)
 
 
 def update_instance_factors(X, R, C, lam, *, solver="auto", init=None, cg_steps=CG_STEPS, with_loss=False):
@@ -821,7 +816,7 @@ def update_instance_factors(X, R, C, lam, *, solver="auto", init=None, cg_steps=
     """
     dtype = _working_dtype(np.asarray(R))
     result = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam,
-                             solver=solver, init=_instance_major_init(init), cg_steps=cg_steps, loss=with_loss)
+                             solver=solver, init=_instance_major_init(init, dtype), cg_steps=cg_steps, loss=with_loss)
     if not with_loss:
         return result.T
     Yt, sse = result

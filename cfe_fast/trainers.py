@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import reference
+from ._float64 import matvec64
 from .aggregator import fit_aggregator
 from .backends import to_host
 from .kernels import solver_options
@@ -78,6 +79,7 @@ class Problem:
         trainers replace the factors, never modify them in place).
         """
         options = solver_options(self.kernels, solver, init)
+        self._evaluator = None  # it holds the labeled factors of the Y being replaced: free them first
         Y, loss = self.kernels.update_instance_factors(X, self.R, self.C, self.lam, with_loss=True, **options)
         self._instance_loss = (X, Y, loss)
         return Y
@@ -217,7 +219,7 @@ def mean_of_reconstruction(X, Y):
 
     On the host for GPU arrays; a dask Y stays lazy.
     """
-    return np.asarray(to_host(X), dtype=np.float64).mean(axis=1) @ to_host(Y).astype(np.float64, copy=False)
+    return matvec64(np.asarray(to_host(X), dtype=np.float64).mean(axis=1), to_host(Y))
 
 
 @dataclass

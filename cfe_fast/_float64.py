@@ -1,0 +1,55 @@
+"""float64 reductions of (possibly float32) factors, in bounded blocks.
+
+Converting a float32 (d, n) factor to float64 as a whole doubles its bytes
+(72 MB at n = 1e6, d = 9): a fit's monitors and final probabilities did so
+every iteration, which made the peak memory of a float32 fit 2x the data.
+These helpers convert at most ``_BLOCK_BYTES`` at a time (:func:`blocks`
+also serves other producers of float64 values, e.g. the initial factors); float64 arrays are
+used as they are (no copy, no blocking), and non-NumPy arrays (dask) are
+handed to their own ``astype``, which stays lazy.
+"""
+
+import numpy as np
+
+#: bytes of one float64 block of converted columns
+_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+def blocks(count, width):
+    """(start, stop) ranges over ``count`` items of ``width`` float64 values each, ~_BLOCK_BYTES per range."""
+    step = max(1, _BLOCK_BYTES // (8 * max(width, 1)))
+    return ((s, min(count, s + step)) for s in range(0, count, step))
+
+
+def _blocked(F):
+    """True where F is a NumPy array that is not float64 (it must be converted in blocks)."""
+    return isinstance(F, np.ndarray) and F.dtype != np.float64
+
+
+def matvec64(v, F):
+    """``v @ F`` in float64 for v (d,) and F (d, n): (n,) float64."""
+    v = np.asarray(v, dtype=np.float64)
+    if not _blocked(F):
+        return v @ F.astype(np.float64, copy=False)
+    out = np.empty(F.shape[1])
+    for s, e in blocks(F.shape[1], F.shape[0]):
+        out[s:e] = v @ F[:, s:e].astype(np.float64)
+    return out
+
+
+def gram64(F):
+    """``F @ F.T`` in float64 for F (d, n): (d, d), summed over column blocks in order."""
+    if not _blocked(F):
+        F = np.asarray(F, dtype=np.float64)
+        return F @ F.T
+    G = np.zeros((F.shape[0], F.shape[0]))
+    for s, e in blocks(F.shape[1], F.shape[0]):
+        block = F[:, s:e].astype(np.float64)
+        G += block @ block.T
+    return G
+
+
+def squared_norm(A):
+    """``sum(A**2)`` accumulated in float64, for an array of any shape."""
+    flat = np.asarray(A).reshape(1, -1)
+    return float(gram64(flat)[0, 0])
