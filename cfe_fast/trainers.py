@@ -178,11 +178,12 @@ class Problem:
             t = evaluate(theta[:-1], theta[-1], False)
             return np.linalg.norm(np.append(t.grad_w + self.l2 * theta[:-1], t.grad_b))
 
-        r_hat = (np.asarray(X, dtype=np.float64).T @ np.asarray(self.labeled_factors(Y), dtype=np.float64)).T
+        X64, Y_labeled = np.asarray(X, dtype=np.float64), self.labeled_factors(Y)
         theta = np.append(w, b)
         norm = residual(theta)
         for step in range(1, max_steps + 1):
-            q = reference.expit(-(2 * self.y_labeled - 1) * (r_hat @ theta[:-1] + theta[-1]))  # 1 - p_t
+            logit = matvec64(X64 @ theta[:-1], Y_labeled) + theta[-1]  # w^T r_hat_i without the n_L x m R_hat
+            q = reference.expit(-(2 * self.y_labeled - 1) * logit)  # 1 - p_t
             scale = float(np.sum(self.omega * q**self.focal_gamma) / self.omega.sum())
             w_new, b_new, _ = fit_aggregator(
                 lambda w_, b_, hess: _scaled(evaluate(w_, b_, hess, self.omega * q**self.focal_gamma, 0.0), scale),

@@ -119,3 +119,16 @@ def test_joint_gradients_numba_match_reference(dtype, tol):
     for a, b in zip(fast[1:4], slow[1:4]):
         assert rel_error(a, b) < tol
     assert fast[4] == pytest.approx(slow[4], rel=tol)
+
+
+@pytest.mark.parametrize("kernels", [nb, ref])
+def test_weighted_bce_aggregator_reaches_the_seeds_fixed_point(kernels):
+    """focal_variant="weighted_bce" has no loss: Problem.fit_aggregator must find (w, b) where the
+    seeds' gradient plus the ridge, computed by the dense reference, vanishes."""
+    p, s = make_problem(6, 400, 3, seed=11, kernels=kernels, gamma=1.5, l2=1e-2)
+    p.focal_variant = "weighted_bce"
+    w, b, _ = p.fit_aggregator(s.X, s.Y, np.zeros(6), 0.0, max_steps=50)
+    terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, w, b, 1.5, "weighted_bce")
+    residual = np.append(terms.grad_w + p.l2 * w, terms.grad_b)
+    start = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, np.zeros(6), 0.0, 1.5, "weighted_bce")
+    assert np.linalg.norm(residual) <= 1e-5 * np.linalg.norm(np.append(start.grad_w, start.grad_b))
