@@ -1,18 +1,18 @@
-"""cfe_fast: fast CF-Ensemble — combine many classifiers' probabilities.
+"""cfe_fast: fast CF-Ensemble -- combine many classifiers' probabilities.
 
 The classifiers x instances probability matrix is factorised by
 confidence-weighted ALS and a class-weighted aggregator reads the prediction
-off the reconstruction. See SPEC.md for the math contract.
+off the reconstruction. The math contract is docs/method.md.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._errors import CollapseWarning, SingularSystemError
 from .backends import BACKENDS
 from .datasets import make_ensemble
-from .estimator import CFEnsembleClassifier
+from .errors import CollapseWarning, SingularSystemError
+from .estimator import CFEnsembleClassifier, load_model, save_model
+from .io.archive import ModelFileError
 from .kernels import aggregator_loss_grad, update_classifier_factors, update_instance_factors
-from .model_io import ModelFileError, load_model, save_model
 from .stacking import prediction_matrix
 
 try:

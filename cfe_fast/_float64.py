@@ -1,9 +1,8 @@
 """float64 reductions of (possibly float32) factors, in bounded blocks.
 
 Converting a float32 (d, n) factor to float64 as a whole doubles its bytes
-(72 MB at n = 1e6, d = 9): a fit's monitors and final probabilities did so
-every iteration, which made the peak memory of a float32 fit 2x the data.
-These helpers convert at most ``_BLOCK_BYTES`` at a time (:func:`blocks`
+(a fit's monitors and final probabilities would do so every iteration).
+These helpers convert at most ``config.FLOAT64_BLOCK_BYTES`` at a time (:func:`blocks`
 also serves other producers of float64 values, e.g. the initial factors); float64 arrays are
 used as they are (no copy, no blocking), and non-NumPy arrays (dask) are
 handed to their own ``astype``, which stays lazy.
@@ -11,13 +10,12 @@ handed to their own ``astype``, which stays lazy.
 
 import numpy as np
 
-#: bytes of one float64 block of converted columns
-_BLOCK_BYTES = 4 * 1024 * 1024
+from . import config
 
 
 def blocks(count, width):
-    """(start, stop) ranges over ``count`` items of ``width`` float64 values each, ~_BLOCK_BYTES per range."""
-    step = max(1, _BLOCK_BYTES // (8 * max(width, 1)))
+    """(start, stop) ranges over ``count`` items of ``width`` float64 values each, ~config.FLOAT64_BLOCK_BYTES per range."""
+    step = max(1, config.FLOAT64_BLOCK_BYTES // (8 * max(width, 1)))
     return ((s, min(count, s + step)) for s in range(0, count, step))
 
 
@@ -53,3 +51,8 @@ def squared_norm(A):
     """``sum(A**2)`` accumulated in float64, for an array of any shape."""
     flat = np.asarray(A).reshape(1, -1)
     return float(gram64(flat)[0, 0])
+
+
+def working_dtype(a):
+    """The dtype kernels compute in for data ``a``: float32 for float32 data, else float64."""
+    return np.float32 if a.dtype == np.float32 else np.float64

@@ -1,4 +1,4 @@
-"""Collapse monitors: the failure modes of SPEC.md, measured and explained.
+"""Collapse monitors: the failure modes of docs/method.md, measured and explained.
 
 Each monitor is a number recorded in ``history_`` every iteration; a check
 compares the final value with a documented threshold and, when it fires, a
@@ -17,7 +17,7 @@ WEIGHT_NORM_MIN = 1e-2
 BIAS_SHARE_MAX = 0.95
 #: std(p) / std(labels) below this: predictions are (nearly) constant
 PREDICTION_SPREAD_MIN = 0.05
-#: std(p) / std(mean of R) below this: seed 003's variance ratio
+#: std(p) / std(mean of R) below this: predictions vary far less than the classifiers do
 VARIANCE_RATIO_MIN = 0.05
 #: effective rank of Y below this (with d >= 2): instance factors nearly rank one
 EFFECTIVE_RANK_MIN = 1.1

@@ -1,7 +1,12 @@
-"""CFEnsembleClassifier: the scikit-learn style estimator over the kernels."""
+"""CFEnsembleClassifier: the scikit-learn estimator over the backends and trainers.
+
+It validates its parameters (:mod:`cfe_fast.parameters`) against the
+backend's capabilities, hands the data to the backend
+(:meth:`~cfe_fast.backends.contract.Backend.start_fit`), runs the outer loop
+(:func:`cfe_fast.training.loop.run`) and publishes the fitted attributes.
+"""
 
 import functools
-import time
 import warnings
 
 import numpy as np
@@ -9,30 +14,26 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import diagnostics, reference
-from ._errors import CollapseWarning
-from ._float64 import blocks, matvec64
+from . import diagnostics
+from ._float64 import matvec64
 from ._threads import single_threaded_blas
-from ._validation import (
-    as_float_array,
-    check_confidence,
-    check_labels,
-    check_lam,
-    check_positive_int,
-    check_probabilities,
-    check_probability_range,
-    check_solvable,
-)
-from .backends import get_backend, to_device, to_host
-from .checkpoint import Checkpointer, FitState, read_checkpoint
-from .kernels import solver_options
-from .trainers import ALSTrainer, ExactTrainer, JointTrainer, Problem, State, mean_of_reconstruction
+from .backends import get_backend
+from .core.confidence import confidence_chunk, fold_in_strategy
+from .core.losses import class_weights
+from .errors import CollapseWarning
+from .io.checkpoint import Checkpointer, read_checkpoint
+from .io.model_file import ModelContent, ModelFileError, read_model, write_model
+from .parameters import DTYPES, validate_params
+from .training import loop
+from .training.problem import FitData, Settings, mean_of_reconstruction
+from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 
-AGGREGATORS = ("weighted", "mean")
-TRAINERS = ("als", "exact", "joint")
-AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
-LR_SCHEDULES = ("warmup_cosine", "constant")
-DTYPES = {"float64": np.float64, "float32": np.float32}
+#: the fitted attributes a model file holds (besides ``history_``), when set
+FITTED_ATTRIBUTES = (
+    "classes_", "n_features_in_", "feature_names_in_", "latent_dim_", "aggregator_", "classifier_factors_",
+    "instance_factors_", "coef_", "intercept_", "classifier_quality_", "transductive_proba_", "n_iter_",
+    "converged_",
+)
 
 
 class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -49,11 +50,11 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Latent dimension d. None picks ``max(1, min(20, n_classifiers // 2))``.
         A value >= n_classifiers warns: the factorisation can then copy R.
     rho : float in [0, 1], default=0.9
-        Weight of the reconstruction term in the objective (SPEC.md). It shapes
-        the fit of the "exact" and "joint" trainers (the "als" half-steps ignore
-        the supervised term). L_rec averages over all m n entries and L_sup over
-        the labeled instances, so at 0.5 the labels dominate the factors; on the
-        seed scenario 0.9 beat the mean of R on 7-9 of 10 seeds, 0.5 on 3-7.
+        Weight of the reconstruction term in the objective (docs/method.md). It
+        shapes the fit of the "exact" and "joint" trainers (the "als"
+        half-steps ignore the supervised term). L_rec averages over all m n
+        entries and L_sup over the labeled instances, so at 0.5 the labels
+        dominate the factors.
     lam : float, default=0.1
         Ridge penalty of the ALS half-steps (> 0 recommended; 0 is refused
         where a system would be singular).
@@ -70,7 +71,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     focal_gamma : float, default=0.0
         0 for cross-entropy, > 0 for focal loss.
     focal_variant : {"exact", "weighted_bce"}, default="exact"
-        True focal gradient, or the seeds' (1 - p_t)^gamma-weighted BCE gradient.
+        True focal gradient, or the original implementation's (1 - p_t)^gamma-weighted
+        BCE gradient.
     aggregator_l2 : float, default=1e-3
         Ridge on w; keeps the Newton fit well posed when r_hat is collinear
         (it has rank d) or the labels are separable.
@@ -81,11 +83,12 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         published method; the objective may increase). "exact": block-coordinate
         descent on the whole objective with majorised block steps (it never
         increases; needs rho > 0). "joint": Adam on all parameters together.
-        See :mod:`cfe_fast.trainers`.
+        See :mod:`cfe_fast.training.trainers`.
     aggregator_solver : {"newton", "gd", "adam"}, default="newton"
         How the "als" trainer updates (w, b) each iteration: Newton to
         convergence, or ``aggregator_steps`` gradient / Adam steps of size
-        ``aggregator_lr`` ("gd" with lr 0.01 and 1 step is the seeds' procedure).
+        ``aggregator_lr`` ("gd" with lr 0.01 and 1 step is the original
+        implementation's procedure).
     aggregator_lr : float, default=0.01
     aggregator_steps : int, default=1
     reinit_collapsed_aggregator : bool, default=False
@@ -108,7 +111,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         (float32 recommended there; trainer="als" only) and on NumPy otherwise;
         "dask" fits on a dask cluster (trainer="als" only): X may then be a dask
         array (n, m) chunked along instances, in memory or lazy (e.g. Zarr), and
-        need not fit in memory (see :mod:`cfe_fast.dask_backend`).
+        need not fit in memory (see :mod:`cfe_fast.backends.dask`).
     client : dask.distributed.Client or None, default=None
         Cluster of the "dask" backend. None starts a ``LocalCluster`` for the
         duration of ``fit`` and brings the fitted factors back as NumPy arrays;
@@ -117,7 +120,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         How the "als" half-steps solve their ridge systems (Numba backend; the
         NumPy reference is exact and ignores it; other backends take "auto").
         "auto": exact, dual m x m systems when n_classifiers <= 1.2 latent_dim,
-        else primal d x d systems (:func:`cfe_fast.numba_backend.choose_solver`).
+        else primal d x d systems (:func:`cfe_fast.backends.numba.instance_step.choose_solver`).
         "cg": approximate, 3 conjugate-gradient steps per system per iteration,
         warm-started from the previous factors (faster for large latent_dim and
         n_classifiers; the factors trail those of exact ALS).
@@ -215,101 +218,30 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         return tags
 
+
     # ------------------------------------------------------------ checks
-    def _check_params(self, n_classifiers):
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        if self.aggregator not in AGGREGATORS:
-            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {self.aggregator!r}")
-        if self.class_weight not in ("balanced", None):
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
-        for name, allowed in (("trainer", TRAINERS), ("aggregator_solver", AGGREGATOR_SOLVERS),
-                              ("lr_schedule", LR_SCHEDULES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.trainer != "als" and self.aggregator != "weighted":
-            raise ValueError(f"trainer={self.trainer!r} fits the weighted aggregator; use aggregator='weighted'")
-        if self.backend in ("cupy", "dask") and self.trainer != "als":
-            raise ValueError(f"backend={self.backend!r} supports trainer='als' only, got trainer={self.trainer!r}")
-        if self.backend == "dask" and self.focal_gamma > 0 and self.focal_variant != "exact":
-            raise ValueError("backend='dask' supports focal_variant='exact' only")
-        if self.trainer == "exact" and (self.rho <= 0 or self.focal_variant != "exact"):
-            raise ValueError("trainer='exact' needs rho > 0 and focal_variant='exact' (the seeds' variant has no loss)")
-        check_positive_int(self.aggregator_steps, "aggregator_steps")
-        check_positive_int(self.joint_steps_per_iter, "joint_steps_per_iter")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm must be None or > 0, got {self.clip_norm!r}")
-        if self.focal_variant not in reference.FOCAL_VARIANTS:
-            raise ValueError(f"focal_variant must be one of {reference.FOCAL_VARIANTS}, got {self.focal_variant!r}")
-        if not 0 <= self.rho <= 1:
-            raise ValueError(f"rho must be in [0, 1], got {self.rho}")
-        for name in ("focal_gamma", "aggregator_l2", "tol", "confidence_alpha", "aggregator_lr", "learning_rate"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        check_lam(self.lam)
-        check_positive_int(self.max_iter, "max_iter")
-        if self.freeze_aggregator_iters < 0:
-            raise ValueError(f"freeze_aggregator_iters must be >= 0, got {self.freeze_aggregator_iters}")
-        solver_options(get_backend(self.backend), self.solver)
-        if self.solver != "auto" and self.trainer != "als":
-            raise ValueError(f"solver={self.solver!r} applies to trainer='als' only (the others solve exactly)")
+    def _checked_backend(self):
+        """The backend, once every parameter is valid and supported by it."""
+        validate_params(self.get_params(deep=False))
+        backend = get_backend(self.backend)
+        backend.capabilities.check(self.backend, trainer=self.trainer, solver=self.solver,
+                                   focal_variant=self.focal_variant, focal_gamma=self.focal_gamma)
+        return backend
+
+    def _latent_dim(self, n_classifiers):
+        """The latent dimension for m classifiers (warns where it makes the factorisation trivial)."""
         if self.latent_dim is None:
             return max(1, min(20, n_classifiers // 2))
-        d = check_positive_int(self.latent_dim, "latent_dim")
+        d = int(self.latent_dim)
         if d >= n_classifiers:
             warnings.warn(
                 f"latent_dim={d} >= n_classifiers={n_classifiers}: the factorisation can "
                 "reproduce R exactly and the collaborative-filtering step does nothing; "
                 "use a latent_dim below the number of classifiers",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
         return d
-
-    def _confidence_matrix(self, P, labels):
-        """C (n, m) for the instances in P; labels NaN where unknown."""
-        dtype = DTYPES[self.dtype]
-        strategy = self._strategy()
-        if strategy == "calibration":  # per-classifier statistics over all labeled instances
-            C = reference.confidence(P.T, labels, strategy, self.confidence_alpha).T
-            return np.ascontiguousarray(C, dtype=dtype)
-        if strategy is not None:  # elementwise: blocks of instances, no n x m temporaries
-            C = np.empty(P.shape, dtype=dtype)
-            for s, e in blocks(P.shape[0], P.shape[1]):
-                C[s:e] = reference.confidence_chunk(P[s:e], labels[s:e], strategy, self.confidence_alpha)
-            return C
-        return np.ascontiguousarray(check_confidence(self.confidence, P.shape, "confidence", dtype))
-
-    def _dask_confidence(self, P, labels, client):
-        """A dask array for a user matrix, else a per-chunk function (C is never stored)."""
-        from . import dask_backend
-
-        strategy = self._strategy()
-        if strategy is None:
-            C = dask_backend.as_instance_chunks(self.confidence, "confidence", client, DTYPES[self.dtype])
-            return dask_backend.check_confidence(C, P, "confidence")
-        quality = None
-        if strategy == "calibration":
-            quality = self.classifier_quality_ = dask_backend.calibration_quality(P, labels)
-        return functools.partial(
-            reference.confidence_chunk, strategy=strategy, alpha=self.confidence_alpha, quality=quality
-        )
-
-    def _fold_in_strategy(self):
-        """The label-free strategy of the fold-in (see :meth:`_fold_in_confidence`)."""
-        strategy = self._strategy()
-        return strategy if strategy in ("uniform", "calibration") else "certainty"
-
-    def _fold_in_confidence(self, P):
-        """Label-free confidence for new instances (SPEC.md, inductive prediction).
-
-        "label_aware", "certainty" and a user matrix fold in with |r - 0.5|;
-        "uniform" with ones; "calibration" with the fitted per-classifier quality.
-        """
-        quality = getattr(self, "classifier_quality_", None)
-        C = reference.confidence_chunk(P, None, self._fold_in_strategy(), quality=quality)
-        return np.ascontiguousarray(C, dtype=DTYPES[self.dtype])
 
     def _strategy(self):
         """The confidence strategy name, or None for a user-supplied matrix."""
@@ -341,7 +273,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             0/1, NaN or -1 for unlabeled.
         checkpoint : path or None  (not with backend="dask")
             Write the fit state to this file (safe format of
-            :mod:`cfe_fast.model_io`, replaced atomically) every
+            :mod:`cfe_fast.io.archive`, replaced atomically) every
             ``checkpoint_every`` iterations.
         checkpoint_every : int, default=1
         resume_from : path or None
@@ -350,27 +282,19 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         callback : callable (iteration, history) or None
             Called after every iteration (e.g. a progress bar).
         """
-        if self.backend != "dask":
-            with single_threaded_blas():  # the kernels parallelise; idle BLAS threads would spin
-                self._fit(X, y, None, checkpoint, checkpoint_every, resume_from, callback)
-            return self
-        if checkpoint is not None or resume_from is not None:
-            raise ValueError("checkpoints are not supported with backend='dask'")
-        from .dask_backend import client_scope
-
-        with client_scope(self.client) as client, single_threaded_blas():
-            self._fit(X, y, client, None, checkpoint_every, None, callback)
-            if self.client is None:  # the cluster closes: bring the fitted factors back
-                self.instance_factors_, self.transductive_proba_ = client.compute(
-                    [self.instance_factors_, self.transductive_proba_], sync=True
-                )
+        backend = self._checked_backend()
+        if not backend.capabilities.checkpoints and (checkpoint is not None or resume_from is not None):
+            raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
+        # the kernels parallelise themselves: idle BLAS threads would spin
+        with single_threaded_blas(), backend.session(self.client) as client:
+            self._fit(backend, X, y, client, checkpoint, checkpoint_every, resume_from, callback)
         return self
 
-    def _fit(self, X, y, client, checkpoint, checkpoint_every, resume_from, callback):
-        """The fit itself, on NumPy arrays or (with ``client``) on a dask cluster."""
-        P, labels = self._check_fit_data(X, y, client)
-        n, m = P.shape
-        d = self._check_params(m)
+    def _fit(self, backend, X, y, client, checkpoint, checkpoint_every, resume_from, callback):
+        """Check the data, start the backend's problem, run the loop, publish the result."""
+        P, labels = backend.check_data(X, y, DTYPES[self.dtype], client)
+        m = P.shape[1]
+        d = self._latent_dim(m)
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
         aggregator = self.aggregator
@@ -379,7 +303,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 "y has no labeled instance: fitting the reconstruction only; predictions are the "
                 "mean of the reconstruction (aggregator='mean')",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             aggregator = "mean"
         elif np.unique(y_labeled).size < 2:
@@ -387,132 +311,55 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"y has labeled instances of one class only ({int(y_labeled[0])}); "
                 "the aggregator needs both classes"
             )
-        lam = float(self.lam)
-        omega = reference.class_weights(y_labeled, self.class_weight == "balanced")
-        trainer = self._make_trainer()
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = m
         self.latent_dim_ = d
         self.aggregator_ = aggregator
-        settings = dict(rho=float(self.rho), focal_gamma=float(self.focal_gamma), focal_variant=self.focal_variant,
-                        l2=float(self.aggregator_l2), weighted_aggregator=aggregator == "weighted")
-        if self.backend == "dask":
-            from .dask_backend import DaskEngine, DaskProblem
-
-            engine = DaskEngine(client, P, labels, omega, lam, self._dask_confidence(P, labels, client))
-            check_solvable(engine.C, lam, d, axis=0)
-            check_solvable(engine.C, lam, d, axis=1)
-            engine.init_instance_factors(np.random.default_rng(self.random_state),
-                                         functools.partial(_initial_instance_factors, d=d, dtype=P.dtype))
-            problem = DaskProblem(engine, labeled=labeled, y_labeled=y_labeled, omega=omega, **settings)
-            progress = FitState(Y=None, X=None, w=np.full(m, 1.0 / m), b=0.0, history=_empty_history())
-            self._run(problem, State(None, None, progress.w, progress.b), trainer, _spread_of_R(P), progress,
-                      None, callback)
-            return
-        C = self._confidence_matrix(P, labels)
-        check_solvable(C.T, lam, d, axis=0)
-        check_solvable(C.T, lam, d, axis=1)
-        if self._strategy() == "calibration":
-            self.classifier_quality_ = C[0].astype(np.float64)
-        kernels = get_backend(self.backend)
-        if resume_from is None:
-            Y = _initial_instance_factors(np.random.default_rng(self.random_state), n, d, P.dtype).T
-            progress = FitState(Y=Y, X=None, w=np.full(m, 1.0 / m), b=0.0, history=_empty_history())
-        else:
-            progress = read_checkpoint(resume_from, self, P, labels)
-            trainer.load_state(progress.trainer)
-        # R, C as (m, n) views of the instance-major arrays; on a GPU backend they move to the device once
-        R, C, Y, X, labeled, y_labeled, omega = to_device(kernels, P.T, C.T, progress.Y, progress.X, labeled,
-                                                          y_labeled, omega)
-        problem = Problem(kernels, R, C, lam, labeled=labeled, y_labeled=y_labeled, omega=omega, **settings)
-        state = State(X, Y, progress.w, progress.b)
-        del X, Y
-        progress.X = progress.Y = None  # the state owns the factors: the initial Y is freed once replaced
-        if resume_from is None:
+        settings = Settings(rho=float(self.rho), focal_gamma=float(self.focal_gamma), focal_variant=self.focal_variant,
+                            l2=float(self.aggregator_l2), weighted_aggregator=aggregator == "weighted")
+        params = self.get_params(deep=False)
+        resume = read_checkpoint(resume_from, params, P, labels) if resume_from is not None else None
+        data = FitData(P=P, labels=labels, omega=class_weights(y_labeled, self.class_weight == "balanced"),
+                       lam=float(self.lam), latent_dim=d, confidence=self.confidence,
+                       confidence_alpha=self.confidence_alpha, settings=settings,
+                       rng=np.random.default_rng(self.random_state), resume=resume, client=client)
+        problem, state, progress = backend.start_fit(data)
+        trainer = self._make_trainer()
+        if resume is None:
             trainer.initialize(problem, state)
-        checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels) if checkpoint else None
-        self._run(problem, state, trainer, _spread_of_R(P), progress, checkpointer, callback)
+        else:
+            trainer.load_state(progress.trainer)
+        options = loop.LoopOptions(max_iter=self.max_iter, tol=self.tol, weighted=aggregator == "weighted",
+                                   freeze_aggregator_iters=self.freeze_aggregator_iters,
+                                   reinit_collapsed_aggregator=self.reinit_collapsed_aggregator, verbose=self.verbose)
+        checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels, params) if checkpoint else None
+        result = loop.run(problem, state, trainer, options, progress, _spread_of_R(P), checkpointer, callback)
+        self._publish(backend, problem, result, client)
 
-    def _check_fit_data(self, X, y, client):
-        """P (n, m) checked (a lazy row-chunked dask array for the dask backend) and labels (n,)."""
-        dtype = DTYPES[self.dtype] if self.dtype in DTYPES else None
-        if self.backend == "dask":
-            from . import dask_backend
-
-            P = dask_backend.check_probabilities(dask_backend.as_instance_chunks(X, "X", client, dtype), "X")
-            return P, check_labels(y, P.shape[0], "y")
-        P = as_float_array(X, "X", 2, dtype)
-        labels = check_labels(y, P.shape[0], "y")  # before the range check: label errors come first
-        return np.ascontiguousarray(check_probability_range(P, "X")), labels
-
-    def _run(self, problem, state, trainer, spread_of_R, progress, checkpointer, callback):
-        """The outer loop: trainer step, losses, monitors, remedies, stop test, checkpoints."""
-        history, previous = progress.history, progress.previous
-        self.converged_ = False
-        start = time.perf_counter() - (history["time"][-1] if history["time"] else 0.0)
-        weighted = self.aggregator_ == "weighted"
-        iteration = progress.iteration
-        for iteration in range(progress.iteration + 1, self.max_iter + 1):
-            frozen = weighted and iteration <= self.freeze_aggregator_iters
-            steps = trainer.step(problem, state, fit_aggregator=weighted and not frozen)
-            loss, rec, sup = problem.objective(state.X, state.Y, state.w, state.b)
-            for key, value in zip(history, (loss, rec, sup, steps, time.perf_counter() - start)):
-                history[key].append(value)
-            monitored = self._monitors(state, problem.monitor_factors(state.Y), to_host(problem.y_labeled), spread_of_R)
-            for key, value in monitored.items():
-                history.setdefault(key, []).append(value)
-            if self.verbose:
-                print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
-            if callback is not None:
-                callback(iteration, history)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"the objective became {loss} at iteration {iteration}")
-            if weighted and not frozen and self.reinit_collapsed_aggregator and self._weights_collapsed(state.w):
-                warnings.warn(
-                    f"the aggregator collapsed at iteration {iteration} (||w|| = {np.linalg.norm(state.w):.3g}, "
-                    f"sum w = {state.w.sum():.3g}); re-initialising it to the mean (w = 1/m)",
-                    CollapseWarning, stacklevel=3,
-                )
-                state.w, state.b = np.full(state.w.size, 1.0 / state.w.size), 0.0
-                previous = None
-                continue
-            if previous is not None and not frozen and abs(loss - previous) <= self.tol * max(abs(loss), 1e-300):
-                self.converged_ = True
-                break
-            previous = loss
-            if checkpointer is not None:
-                checkpointer.maybe_write(self, FitState(to_host(state.Y), to_host(state.X), state.w, state.b, history,
-                                                        iteration, previous, trainer.state()))
-        self.classifier_factors_ = np.ascontiguousarray(to_host(state.X))
-        self.instance_factors_ = to_host(state.Y)
+    def _publish(self, backend, problem, result, client):
+        """Set the fitted attributes from a loop's result and warn of every collapse check that fires."""
+        state = result.state
+        vars(self).pop("classifier_quality_", None)
+        if problem.classifier_quality is not None:
+            self.classifier_quality_ = problem.classifier_quality
+        self.classifier_factors_ = np.ascontiguousarray(backend.to_host(state.X))
+        self.instance_factors_ = backend.to_host(state.Y)
         self.coef_ = np.asarray(state.w, dtype=np.float64)
         self.intercept_ = float(state.b)
-        self.history_ = history
-        self.n_iter_ = iteration
+        self.history_ = result.history
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
         self.transductive_proba_ = self._proba_from_factors(self.instance_factors_)
         for check in self.diagnose().checks:
             if check.collapsed:
                 warnings.warn(f"{check.name}: {check.cause} ({check.monitor} = {check.value:.3g}). "
-                              f"Remedy: {check.remedy}", CollapseWarning, stacklevel=3)
-
-    @staticmethod
-    def _weights_collapsed(w):
-        return np.linalg.norm(w) < diagnostics.WEIGHT_NORM_MIN or w.sum() <= 0
-
-    def _monitors(self, state, Y, y_labeled, spread_of_R):
-        """Monitor values at the state; ``Y`` is the problem's monitor_factors (all or a sample)."""
-        X = np.asarray(to_host(state.X), dtype=np.float64)
-        Y = to_host(Y)
-        w = state.w if self.aggregator_ == "weighted" else np.full(X.shape[1], 1.0 / X.shape[1])
-        logit_part = matvec64(X @ w, Y)
-        if self.aggregator_ == "weighted":
-            proba, b = expit(logit_part + state.b), state.b
-        else:
-            proba, b = np.clip(logit_part, 0.0, 1.0), 0.0
-        return diagnostics.monitors(X, Y, w, b, proba, logit_part, y_labeled, spread_of_R)
+                              f"Remedy: {check.remedy}", CollapseWarning, stacklevel=4)
+        if self.client is None:  # the fit's own cluster closes: bring the fitted factors back
+            self.instance_factors_, self.transductive_proba_ = backend.gather(
+                client, self.instance_factors_, self.transductive_proba_)
 
     def diagnose(self):
-        """Collapse report of the fitted model (SPEC.md's failure modes).
+        """Collapse report of the fitted model (the failure modes of docs/method.md).
 
         Returns
         -------
@@ -530,11 +377,11 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         )
 
     def _proba_from_factors(self, Y):
-        """P(y = 1) from instance factors, via v = X w (R_hat never formed)."""
+        """P(y = 1) from instance factors, via v = X w (R_hat never formed; lazy for dask)."""
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
         if self.aggregator_ == "mean":
             return np.clip(mean_of_reconstruction(X, Y), 0.0, 1.0)
-        return expit(matvec64(X @ self.coef_, Y) + self.intercept_)  # lazy for dask
+        return expit(matvec64(X @ self.coef_, Y) + self.intercept_)
 
     # ----------------------------------------------------------- predict
     def transform(self, X):
@@ -542,29 +389,15 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return self._fold_in(X).T
 
     def _fold_in(self, X):
-        """Instance factors Y (d, n_new) of new instances (SPEC layout); lazy for dask input."""
+        """Instance factors Y (d, n_new) of new instances (a lazy dask array for dask input)."""
         check_is_fitted(self, "classifier_factors_")
-        if self.backend == "dask" and not isinstance(X, np.ndarray):
-            return self._fold_in_chunks(X)
-        P = np.ascontiguousarray(check_probabilities(X, "X", DTYPES[self.dtype]))
+        backend = get_backend(self.backend)
+        P = backend.check_new_data(X, DTYPES[self.dtype])
         if P.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
-        C = self._fold_in_confidence(P)
-        check_solvable(C.T, float(self.lam), self.latent_dim_, axis=0)
-        return get_backend(self.backend).fold_in(self.classifier_factors_, P.T, C.T, float(self.lam))
-
-    def _fold_in_chunks(self, X):
-        """Lazy chunked fold-in of a dask array (dask backend): Y (d, n_new) as a dask array."""
-        from . import dask_backend
-
-        P = dask_backend.check_probabilities(dask_backend.as_instance_chunks(X, "X", None, DTYPES[self.dtype]), "X")
-        if P.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
-        confidence = functools.partial(
-            reference.confidence_chunk, labels=None, strategy=self._fold_in_strategy(),
-            quality=getattr(self, "classifier_quality_", None),
-        )
-        return dask_backend.fold_in_chunks(self.classifier_factors_, P, float(self.lam), confidence).T
+        confidence = functools.partial(confidence_chunk, labels=None, strategy=fold_in_strategy(self._strategy()),
+                                       quality=getattr(self, "classifier_quality_", None))
+        return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence)
 
     def predict_proba(self, X):
         """Class probabilities (n_new, 2) of new instances (inductive fold-in).
@@ -581,35 +414,41 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
-        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.model_io`)."""
-        from .model_io import save_model
-
-        save_model(self, path, overwrite=overwrite)
+        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.io.model_file`)."""
+        check_is_fitted(self, "classifier_factors_")
+        fitted = {name: getattr(self, name) for name in FITTED_ATTRIBUTES if hasattr(self, name)}
+        content = ModelContent(type(self).__name__, self.get_params(deep=False), fitted, self.history_)
+        write_model(path, content, overwrite=overwrite)
 
     @classmethod
     def load(cls, path):
         """Load a model written by :meth:`save`; it predicts bit-identically."""
-        from .model_io import load_model
+        content = read_model(path, cls().get_params(deep=False))
+        if content.estimator != cls.__name__:
+            raise ModelFileError(f"{path}: holds a {content.estimator!r}, not a {cls.__name__}")
+        estimator = cls(**content.params)
+        factors = content.fitted["classifier_factors_"]
+        if factors.dtype != np.dtype(estimator.dtype):
+            raise ModelFileError(f"{path}: classifier_factors_ has dtype {factors.dtype} but dtype={estimator.dtype!r}")
+        for name, value in content.fitted.items():
+            # string arrays (feature_names_in_) are object arrays in scikit-learn
+            is_text = isinstance(value, np.ndarray) and value.dtype.kind == "U"
+            setattr(estimator, name, value.astype(object) if is_text else value)
+        if content.history is not None:
+            estimator.history_ = content.history
+        return estimator
 
-        return load_model(path, cls)
+
+def save_model(estimator, path, *, overwrite=False):
+    """Save a fitted :class:`CFEnsembleClassifier` to ``path`` (a safe ``.npz``; see :meth:`~CFEnsembleClassifier.save`)."""
+    estimator.save(path, overwrite=overwrite)
 
 
-def _empty_history():
-    return {key: [] for key in ("loss", "reconstruction", "supervised", "aggregator_steps", "time")}
+def load_model(path):
+    """Load a model saved by :func:`save_model`; it predicts bit-identically."""
+    return CFEnsembleClassifier.load(path)
 
 
 def _spread_of_R(P):
     """std over instances of the mean of R (a dask reduction for dask arrays)."""
     return float(P.mean(axis=1).std())
-
-
-def _initial_instance_factors(rng, n, d, dtype):
-    """Y0 (n, d): standard normal / sqrt(d) drawn from the model's Generator.
-
-    Consumes ``rng`` sequentially, so drawing consecutive blocks of rows gives
-    the rows of one draw (the dask backend draws chunk by chunk).
-    """
-    Y = np.empty((n, d), dtype=dtype)
-    for s, e in blocks(n, d):  # float64 draws a block at a time: no n x d float64 temporary for float32
-        Y[s:e] = rng.standard_normal((e - s, d)) / np.sqrt(d)
-    return Y

@@ -1,9 +1,9 @@
 """Public functional API: the hot kernels with input checks and a ``backend=`` switch.
 
-All functions take the layout of SPEC.md: R and C are (m, n) = (classifiers,
-instances), X is (d, m), Y is (d, n). The result dtype is float32 when R is
-float32 (Numba backend) and float64 otherwise; the NumPy reference always
-computes in float64.
+All functions take the layout of docs/method.md: R and C are (m, n) =
+(classifiers, instances), X is (d, m), Y is (d, n). The result dtype is
+float32 when R is float32 (Numba and CuPy backends) and float64 otherwise;
+the NumPy reference always computes in float64.
 """
 
 import numpy as np
@@ -17,7 +17,7 @@ from ._validation import (
     check_solvable,
 )
 from .backends import get_backend
-from .reference import FOCAL_VARIANTS, class_weights
+from .core.losses import FOCAL_VARIANTS, class_weights
 
 
 def _check_problem(F, R, C, lam, factor_name, factor_axis):
@@ -37,39 +37,15 @@ def _check_problem(F, R, C, lam, factor_name, factor_axis):
     return F, R, C, lam
 
 
-def _solver_kwargs(backend, solver, init, init_shape, init_name):
-    """Keyword arguments of a backend's half-step for ``solver`` / ``init``.
-
-    The NumPy reference is exact and ignores both; a backend without a
-    ``solver`` option accepts only ``"auto"``.
-    """
+def _backend_for(name, solver, init, init_shape):
+    """The backend ``name``, with ``solver`` checked against its capabilities and ``init`` against its shape."""
+    backend = get_backend(name)
+    backend.capabilities.check(name, solver=solver)
     if init is not None:
-        init = as_float_array(init, init_name, 2)
+        init = as_float_array(init, "init", 2)
         if init.shape != init_shape:
             raise ValueError(f"init has shape {init.shape}; expected {init_shape}")
-    return solver_options(get_backend(backend), solver, init)
-
-
-def solver_options(module, solver, init=None):
-    """Keyword arguments ``solver`` / ``init`` for the half-steps of a backend module.
-
-    Every backend accepts ``"auto"``; a backend module lists the other
-    solvers it implements in ``SOLVERS``. The NumPy reference is exact: it
-    accepts every solver name of the Numba backend and ignores it. ``init``
-    (the previous factors) is passed on for ``"cg"`` only, the one solver
-    that starts from it: the exact solvers would ignore it, but a backend
-    converts it to its working layout first (a float64 copy of Y per step).
-    """
-    from .numba_backend import SOLVERS
-
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    supported = getattr(module, "SOLVERS", None)
-    if supported is None:
-        if solver != "auto" and module.__name__ != "cfe_fast.reference":
-            raise ValueError(f"solver={solver!r} is not available in {module.__name__} (only 'auto')")
-        return {}
-    return {"solver": solver, "init": init if solver == "cg" else None}
+    return backend, init
 
 
 def update_instance_factors(X, R, C, lam, *, backend="numba", solver="auto", init=None):
@@ -89,12 +65,13 @@ def update_instance_factors(X, R, C, lam, *, backend="numba", solver="auto", ini
         Ridge penalty (>= 0; 0 is refused where a system would be singular).
     backend : {"numba", "numpy", "cupy", "dask"}
     solver : {"auto", "dual", "primal", "cg"}, default="auto"
-        Numba backend: exact ``"dual"`` (m x m systems) or ``"primal"`` (d x d
-        systems); ``"auto"`` takes the dual form when m <= 1.2 d
-        (:func:`cfe_fast.numba_backend.choose_solver`). ``"cg"`` is
-        approximate: 3 Jacobi-preconditioned conjugate-gradient steps per
-        system, warm-started from ``init``. The NumPy reference is exact and
-        ignores the solver.
+        Exact ``"dual"`` (m x m systems) or ``"primal"`` (d x d systems);
+        ``"auto"`` takes the backend's own rule
+        (:meth:`~cfe_fast.backends.contract.Backend.choose_solver`). ``"cg"``
+        is approximate: a few Jacobi-preconditioned conjugate-gradient steps
+        per system, warm-started from ``init``. The NumPy reference is exact
+        and ignores the solver; what each backend accepts is in its
+        ``capabilities.solvers``.
     init : array (d, n), optional
         Start of the CG iterations (e.g. the previous Y); zeros if None.
 
@@ -108,8 +85,8 @@ def update_instance_factors(X, R, C, lam, *, backend="numba", solver="auto", ini
         If a system is numerically singular.
     """
     X, R, C, lam = _check_problem(X, R, C, lam, "X", 0)
-    kwargs = _solver_kwargs(backend, solver, init, (X.shape[0], R.shape[1]), "init")
-    return get_backend(backend).update_instance_factors(X, R, C, lam, **kwargs)
+    kernels, init = _backend_for(backend, solver, init, (X.shape[0], R.shape[1]))
+    return kernels.update_instance_factors(X, R, C, lam, solver=solver, init=init)
 
 
 def update_classifier_factors(Y, R, C, lam, *, backend="numba", solver="auto", init=None):
@@ -117,11 +94,11 @@ def update_classifier_factors(Y, R, C, lam, *, backend="numba", solver="auto", i
 
     Parameters are as in :func:`update_instance_factors` with Y (d, n) in place
     of X and ``init`` of shape (d, m). Every exact solver builds the m d x d
-    Grams; ``"cg"`` runs 3 CG steps instead (approximate). Returns X of shape (d, m).
+    Grams; ``"cg"`` runs a few CG steps instead (approximate). Returns X of shape (d, m).
     """
     Y, R, C, lam = _check_problem(Y, R, C, lam, "Y", 1)
-    kwargs = _solver_kwargs(backend, solver, init, (Y.shape[0], R.shape[0]), "init")
-    return get_backend(backend).update_classifier_factors(Y, R, C, lam, **kwargs)
+    kernels, init = _backend_for(backend, solver, init, (Y.shape[0], R.shape[0]))
+    return kernels.update_classifier_factors(Y, R, C, lam, solver=solver, init=init)
 
 
 def aggregator_loss_grad(X, Y, labels, w, b, *, class_weight=True, focal_gamma=0.0,
@@ -139,11 +116,12 @@ def aggregator_loss_grad(X, Y, labels, w, b, *, class_weight=True, focal_gamma=0
         0/1, NaN or -1 for unlabeled.
     w : array (m,), b : float
     class_weight : bool
-        Inverse class-frequency weights (SPEC.md); unit weights when False.
+        Inverse class-frequency weights (docs/method.md); unit weights when False.
     focal_gamma : float
         0 for binary cross-entropy, > 0 for focal loss.
     focal_variant : {"exact", "weighted_bce"}
-        True focal gradient, or the seeds' BCE gradient weighted by (1 - p_t)^gamma.
+        True focal gradient, or the original implementation's BCE gradient
+        weighted by (1 - p_t)^gamma.
 
     Returns
     -------

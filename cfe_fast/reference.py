@@ -2,9 +2,11 @@
 
 Written to be read, not to be fast: one loop iteration per ridge system, the
 reconstruction R_hat = X.T @ Y materialised where that is the obvious way to
-write the formula. Every fast backend (Numba, CuPy, Dask) is tested against the
-functions here. Layout follows SPEC.md: R, C are (m, n); X is (d, m); Y is (d, n).
-Everything is computed in float64.
+write the formula. Every fast backend (Numba, CuPy, Dask) and the shared math
+of :mod:`cfe_fast.core` are tested against the functions here, so this module
+imports nothing of cfe_fast but its exceptions. Layout follows
+docs/method.md: R, C are (m, n); X is (d, m); Y is (d, n). Everything is
+computed in float64.
 """
 
 from typing import NamedTuple
@@ -13,7 +15,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import expit
 
-from ._errors import PIVOT_RTOL, SingularSystemError
+from .errors import PIVOT_RTOL, SingularSystemError
 
 CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
 FOCAL_VARIANTS = ("exact", "weighted_bce")
@@ -108,7 +110,7 @@ def fold_in(X, R_new, C_new, lam):
 
 
 def reconstruction_loss(X, Y, R, C, lam):
-    """Normalised reconstruction term of SPEC.md:
+    """Normalised reconstruction term of docs/method.md:
 
     [sum c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2)] / (m n).
     """
@@ -138,7 +140,7 @@ def uniform_confidence(R):
 
 
 def label_aware_confidence(R, labels, alpha=1.0):
-    """The seeds' default: |r - 0.5| (1 + alpha s) on labeled columns.
+    """|r - 0.5| (1 + alpha s) on labeled columns (the original implementation's default).
 
     s = r for positives and 1 - r for negatives (rewards being right);
     unlabeled columns keep |r - 0.5|.
@@ -164,7 +166,7 @@ def calibration_confidence(R, labels, floor=0.05):
 
 
 def confidence(R, labels, strategy, alpha=1.0, floor=0.05):
-    """Confidence matrix C (m, n) for a named strategy (see SPEC.md)."""
+    """Confidence matrix C (m, n) for a named strategy (see docs/method.md)."""
     if strategy == "uniform":
         return uniform_confidence(R)
     if strategy == "certainty":
@@ -174,20 +176,6 @@ def confidence(R, labels, strategy, alpha=1.0, floor=0.05):
     if strategy == "calibration":
         return calibration_confidence(R, labels, floor)
     raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
-
-
-def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
-    """Confidence (rows, m) of a chunk of instance-major P for a named strategy.
-
-    Every strategy but "calibration" is element-wise per instance
-    (:func:`cfe_fast.reference.confidence` on the chunk equals that chunk of
-    the full matrix); "calibration" broadcasts the per-classifier ``quality``
-    fitted beforehand on all labeled instances (e.g. ``classifier_quality_``).
-    Serves the fold-in of new instances (labels None) and the Dask backend's chunks.
-    """
-    if strategy == "calibration":
-        return np.broadcast_to(quality, P_chunk.shape)
-    return confidence(P_chunk.T, labels, strategy, alpha).T
 
 
 # -------------------------------------------------------------------- aggregator
@@ -205,8 +193,8 @@ def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact"):
     """Per-instance loss, dloss/dz and curvature at logits z (vectorised).
 
     BCE in log-sum-exp form; focal loss -(1 - p_t)^gamma log p_t with its true
-    derivative ("exact") or the seeds' variant that treats (1 - p_t)^gamma as a
-    constant weight on the BCE gradient ("weighted_bce"). The curvature is
+    derivative ("exact") or the original implementation's variant that treats
+    (1 - p_t)^gamma as a constant weight on the BCE gradient ("weighted_bce"). The curvature is
     d2loss/dz2 for BCE and exact focal, and the frozen-weight BCE curvature for
     "weighted_bce".
     """
@@ -262,7 +250,7 @@ def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, foca
 
 
 def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0, focal_variant="exact", l2=0.0):
-    """The full normalised objective rho L_rec + (1 - rho) L_sup (SPEC.md).
+    """The full normalised objective rho L_rec + (1 - rho) L_sup (docs/method.md).
 
     Returns (total, reconstruction, supervised); L_sup includes (l2/2)||w||^2
     and is 0 when nothing is labeled.
@@ -284,7 +272,7 @@ def supervised_weights(omega, rho):
 
 
 def exact_instance_step(X, R, C, lam, Y0, w, b, labeled, y_labeled, a, s, focal_gamma=0.0):
-    """Instance block of the exact trainer, one dense system per instance (SPEC.md).
+    """Instance block of the exact trainer, one dense system per instance (docs/method.md).
 
     Labeled i solves [2s(X C_i X^T + lam I) + (a_i/4) v v^T] y = 2s X C_i r_i
     + (a_i/4) v v^T y_i0 - a_i g_i v, with v = X w and g_i = dloss/dz at y_i0;
@@ -304,7 +292,7 @@ def exact_instance_step(X, R, C, lam, Y0, w, b, labeled, y_labeled, a, s, focal_
 
 
 def exact_classifier_step(Y, R, C, lam, X0, w, b, labeled, y_labeled, a, s, focal_gamma=0.0, grams=None):
-    """Classifier block of the exact trainer: x_u one at a time (Gauss-Seidel), SPEC.md.
+    """Classifier block of the exact trainer: x_u one at a time (Gauss-Seidel), docs/method.md.
 
     z_i is linear in x_u with slope w_u y_i, so with S = (1/4) sum_i a_i y_i y_i^T
     x_u solves [2s(G_u + lam I) + w_u^2 S] x = 2s B_u - w_u q + w_u^2 S x_u0,

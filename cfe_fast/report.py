@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._fileio import atomic_write
+from .io.atomic import atomic_write
 
 #: Classifiers drawn in colour in the weights panel (the largest final |w|); the rest in grey.
 HIGHLIGHTED = 8

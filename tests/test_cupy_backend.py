@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 import cfe_fast
 from cfe_fast import CFEnsembleClassifier, SingularSystemError
-from cfe_fast import cupy_backend as cb
 from cfe_fast import reference as ref
-from cfe_fast.backends import get_backend, to_device
+from cfe_fast.backends import get_backend
+from cfe_fast.backends.cupy import arrays, kernels, solve
+from cfe_fast.core.losses import sample_loss_terms
 from conftest import aggregator_case, random_problem, rel_error
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
@@ -35,7 +36,7 @@ NO_GPU = "needs CuPy and a CUDA device"
     pytest.param("streamed", marks=pytest.mark.gpu, id="cupy-streamed"),
 ])
 def mode(request):
-    if request.param != "numpy" and cb.gpu_module() is None:
+    if request.param != "numpy" and arrays.gpu_module() is None:
         pytest.skip(NO_GPU)
     return request.param
 
@@ -44,14 +45,14 @@ def place(mode, *arrays):
     """The arrays and the array module of a mode."""
     if mode == "numpy":
         return arrays, np
-    cupy = cb.gpu_module()
+    cupy = arrays.gpu_module()
     return (tuple(cupy.asarray(a) for a in arrays) if mode == "device" else arrays), cupy
 
 
 def host(a, mode):
     """Result on the host, checking it came back where the mode says."""
-    assert (cb.array_module(a) is np) == (mode != "device")
-    return cb.to_host(a)
+    assert (arrays.array_module(a) is np) == (mode != "device")
+    return arrays.to_host(a)
 
 
 # ----------------------------------------------------------- half-steps
@@ -61,8 +62,8 @@ def host(a, mode):
 def test_half_steps_match_reference(mode, m, n, d, dtype, zero_conf, extremes):
     X, Y, R, C = random_problem(m, n, d, seed=m * 100 + n + d, dtype=dtype, zero_conf=zero_conf, extremes=extremes)
     (Xd, Yd, Rd, Cd), xp = place(mode, X, Y, R, C)
-    Y_fast = host(cb.update_instance_factors(Xd, Rd, Cd, 0.5, xp=xp), mode)
-    X_fast = host(cb.update_classifier_factors(Yd, Rd, Cd, 0.5, xp=xp), mode)
+    Y_fast = host(kernels.update_instance_factors(Xd, Rd, Cd, 0.5, xp=xp), mode)
+    X_fast = host(kernels.update_classifier_factors(Yd, Rd, Cd, 0.5, xp=xp), mode)
     assert Y_fast.dtype == dtype and X_fast.dtype == dtype
     assert Y_fast.shape == (d, n) and X_fast.shape == (d, m)
     assert rel_error(Y_fast, ref.update_instance_factors(X, R, C, 0.5)) < TOL[dtype]
@@ -75,9 +76,9 @@ def test_results_do_not_depend_on_chunking(mode, m, d, dtype):
     X, Y, R, C = random_problem(m, 53, d, seed=5, dtype=dtype, zero_conf=0.2)
     (Xd, Yd, Rd, Cd), xp = place(mode, X, Y, R, C)
     results = [
-        (host(cb.update_instance_factors(Xd, Rd, Cd, 0.3, xp=xp, chunk=chunk), mode),
-         host(cb.update_classifier_factors(Yd, Rd, Cd, 0.3, xp=xp, chunk=chunk), mode),
-         cb.reconstruction_loss(Xd, Yd, Rd, Cd, 0.3, xp=xp, chunk=chunk))
+        (host(kernels.update_instance_factors(Xd, Rd, Cd, 0.3, xp=xp, chunk=chunk), mode),
+         host(kernels.update_classifier_factors(Yd, Rd, Cd, 0.3, xp=xp, chunk=chunk), mode),
+         kernels.reconstruction_loss(Xd, Yd, Rd, Cd, 0.3, xp=xp, chunk=chunk))
         for chunk in (None, 1, 7, 53, 1000)
     ]
     for Y_c, X_c, loss in results[1:]:
@@ -95,8 +96,8 @@ def test_results_do_not_depend_on_chunking(mode, m, d, dtype):
 )
 def test_half_steps_match_reference_property(m, n, d, lam, seed, chunk, zero_conf, extremes, dtype):
     X, Y, R, C = random_problem(m, n, d, seed=seed, dtype=dtype, zero_conf=zero_conf, extremes=extremes)
-    Y_fast = cb.update_instance_factors(X, R, C, lam, xp=np, chunk=chunk)
-    X_fast = cb.update_classifier_factors(Y, R, C, lam, xp=np, chunk=chunk)
+    Y_fast = kernels.update_instance_factors(X, R, C, lam, xp=np, chunk=chunk)
+    X_fast = kernels.update_classifier_factors(Y, R, C, lam, xp=np, chunk=chunk)
     assert rel_error(Y_fast, ref.update_instance_factors(X, R, C, lam)) < TOL[dtype]
     assert rel_error(X_fast, ref.update_classifier_factors(Y, R, C, lam)) < TOL[dtype]
 
@@ -106,7 +107,7 @@ def test_zero_confidence_instance_with_ridge_gives_zero_factor(mode, dtype):
     X, _, R, C = random_problem(4, 6, 3, dtype=dtype)
     C[:, 2] = 0.0
     (Xd, Rd, Cd), xp = place(mode, X, R, C)
-    Y = host(cb.update_instance_factors(Xd, Rd, Cd, 0.1, xp=xp), mode)
+    Y = host(kernels.update_instance_factors(Xd, Rd, Cd, 0.1, xp=xp), mode)
     np.testing.assert_array_equal(Y[:, 2], 0.0)
     assert rel_error(Y, ref.update_instance_factors(X, R, C, 0.1)) < TOL[dtype]
 
@@ -120,17 +121,17 @@ def test_singular_systems_are_reported_by_index(mode):
     (Xd, Rd, Cd), xp = place(mode, X, R, C)
     for chunk in (None, 2):
         with pytest.raises(SingularSystemError, match="instance 5 "):
-            cb.update_instance_factors(Xd, Rd, Cd, 0.0, xp=xp, chunk=chunk)
+            kernels.update_instance_factors(Xd, Rd, Cd, 0.0, xp=xp, chunk=chunk)
     C[:] = 1.0
     C[1] = 0.0  # classifier 1 has no confidence anywhere
     (Yd, Rd, Cd), xp = place(mode, Y, R, C)
     with pytest.raises(SingularSystemError, match="classifier 1 "):
-        cb.update_classifier_factors(Yd, Rd, Cd, 0.0, xp=xp)
+        kernels.update_classifier_factors(Yd, Rd, Cd, 0.0, xp=xp)
 
 
 def test_tiny_positive_pivot_counts_as_singular():
     A = np.array([[[4.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0 + 1e-14]]])  # pivot 1e-14 <= PIVOT_RTOL
-    solution, failed = cb.spd_solve(A, np.ones((2, 2)), np)
+    solution, failed = solve.spd_solve(A, np.ones((2, 2)), np)
     assert failed.tolist() == [False, True]
     np.testing.assert_allclose(solution[0], [0.25, 1.0])
     assert np.all(np.isfinite(solution))
@@ -153,8 +154,8 @@ def test_packed_spd_solve_matches_dense_solve(mode, k, dtype):
     rows, cols = np.tril_indices(k)
     (G, Bd), xp = place(mode, A[:, rows, cols].astype(dtype), B)
     for lam in (0.0, 0.4):
-        solution, failed = cb.packed_spd_solve(G, Bd, lam, xp)
-        solution, failed = cb.to_host(solution), cb.to_host(failed)
+        solution, failed = solve.packed_spd_solve(G, Bd, lam, xp)
+        solution, failed = arrays.to_host(solution), arrays.to_host(failed)
         assert solution.dtype == np.float64 and solution.shape == (nb, k)
         assert np.flatnonzero(failed).tolist() == ([5, 9] if lam == 0.0 else [9])
         assert np.all(np.isfinite(solution))
@@ -167,20 +168,20 @@ def test_solve_kernel_launch_fits_every_k(monkeypatch):
     """For every k the kernel takes: static shared memory under 48 KiB, at most 1024 threads,
     (k + 1) / 2 threads per system, and a register cap the SM can hold (checked without a GPU)."""
     fake = type("cupy", (), {"RawKernel": staticmethod(lambda code, name: code)})
-    monkeypatch.setattr(cb, "gpu_module", lambda: fake)
-    cb._packed_solve_kernel.cache_clear()
+    monkeypatch.setattr(solve, "gpu_module", lambda: fake)
+    solve._packed_solve_kernel.cache_clear()
     try:
-        for k in range(1, cb._KERNEL_MAX_K + 1):
-            code, systems, threads = cb._packed_solve_kernel(k, np.float32)
+        for k in range(1, solve._KERNEL_MAX_K + 1):
+            code, systems, threads = solve._packed_solve_kernel(k, np.float32)
             defines = dict(line.split()[1:] for line in code.splitlines() if line.startswith("#define ") and
                            line.split()[1] in ("K", "SYSTEMS", "MIN_BLOCKS"))
             assert int(defines["K"]) == k and int(defines["SYSTEMS"]) == systems
             assert threads == systems * ((k + 1) // 2) <= 1024
             shared = systems * (8 * (k * (k + 1) // 2 + 5 * k) + 4)  # the kernel's __shared__ arrays
             assert shared <= 48 * 1024
-            assert int(defines["MIN_BLOCKS"]) * threads * (2 * k + 40) <= cb._REGISTERS_PER_SM or k <= 32
+            assert int(defines["MIN_BLOCKS"]) * threads * (2 * k + 40) <= solve._REGISTERS_PER_SM or k <= 32
     finally:
-        cb._packed_solve_kernel.cache_clear()
+        solve._packed_solve_kernel.cache_clear()
 
 
 def test_pivot_rule_holds_whatever_a_failed_factorisation_left():
@@ -188,10 +189,10 @@ def test_pivot_rule_holds_whatever_a_failed_factorisation_left():
     A = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # indefinite: pivot of column 1 is 1 - 4 < 0
     for left_behind in (1.0, -3.0, 2.0):  # A_11, the raw pivot, an arbitrary positive value
         L = np.array([[[1.0, 0.0], [2.0, left_behind]]])
-        assert cb.pivot_failures(A, L, np).tolist() == [True]
-    assert cb.pivot_failures(A, np.full_like(A, np.nan), np).tolist() == [True]
+        assert solve.pivot_failures(A, L, np).tolist() == [True]
+    assert solve.pivot_failures(A, np.full_like(A, np.nan), np).tolist() == [True]
     good = np.array([[[4.0, 2.0], [2.0, 5.0]]])
-    assert cb.pivot_failures(good, np.linalg.cholesky(good), np).tolist() == [False]
+    assert solve.pivot_failures(good, np.linalg.cholesky(good), np).tolist() == [False]
 
 
 # ------------------------------------------------------------ losses
@@ -202,7 +203,7 @@ def test_reconstruction_loss_matches_reference(mode, m, n, d, dtype):
     (Xd, Yd, Rd, Cd), xp = place(mode, X, Y, R, C)
     expected = ref.reconstruction_loss(X, Y, R, C, 0.2)
     for chunk in (None, 3):
-        assert abs(cb.reconstruction_loss(Xd, Yd, Rd, Cd, 0.2, xp=xp, chunk=chunk) - expected) <= TOL[dtype] * expected
+        assert abs(kernels.reconstruction_loss(Xd, Yd, Rd, Cd, 0.2, xp=xp, chunk=chunk) - expected) <= TOL[dtype] * expected
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -211,20 +212,23 @@ def test_instance_step_loss_matches_reference(mode, m, n, d, dtype):
     X, _, R, C = random_problem(m, n, d, seed=8, dtype=dtype, zero_conf=0.2)
     (Xd, Rd, Cd), xp = place(mode, X, R, C)
     for chunk in (None, 7):
-        Y, loss = cb.update_instance_factors(Xd, Rd, Cd, 0.2, xp=xp, chunk=chunk, with_loss=True)
+        Y, loss = kernels.update_instance_factors(Xd, Rd, Cd, 0.2, xp=xp, chunk=chunk, with_loss=True)
         Y = host(Y, mode)
         assert rel_error(Y, ref.update_instance_factors(X, R, C, 0.2)) < TOL[dtype]
         assert abs(loss - ref.reconstruction_loss(X, Y, R, C, 0.2)) <= TOL[dtype] * loss
 
 
 @pytest.mark.parametrize("gamma,variant", [(0.0, "exact"), (2.0, "exact"), (0.5, "exact"), (1.5, "weighted_bce")])
-def test_sample_terms_match_reference(gamma, variant):
+@pytest.mark.parametrize("generic", [False, True], ids=["numpy", "array-module"])
+def test_sample_terms_match_reference(gamma, variant, generic):
+    """The shared loss terms, with NumPy and through the array-module path CuPy takes."""
+    xp = _StandInCupy() if generic else np
     z = np.concatenate([np.linspace(-40, 40, 161), [-700.0, 700.0, 0.0]])
     for label in (0.0, 1.0):
         y = np.full(z.size, label)
         expected = ref.sample_loss_terms(z, y, gamma, variant)
-        for actual, wanted in zip(cb.sample_terms(z, y, gamma, variant, np), expected):
-            np.testing.assert_allclose(actual, wanted, rtol=1e-12, atol=1e-15)  # the reference's p - y cancels
+        for actual, wanted in zip(sample_loss_terms(z, y, gamma, variant, xp), expected):
+            np.testing.assert_allclose(np.asarray(actual), wanted, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -235,18 +239,18 @@ def test_fused_aggregator_matches_reference(mode, gamma, variant, n_labeled, dty
     slow = ref.aggregator_terms(X, Y, y, omega, w, b, gamma, variant, hessian=True)
     (Xd, Yd, yd, omd), xp = place(mode, X, Y, y, omega)
     for chunk in (None, 5):
-        fast = cb.aggregator_terms(Xd, Yd, yd, omd, w, b, gamma, variant, hessian=True, xp=xp, chunk=chunk)
+        fast = kernels.aggregator_terms(Xd, Yd, yd, omd, w, b, gamma, variant, hessian=True, xp=xp, chunk=chunk)
         assert abs(fast.loss - slow.loss) <= 1e-10 * abs(slow.loss)
         assert rel_error(np.append(fast.grad_w, fast.grad_b), np.append(slow.grad_w, slow.grad_b)) < 1e-10
         assert rel_error(fast.hessian, slow.hessian) < 1e-10
-    assert cb.aggregator_terms(Xd, Yd, yd, omd, w, b, gamma, variant, xp=xp).hessian is None
+    assert kernels.aggregator_terms(Xd, Yd, yd, omd, w, b, gamma, variant, xp=xp).hessian is None
 
 
 # ------------------------------------------------------ array modules
 def test_stream_columns_covers_every_column_in_order():
     A = np.arange(30.0).reshape(3, 10)
     v = np.arange(10.0)
-    blocks = list(cb.stream_columns((A, np.asfortranarray(A), v), 4, np))
+    blocks = list(arrays.stream_columns((A, np.asfortranarray(A), v), 4, np))
     assert [(s, e) for s, e, _ in blocks] == [(0, 4), (4, 8), (8, 10)]
     for s, e, (a, f, u) in blocks:
         np.testing.assert_array_equal(a, A[:, s:e])
@@ -256,23 +260,23 @@ def test_stream_columns_covers_every_column_in_order():
 
 def test_array_modules_without_cupy_arrays():
     a = np.ones(3)
-    assert cb.array_module(a, 1.0) is np
-    assert cb.to_host(a) is a
-    assert cb.compute_module(a) is (cb.gpu_module() or np)
-    assert to_device(get_backend("numba"), a)[0] is a
-    if cb.gpu_module() is None:
-        assert cb.to_device(a)[0] is a
+    assert arrays.array_module(a, 1.0) is np
+    assert arrays.to_host(a) is a
+    assert arrays.compute_module(a) is (arrays.gpu_module() or np)
+    assert get_backend("numba").place(a)[0] is a
+    if arrays.gpu_module() is None:
+        assert arrays.to_device(a)[0] is a
 
 
 def test_tf32_is_reported_for_float32(monkeypatch):
     monkeypatch.setenv("CUPY_TF32", "1")
     with pytest.warns(RuntimeWarning, match="CUPY_TF32"):
-        cb._warn_if_tf32(np.float32)
+        arrays.warn_if_tf32(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cb._warn_if_tf32(np.float64)
+        arrays.warn_if_tf32(np.float64)
         monkeypatch.setenv("CUPY_TF32", "0")
-        cb._warn_if_tf32(np.float32)
+        arrays.warn_if_tf32(np.float32)
 
 
 # -------------------------------------------------- API and estimator
@@ -312,24 +316,24 @@ def test_estimator_cupy_backend_float32(seed_data):
 # ------------------------------------------------------------ GPU only
 @pytest.mark.gpu
 def test_to_device_places_data_on_the_gpu():
-    cupy = cb.gpu_module()
+    cupy = arrays.gpu_module()
     if cupy is None:
         pytest.skip(NO_GPU)
-    placed = cb.to_device(np.ones((3, 4)), np.zeros(4))
+    placed = arrays.to_device(np.ones((3, 4)), np.zeros(4))
     assert all(isinstance(a, cupy.ndarray) for a in placed)
 
 
 @pytest.mark.gpu
 def test_float32_gram_is_not_computed_in_tf32():
     """TF32 would give ~1e-3 relative error on a float32 Gram; full float32 gives ~1e-6."""
-    cupy = cb.gpu_module()
+    cupy = arrays.gpu_module()
     if cupy is None:
         pytest.skip(NO_GPU)
     rng = np.random.default_rng(0)
     P = rng.random((2080, 100)).astype(np.float32)
     Cc = rng.random((100, 4096)).astype(np.float32)
     gram = cupy.asarray(P) @ cupy.asarray(Cc)
-    assert rel_error(cb.to_host(gram), P.astype(np.float64) @ Cc.astype(np.float64)) < 1e-5
+    assert rel_error(arrays.to_host(gram), P.astype(np.float64) @ Cc.astype(np.float64)) < 1e-5
 
 
 # ----------------------- CuPy-only control flow on a NumPy-backed stand-in
@@ -392,7 +396,7 @@ class _StandInCupy:
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    if cb.gpu_module() is not None:
+    if arrays.gpu_module() is not None:
         pytest.skip("a GPU is present: the real CuPy paths are tested")
     cupy = _StandInCupy()
     cupyx = type("cupyx", (), {"empty_pinned": staticmethod(lambda size, dtype: np.empty(size, dtype))})
@@ -405,7 +409,7 @@ def test_staged_streaming_yields_each_block_intact(stand_in):
     A = np.random.default_rng(0).random((3, 23))
     F, v, dev = np.asfortranarray(A), np.arange(23.0), stand_in.asarray(A)
     seen = []
-    for s, e, blocks in cb.stream_columns((A, F, v, dev), 5, stand_in):
+    for s, e, blocks in arrays.stream_columns((A, F, v, dev), 5, stand_in):
         assert all(isinstance(b, _StandInArray) for b in blocks)
         assert blocks[1].flags.f_contiguous  # staged in the host array's memory order
         seen.append((s, e, [b.get() for b in blocks]))  # copy while valid...
@@ -423,7 +427,7 @@ def test_side_stream_waits_for_pending_compute_before_its_first_copy(stand_in):
     must wait for the compute stream before it copies into them (seen on an H100: streamed
     results went wrong only while other processes loaded the GPU)."""
     _StandInStream.log.clear()
-    for _ in cb.stream_columns((np.ones((2, 10)),), 4, stand_in):
+    for _ in arrays.stream_columns((np.ones((2, 10)),), 4, stand_in):
         pass
     side = [(what, waited) for stream, what, waited in _StandInStream.log if stream.non_blocking]
     assert [what for what, _ in side].count("copy") == 3
@@ -438,15 +442,15 @@ def test_kernels_place_results_like_cupy(stand_in, data, m, d):
     omega = ref.class_weights(y)
     args = [stand_in.asarray(a) for a in (X, Y, R, C, y, omega)] if data == "device" else [X, Y, R, C, y, omega]
     Xd, Yd, Rd, Cd, yd, omd = args
-    Y_fast = cb.update_instance_factors(Xd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
-    X_fast = cb.update_classifier_factors(Yd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
+    Y_fast = kernels.update_instance_factors(Xd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
+    X_fast = kernels.update_classifier_factors(Yd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
     on_device = data == "device"
     assert isinstance(Y_fast, _StandInArray) == on_device and isinstance(X_fast, _StandInArray) == on_device
-    assert rel_error(cb.to_host(Y_fast), ref.update_instance_factors(X, R, C, 0.3)) < TOL[np.float32]
-    assert rel_error(cb.to_host(X_fast), ref.update_classifier_factors(Y, R, C, 0.3)) < TOL[np.float32]
-    loss = cb.reconstruction_loss(Xd, Yd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
+    assert rel_error(arrays.to_host(Y_fast), ref.update_instance_factors(X, R, C, 0.3)) < TOL[np.float32]
+    assert rel_error(arrays.to_host(X_fast), ref.update_classifier_factors(Y, R, C, 0.3)) < TOL[np.float32]
+    loss = kernels.reconstruction_loss(Xd, Yd, Rd, Cd, 0.3, xp=stand_in, chunk=6)
     assert abs(loss - ref.reconstruction_loss(X, Y, R, C, 0.3)) <= TOL[np.float32] * loss
-    terms = cb.aggregator_terms(Xd, Yd, yd, omd, np.ones(m), 0.2, hessian=True, xp=stand_in, chunk=6)
+    terms = kernels.aggregator_terms(Xd, Yd, yd, omd, np.ones(m), 0.2, hessian=True, xp=stand_in, chunk=6)
     expected = ref.aggregator_terms(X, Y, y, omega, np.ones(m), 0.2, hessian=True)
     assert abs(terms.loss - expected.loss) <= 1e-10 * expected.loss
     assert rel_error(terms.hessian, expected.hessian) < 1e-10
@@ -460,7 +464,7 @@ def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, mo
         placed.append(len(arrays))
         return tuple(None if a is None else stand_in.asarray(a) for a in arrays)
 
-    monkeypatch.setattr(cb, "to_device", to_stand_in)
+    monkeypatch.setattr(get_backend("cupy"), "place", to_stand_in)
     P, y = seed_data.P, seed_data.labels
     params = dict(latent_dim=3, max_iter=4, random_state=0, aggregator=aggregator)
     model = CFEnsembleClassifier(backend="cupy", **params).fit(P, y)

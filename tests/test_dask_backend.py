@@ -17,9 +17,11 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 from cfe_fast import CFEnsembleClassifier, SingularSystemError, make_ensemble  # noqa: E402
-from cfe_fast import dask_backend as dk  # noqa: E402
+from cfe_fast.backends.dask import data as dk_data  # noqa: E402
+from cfe_fast.backends.dask.engine import DaskEngine  # noqa: E402
+from cfe_fast.core.confidence import confidence_chunk  # noqa: E402
 from cfe_fast import reference as ref  # noqa: E402
-from cfe_fast.estimator import _initial_instance_factors  # noqa: E402
+from cfe_fast.training.state import initial_instance_factors  # noqa: E402
 from conftest import random_problem, rel_error  # noqa: E402
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
@@ -76,15 +78,15 @@ def test_engine_steps_match_reference(client, dtype, rows, m, d, stored_confiden
     if stored_confidence:
         confidence = da.from_array(C.T, chunks=(rows, m))
     else:
-        confidence = functools.partial(ref.confidence_chunk, strategy="label_aware", alpha=0.7)
+        confidence = functools.partial(confidence_chunk, strategy="label_aware", alpha=0.7)
         C = ref.confidence(R.astype(np.float64), labels, "label_aware", 0.7).astype(dtype)
     y = labels[~np.isnan(labels)]
     omega = ref.class_weights(y)
-    engine = dk.DaskEngine(client, P, labels, omega, lam, confidence)
+    engine = DaskEngine(client, P, labels, omega, lam, confidence)
     np.testing.assert_array_equal(engine.C.compute(), C)
 
     rng = np.random.default_rng(0)
-    draw = functools.partial(_initial_instance_factors, d=d, dtype=dtype)
+    draw = functools.partial(initial_instance_factors, d=d, dtype=dtype)
     engine.init_instance_factors(rng, draw)
     Y0 = draw(np.random.default_rng(0), n).T
     X = engine.classifier_step()
@@ -111,7 +113,7 @@ def test_singular_chunk_system_names_its_chunk(client):
     _, _, R, C = random_problem(3, 30, 2, seed=1)
     C[:, 17] = 0.0
     P = da.from_array(R.T, chunks=(10, 3))
-    engine = dk.DaskEngine(client, P, np.full(30, np.nan), np.empty(0), 0.0, da.from_array(C.T, chunks=(10, 3)))
+    engine = DaskEngine(client, P, np.full(30, np.nan), np.empty(0), 0.0, da.from_array(C.T, chunks=(10, 3)))
     with pytest.raises(SingularSystemError, match="instance 7 .*chunk of instances starting at 10"):
         engine.instance_step(np.random.default_rng(0).standard_normal((2, 3)))
 
@@ -119,9 +121,9 @@ def test_singular_chunk_system_names_its_chunk(client):
 def test_each_chunk_is_read_once_per_sweep(client, tmp_path):
     _, _, R, C = random_problem(5, 600, 2, seed=2)
     np.save(tmp_path / "P.npy", R.T)
-    P = dk.from_npy(str(tmp_path / "P.npy"), chunk_rows=100)
-    certainty = functools.partial(ref.confidence_chunk, strategy="certainty")
-    engine = dk.DaskEngine(client, P, np.full(600, np.nan), np.empty(0), 0.1, certainty)
+    P = dk_data.from_npy(str(tmp_path / "P.npy"), chunk_rows=100)
+    certainty = functools.partial(confidence_chunk, strategy="certainty")
+    engine = DaskEngine(client, P, np.full(600, np.nan), np.empty(0), 0.1, certainty)
     with distributed.get_task_stream(client) as stream:
         engine.instance_step(np.ones((2, 5)))
     reads = [t for t in stream.data if "npy_rows" in str(t["key"])]
@@ -165,7 +167,7 @@ def test_zarr_and_npy_inputs(client, data, numba_fit, tmp_path):
     store = zarr.create_array(str(tmp_path / "P.zarr"), shape=P.shape, chunks=(256, P.shape[1]), dtype=P.dtype)
     store[:] = P
     np.save(tmp_path / "P.npy", P)
-    for lazy in (da.from_zarr(str(tmp_path / "P.zarr")), dk.from_npy(str(tmp_path / "P.npy"), 333)):
+    for lazy in (da.from_zarr(str(tmp_path / "P.zarr")), dk_data.from_npy(str(tmp_path / "P.npy"), 333)):
         model = CFEnsembleClassifier(backend="dask", client=client, **FIT).fit(lazy, labels)
         _assert_fit_matches(model, numba_fit)
 

@@ -9,9 +9,11 @@ from sklearn.base import clone
 from sklearn.metrics import average_precision_score
 
 from cfe_fast import CFEnsembleClassifier, make_ensemble
-from cfe_fast import numba_backend as nb
+from cfe_fast.backends import get_backend
 from cfe_fast import reference as ref
 from conftest import rel_error
+
+nb = get_backend("numba")
 
 
 def test_reconstruction_objective_never_increases_across_half_steps():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cfe_fast import cupy_backend as cb
+from cfe_fast.backends.cupy import arrays as cb
 
 BENCH = Path(__file__).parents[1] / "benchmarks"
 

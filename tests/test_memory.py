@@ -7,14 +7,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cfe_fast import CFEnsembleClassifier, _float64
-from cfe_fast.estimator import _initial_instance_factors
+from cfe_fast import CFEnsembleClassifier, _float64, config
+from cfe_fast.training.state import initial_instance_factors
 
 
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 3 columns of d = 5 (120 bytes): every helper crosses many block boundaries."""
-    monkeypatch.setattr(_float64, "_BLOCK_BYTES", 120)
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 120)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -32,14 +32,14 @@ def test_float64_helpers_match_numpy(small_blocks, dtype, n):
 
 
 def test_blocks_cover_the_range_once():
-    ranges = list(_float64.blocks(10, _float64._BLOCK_BYTES // 24))  # 3 items of that many float64 per block
+    ranges = list(_float64.blocks(10, config.FLOAT64_BLOCK_BYTES // 24))  # 3 items of that many float64 per block
     assert ranges == [(0, 3), (3, 6), (6, 9), (9, 10)]
     assert list(_float64.blocks(0, 4)) == []
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_initial_factors_drawn_in_blocks_equal_one_draw(small_blocks, dtype):
-    Y = _initial_instance_factors(np.random.default_rng(7), 11, 5, dtype)
+    Y = initial_instance_factors(np.random.default_rng(7), 11, 5, dtype)
     expected = (np.random.default_rng(7).standard_normal((11, 5)) / np.sqrt(5)).astype(dtype)
     assert Y.dtype == dtype
     np.testing.assert_array_equal(Y, expected)
@@ -55,7 +55,7 @@ def test_fit_allocates_at_most_half_the_data_on_top(monkeypatch, dtype, solver):
     an n x d float64 draw of the initial factors.
     """
     n, m, d = 200_000, 18, 9
-    monkeypatch.setattr(_float64, "_BLOCK_BYTES", 256 * 1024)  # blocks of 4 MiB weigh on a small n
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 256 * 1024)  # blocks of 4 MiB weigh on a small n
     rng = np.random.default_rng(0)
     P = rng.random((n, m)).astype(dtype)
     labels = np.where(rng.random(n) < 0.5, (rng.random(n) < 0.3).astype(float), np.nan)

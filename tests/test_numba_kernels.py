@@ -8,9 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfe_fast import numba_backend as nb
+from cfe_fast import config
+from cfe_fast.backends import get_backend
+from cfe_fast.errors import SingularSystemError
 from cfe_fast import reference as ref
 from conftest import aggregator_case, random_problem, rel_error
+
+nb = get_backend("numba")
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
@@ -76,7 +80,7 @@ def test_fused_aggregator_matches_reference(gamma, variant, n_labeled, dtype):
 
 
 def test_results_do_not_depend_on_thread_count(monkeypatch):
-    monkeypatch.setattr(nb, "_PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
     X, Y, R, C = random_problem(9, 5000, 6, seed=11)
     y = (np.random.default_rng(2).random(5000) < 0.2).astype(float)
     omega = ref.class_weights(y)
@@ -101,9 +105,9 @@ def test_singular_system_is_reported_not_nan():
     X, Y, R, C = random_problem(3, 8, 3)
     X[:, 0] = X[:, 1]  # rank-deficient X with lam = 0
     C[:] = 1.0
-    with pytest.raises(nb.SingularSystemError, match="instance 0"):
+    with pytest.raises(SingularSystemError, match="instance 0"):
         nb.update_instance_factors(X, R, C, 0.0)
     C[1] = 0.0
     Y[:, :] = 0.0
-    with pytest.raises(nb.SingularSystemError, match="classifier"):
+    with pytest.raises(SingularSystemError, match="classifier"):
         nb.update_classifier_factors(Y, R, C, 0.0)

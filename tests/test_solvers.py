@@ -10,9 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfe_fast import CFEnsembleClassifier, kernels, make_ensemble
-from cfe_fast import numba_backend as nb
+from cfe_fast import config
+from cfe_fast.backends import SOLVERS, get_backend
+from cfe_fast.backends.numba.classifier_step import classifier_sums
+from cfe_fast.backends.numba.instance_step import choose_solver, solve_instances
 from cfe_fast import reference as ref
 from conftest import random_problem, rel_error
+
+nb = get_backend("numba")
+SOLVERS_EXACT = ("dual", "primal")
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 EDGE_SHAPES = [(1, 7, 1), (1, 5, 3), (4, 1, 2), (3, 9, 1), (3, 25, 6), (12, 40, 4), (5, 30, 5), (2, 700, 9)]
@@ -24,7 +30,7 @@ def _instance_major(*arrays):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("m,n,d", EDGE_SHAPES)
-@pytest.mark.parametrize("solver", nb.SOLVERS_EXACT)
+@pytest.mark.parametrize("solver", SOLVERS_EXACT)
 def test_every_exact_solver_matches_reference(m, n, d, dtype, solver):
     X, Y, R, C = random_problem(m, n, d, seed=m + n + d, dtype=dtype, zero_conf=0.3, extremes=0.2)
     Y_fast = nb.update_instance_factors(X, R, C, 0.5, solver=solver)
@@ -36,7 +42,7 @@ def test_every_exact_solver_matches_reference(m, n, d, dtype, solver):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("m,n,d", EDGE_SHAPES)
-@pytest.mark.parametrize("solver", nb.SOLVERS)
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_instance_step_loss_is_the_reference_loss_at_its_factors(m, n, d, dtype, solver):
     """The fused L_rec (dual: lam z_i, primal: residual per chunk, cg: a separate pass)
     equals the reference loss at the factors the step returns."""
@@ -50,7 +56,7 @@ def test_instance_step_loss_is_the_reference_loss_at_its_factors(m, n, d, dtype,
 @settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 12), n=st.integers(1, 600), d=st.integers(1, 12), lam=st.floats(0.05, 10.0),
-    seed=st.integers(0, 2**32 - 1), solver=st.sampled_from(nb.SOLVERS_EXACT),
+    seed=st.integers(0, 2**32 - 1), solver=st.sampled_from(SOLVERS_EXACT),
     dtype=st.sampled_from([np.float64, np.float32]),
 )
 def test_exact_solvers_match_reference_property(m, n, d, lam, seed, solver, dtype):
@@ -64,7 +70,7 @@ def test_exact_solvers_match_reference_property(m, n, d, lam, seed, solver, dtyp
 @pytest.mark.parametrize("d", [1, 7, 40])  # one latent row per packed block up to several
 def test_classifier_grams_match_explicit_sums(n, d, dtype):
     X, Y, R, C = random_problem(5, n, d, seed=n + d, dtype=dtype, zero_conf=0.2)
-    G, B = nb.classifier_sums(*_instance_major(Y, R, C))
+    G, B = classifier_sums(*_instance_major(Y, R, C))
     rows, cols = np.tril_indices(d)
     Y64, R64, C64 = (a.astype(np.float64) for a in (Y, R, C))
     for u in range(5):
@@ -73,12 +79,12 @@ def test_classifier_grams_match_explicit_sums(n, d, dtype):
         assert rel_error(B[:, u], Y64 @ (C64[u] * R64[u])) < TOL[dtype]
 
 
-@pytest.mark.parametrize("solver", nb.SOLVERS_EXACT)
+@pytest.mark.parametrize("solver", SOLVERS_EXACT)
 @pytest.mark.parametrize("m,d", [(3, 6), (8, 4), (5, 5)])
 def test_second_right_hand_side_in_every_exact_solver(m, d, solver):
     X, _, R, C = random_problem(m, 50, d, seed=3, zero_conf=0.3)
     w = np.linspace(-1.0, 2.0, m)
-    Yt, Zt = nb.solve_instances(X, *_instance_major(R, C), 0.4, w, solver=solver)
+    Yt, Zt = solve_instances(X, *_instance_major(R, C), 0.4, w, solver=solver)
     for i in (0, 17, 49):
         A = (X * C[:, i]) @ X.T + 0.4 * np.eye(d)
         assert rel_error(Zt[i], np.linalg.solve(A, X @ w)) < 1e-10
@@ -86,23 +92,23 @@ def test_second_right_hand_side_in_every_exact_solver(m, d, solver):
 
 
 def test_auto_rule_and_solver_errors():
-    assert nb.choose_solver(10, 20) == "dual" and nb.choose_solver(24, 20) == "dual"
-    assert nb.choose_solver(25, 20) == "primal" and nb.choose_solver(20, 20, lam=0.0) == "primal"
+    assert choose_solver(10, 20) == "dual" and choose_solver(24, 20) == "dual"
+    assert choose_solver(25, 20) == "primal" and choose_solver(20, 20, lam=0.0) == "primal"
     X, Y, R, C = random_problem(3, 10, 4)
     with pytest.raises(ValueError, match="solver must be one of"):
-        nb.update_instance_factors(X, R, C, 0.1, solver="lu")
+        kernels.update_instance_factors(X, R, C, 0.1, backend="numba", solver="lu")
     with pytest.raises(ValueError, match="exact solver"):
-        nb.solve_instances(X, *_instance_major(R, C), 0.1, np.ones(3), solver="cg")
+        solve_instances(X, *_instance_major(R, C), 0.1, np.ones(3), solver="cg")
     with pytest.raises(ValueError, match="init has shape"):
         kernels.update_instance_factors(X, R, C, 0.1, solver="cg", init=np.zeros((4, 3)))
     with pytest.raises(ValueError, match="needs lam > 0"):
-        nb.solve_instances(X, *_instance_major(R, C), 0.0, np.ones(3), solver="dual")
+        solve_instances(X, *_instance_major(R, C), 0.0, np.ones(3), solver="dual")
 
 
 def test_auto_takes_the_primal_form_without_ridge():
     """lam = 0 with m > d: the dual system D X^T X D has rank d (singular), the primal one is solvable."""
     X, _, R, C = random_problem(6, 40, 5, seed=3)  # m <= 1.2 d: the dual form with lam > 0
-    assert nb.choose_solver(6, 5) == "dual"
+    assert choose_solver(6, 5) == "dual"
     Y, Z = nb.instance_solves(X, R, C, 0.0, np.ones(6))
     assert rel_error(Y, ref.update_instance_factors(X, R, C, 0.0)) < 1e-9
     assert np.isfinite(Z).all()
@@ -115,25 +121,26 @@ def _energy_error(A, x, x_exact):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("m,n,d", [(12, 300, 5), (4, 80, 9)])
-def test_cg_converges_to_the_exact_solution(m, n, d, dtype):
+def test_cg_converges_to_the_exact_solution(m, n, d, dtype, monkeypatch):
     X, Y, R, C = random_problem(m, n, d, seed=5, dtype=dtype)
-    steps = 4 * d  # CG is exact after d steps in exact arithmetic
+    monkeypatch.setattr(config, "CG_STEPS", 4 * d)  # CG is exact after d steps in exact arithmetic
     tol = 1e-8 if dtype == np.float64 else 1e-4
-    Y_cg = nb.update_instance_factors(X, R, C, 0.5, solver="cg", cg_steps=steps)
-    X_cg = nb.update_classifier_factors(Y, R, C, 0.5, solver="cg", cg_steps=steps)
+    Y_cg = nb.update_instance_factors(X, R, C, 0.5, solver="cg")
+    X_cg = nb.update_classifier_factors(Y, R, C, 0.5, solver="cg")
     assert Y_cg.dtype == dtype and X_cg.dtype == dtype
     assert rel_error(Y_cg, ref.update_instance_factors(X, R, C, 0.5)) < tol
     assert rel_error(X_cg, ref.update_classifier_factors(Y, R, C, 0.5)) < tol
 
 
-def test_cg_steps_never_increase_the_energy_error_and_start_from_init():
+def test_cg_steps_never_increase_the_energy_error_and_start_from_init(monkeypatch):
     m, n, d = 15, 40, 8
     X, Y, R, C = random_problem(m, n, d, seed=9)
     exact = ref.update_instance_factors(X, R, C, 0.3)
     start = exact + np.random.default_rng(0).normal(size=exact.shape)
     previous = None
     for steps in range(4):
-        Y_cg = nb.update_instance_factors(X, R, C, 0.3, solver="cg", init=start, cg_steps=steps)
+        monkeypatch.setattr(config, "CG_STEPS", steps)
+        Y_cg = nb.update_instance_factors(X, R, C, 0.3, solver="cg", init=start)
         errors = np.array([
             _energy_error((X * C[:, i]) @ X.T + 0.3 * np.eye(d), Y_cg[:, i], exact[:, i]) for i in range(n)
         ])
@@ -144,12 +151,13 @@ def test_cg_steps_never_increase_the_energy_error_and_start_from_init():
             assert errors.sum() < 0.5 * previous.sum()
         previous = errors
     X_exact = ref.update_classifier_factors(Y, R, C, 0.3)
+    monkeypatch.undo()
     X_from_exact = nb.update_classifier_factors(Y, R, C, 0.3, solver="cg", init=X_exact)
     assert rel_error(X_from_exact, X_exact) < 1e-10  # a converged start stays put
 
 
 def test_every_solver_is_independent_of_the_thread_count(monkeypatch):
-    monkeypatch.setattr(nb, "_PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
     X, Y, R, C = random_problem(9, 3000, 12, seed=11)
     results = []
     before = numba.get_num_threads()
@@ -157,9 +165,9 @@ def test_every_solver_is_independent_of_the_thread_count(monkeypatch):
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
             results.append([
-                *(nb.update_instance_factors(X, R, C, 0.3, solver=s, init=Y) for s in nb.SOLVERS[1:]),
+                *(nb.update_instance_factors(X, R, C, 0.3, solver=s, init=Y) for s in SOLVERS[1:]),
                 nb.update_classifier_factors(Y, R, C, 0.3, solver="cg", init=X),
-                *nb.classifier_sums(*_instance_major(Y, R, C)),
+                *classifier_sums(*_instance_major(Y, R, C)),
             ])
     finally:
         numba.set_num_threads(before)

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from cfe_fast import numba_backend as nb
 from cfe_fast import reference as ref
 from cfe_fast._threads import single_threaded_blas
-from cfe_fast.aggregator import fit_aggregator
+from cfe_fast.training.aggregator import newton
 from test_trainers import make_problem
 
 
@@ -27,13 +26,13 @@ def counting(evaluate):
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
 def test_newton_reaches_the_minimum_with_one_pass_per_full_step(gamma):
     p, s = make_problem(8, 400, 4, seed=3, gamma=gamma)
-    w, b, _ = fit_aggregator(p.aggregator_evaluator(s.X, s.Y), s.w, s.b, p.l2)
+    w, b, _ = newton(p.make_evaluator(s.X, s.Y), s.w, s.b, p.settings.l2)
     terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, w, b, gamma, "exact")
-    assert np.linalg.norm(np.append(terms.grad_w + p.l2 * w, terms.grad_b)) < 1e-6
+    assert np.linalg.norm(np.append(terms.grad_w + p.settings.l2 * w, terms.grad_b)) < 1e-6
     # warm start near the minimum (an outer iteration's situation): every step is a full step,
     # and each costs one pass, whose Hessian the next step uses
-    evaluate, calls = counting(p.aggregator_evaluator(s.X, s.Y))
-    w2, b2, steps = fit_aggregator(evaluate, w + 1e-2, b - 1e-2, p.l2)
+    evaluate, calls = counting(p.make_evaluator(s.X, s.Y))
+    w2, b2, steps = newton(evaluate, w + 1e-2, b - 1e-2, p.settings.l2)
     assert steps >= 2
     assert len(calls) == steps + 1
     np.testing.assert_allclose(np.append(w2, b2), np.append(w, b), rtol=1e-6, atol=1e-8)
@@ -41,8 +40,8 @@ def test_newton_reaches_the_minimum_with_one_pass_per_full_step(gamma):
 
 def test_newton_stops_after_max_steps_without_an_extra_pass():
     p, s = make_problem(8, 400, 4, seed=4)
-    evaluate, calls = counting(p.aggregator_evaluator(s.X, s.Y))
-    _, _, steps = fit_aggregator(evaluate, s.w, s.b, p.l2, max_steps=1)
+    evaluate, calls = counting(p.make_evaluator(s.X, s.Y))
+    _, _, steps = newton(evaluate, s.w, s.b, p.settings.l2, max_steps=1)
     assert steps == 1
     assert calls[0] and not any(calls[1:])  # the Hessian only where a step uses it
 
@@ -50,20 +49,21 @@ def test_newton_stops_after_max_steps_without_an_extra_pass():
 def test_evaluator_is_kept_per_factors_and_remembers_its_last_result(monkeypatch):
     p, s = make_problem(6, 300, 3, seed=5)
     kernel_calls = []
-    original = nb.aggregator_terms
-    monkeypatch.setattr(nb, "aggregator_terms", lambda *a: kernel_calls.append(a[-1]) or original(*a))
-    evaluate = p.aggregator_evaluator(s.X, s.Y)
-    assert p.aggregator_evaluator(s.X, s.Y) is evaluate
+    original = p.backend.aggregator_terms
+    monkeypatch.setattr(p.backend, "aggregator_terms", lambda *a: kernel_calls.append(a[-1]) or original(*a))
+    evaluate = p.evaluator(s)
+    assert p.evaluator(s) is evaluate
     first = evaluate(s.w, s.b, True)
     assert evaluate(s.w.copy(), s.b, False) is first  # same point: no pass
-    assert p.supervised_terms(s.X, s.Y, s.w, s.b) is first
+    assert p.evaluator(s)(s.w, s.b) is first
     assert len(kernel_calls) == 1
     moved = evaluate(s.w + 0.1, s.b)
     expected = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, s.w + 0.1, s.b)
     assert moved.loss == pytest.approx(expected.loss, rel=1e-12)
     assert evaluate(s.w + 0.1, s.b, True).hessian is not None  # a Hessian asked for is computed
     assert len(kernel_calls) == 3
-    other = p.aggregator_evaluator(s.X, s.Y.copy())  # new factors: a new evaluator
+    s.Y = s.Y.copy()
+    other = p.evaluator(s)  # new factors: a new evaluator
     assert other is not evaluate
     assert other(s.w, s.b).loss == pytest.approx(first.loss, rel=1e-14)
 
@@ -71,15 +71,15 @@ def test_evaluator_is_kept_per_factors_and_remembers_its_last_result(monkeypatch
 def test_reconstruction_loss_of_the_instance_step_is_reused(monkeypatch):
     p, s = make_problem(6, 300, 3, seed=7)
     passes = []
-    original = nb.reconstruction_loss
-    monkeypatch.setattr(nb, "reconstruction_loss", lambda *a: passes.append(1) or original(*a))
-    Y = p.instance_step(s.X)
-    assert p.reconstruction_loss(s.X, Y) == pytest.approx(ref.reconstruction_loss(s.X, Y, p.R, p.C, p.lam), rel=1e-12)
+    original = p.backend.reconstruction_loss
+    monkeypatch.setattr(p.backend, "reconstruction_loss", lambda *a: passes.append(1) or original(*a))
+    p.instance_step(s)
+    expected = ref.reconstruction_loss(s.X, s.Y, p.R, p.C, p.lam)
+    assert p.state_reconstruction(s) == pytest.approx(expected, rel=1e-12)
     assert not passes  # the instance step's own loss: no pass over R and C
-    other = Y.copy()
-    assert p.reconstruction_loss(s.X, other) == pytest.approx(ref.reconstruction_loss(s.X, other, p.R, p.C, p.lam),
-                                                              rel=1e-12)
-    assert len(passes) == 1  # other factors: computed
+    s.Y = s.Y.copy()  # other factors: the state forgets the loss, which is computed
+    assert p.state_reconstruction(s) == pytest.approx(ref.reconstruction_loss(s.X, s.Y, p.R, p.C, p.lam), rel=1e-12)
+    assert len(passes) == 1
 
 
 def test_labeled_factors_gather_in_instance_order():

@@ -6,13 +6,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfe_fast import numba_backend as nb
+from cfe_fast.backends import get_backend
 from cfe_fast import reference as ref
-from cfe_fast.trainers import ExactTrainer, Problem, State, exact_classifier_step, exact_instance_step, joint_gradients
+from cfe_fast.training import aggregator, exact_steps
+from cfe_fast.training.problem import InMemoryProblem, Settings
+from cfe_fast.training.state import State
+from cfe_fast.training.trainers import ExactTrainer, joint_gradients
 from conftest import random_problem, rel_error
 
+nb, numpy_backend = get_backend("numba"), get_backend("numpy")
 
-def make_problem(m, n, d, seed, kernels=nb, rho=0.7, labeled_fraction=0.5, balanced=True, gamma=0.0, l2=1e-3):
+
+def make_problem(m, n, d, seed, kernels=None, rho=0.7, labeled_fraction=0.5, balanced=True, gamma=0.0, l2=1e-3,
+                 variant="exact"):
     X, Y, R, C = random_problem(m, n, d, seed=seed, zero_conf=0.1)
     rng = np.random.default_rng(seed + 1)
     labeled = rng.random(n) < labeled_fraction
@@ -20,8 +26,9 @@ def make_problem(m, n, d, seed, kernels=nb, rho=0.7, labeled_fraction=0.5, balan
     y = (rng.random(n) < 0.3).astype(float)
     y[:2] = [0.0, 1.0]
     y_labeled = y[labeled]
-    problem = Problem(kernels, R, C, 0.2, rho, labeled, y_labeled, ref.class_weights(y_labeled, balanced), gamma,
-                      "exact", l2)
+    settings = Settings(rho=rho, focal_gamma=gamma, focal_variant=variant, l2=l2)
+    problem = InMemoryProblem(kernels or nb, R, C, 0.2, settings, labeled, y_labeled,
+                              ref.class_weights(y_labeled, balanced))
     return problem, State(0.5 * X, Y, rng.normal(size=m), -0.3)
 
 
@@ -29,16 +36,16 @@ def reference_objective(p, state):
     labels = np.full(p.R.shape[1], np.nan)
     labels[p.labeled] = p.y_labeled
     balanced = not np.allclose(p.omega, 1.0)
-    return ref.objective(state.X, state.Y, p.R, p.C, p.lam, labels, state.w, state.b, p.rho, balanced,
-                         p.focal_gamma, "exact", p.l2)[0]
+    return ref.objective(state.X, state.Y, p.R, p.C, p.lam, labels, state.w, state.b, p.settings.rho, balanced,
+                         p.settings.focal_gamma, "exact", p.settings.l2)[0]
 
 
-@pytest.mark.parametrize("kernels", [nb, ref])
+@pytest.mark.parametrize("kernels", [nb, numpy_backend])
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
 def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma):
     p, s = make_problem(m, n, d, seed=m + n + d, kernels=kernels, gamma=gamma)
-    fast = exact_instance_step(p, s.X, s.Y, s.w, s.b)
+    fast = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
     dense = ref.exact_instance_step(s.X, p.R, p.C, p.lam, s.Y, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
     assert rel_error(fast, dense) < 1e-10
 
@@ -46,7 +53,7 @@ def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma):
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
 def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d):
     p, s = make_problem(m, n, d, seed=2 * m + n)
-    fast = exact_classifier_step(p, s.X, s.Y, s.w, s.b)
+    fast = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
     dense = ref.exact_classifier_step(s.Y, p.R, p.C, p.lam, s.X, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s)
     assert rel_error(fast, dense) < 1e-10
 
@@ -61,11 +68,11 @@ def test_exact_trainer_never_increases_the_objective(m, n, d, seed, rho, labeled
     p, s = make_problem(m, n, d, seed, rho=rho, labeled_fraction=labeled_fraction, balanced=balanced)
     values = [reference_objective(p, s)]
     for _ in range(3):
-        s.X = exact_classifier_step(p, s.X, s.Y, s.w, s.b)
+        s.X = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
         values.append(reference_objective(p, s))
-        s.Y = exact_instance_step(p, s.X, s.Y, s.w, s.b)
+        s.Y = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
         values.append(reference_objective(p, s))
-        s.w, s.b, _ = p.fit_aggregator(s.X, s.Y, s.w, s.b)
+        aggregator.fit(p, s)
         values.append(reference_objective(p, s))
     increases = np.diff(values)
     assert np.all(increases <= 1e-10 * np.abs(values[:-1])), (values, increases)
@@ -92,12 +99,13 @@ def _finite_difference(f, x, h=1e-6):
 
 @pytest.mark.parametrize("gamma,balanced", [(0.0, True), (0.0, False), (2.0, True)])
 def test_joint_gradients_match_finite_differences(gamma, balanced):
-    p, s = make_problem(4, 12, 2, seed=3, kernels=ref, gamma=gamma, balanced=balanced, l2=0.05)
+    p, s = make_problem(4, 12, 2, seed=3, kernels=numpy_backend, gamma=gamma, balanced=balanced, l2=0.05)
     value, gX, gY, gw, gb = joint_gradients(p, s.X, s.Y, s.w, s.b)
     assert value == pytest.approx(reference_objective(p, s), rel=1e-12)
 
     def at(**changes):
-        return reference_objective(p, State(**{**vars(s), **changes}))
+        current = dict(X=s.X, Y=s.Y, w=s.w, b=s.b)
+        return reference_objective(p, State(**{**current, **changes}))
 
     np.testing.assert_allclose(gX, _finite_difference(lambda X: at(X=X), s.X), rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(gY, _finite_difference(lambda Y: at(Y=Y), s.Y), rtol=1e-5, atol=1e-9)
@@ -108,7 +116,7 @@ def test_joint_gradients_match_finite_differences(gamma, balanced):
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
 def test_joint_gradients_numba_match_reference(dtype, tol):
     p_fast, s = make_problem(7, 3000, 3, seed=9)
-    p_ref, _ = make_problem(7, 3000, 3, seed=9, kernels=ref)
+    p_ref, _ = make_problem(7, 3000, 3, seed=9, kernels=numpy_backend)
     if dtype == np.float32:
         p_fast.R, p_fast.C = p_fast.R.astype(dtype), p_fast.C.astype(dtype)
         p_ref.R, p_ref.C = p_fast.R.astype(np.float64), p_fast.C.astype(np.float64)
@@ -121,14 +129,15 @@ def test_joint_gradients_numba_match_reference(dtype, tol):
     assert fast[4] == pytest.approx(slow[4], rel=tol)
 
 
-@pytest.mark.parametrize("kernels", [nb, ref])
-def test_weighted_bce_aggregator_reaches_the_seeds_fixed_point(kernels):
-    """focal_variant="weighted_bce" has no loss: Problem.fit_aggregator must find (w, b) where the
-    seeds' gradient plus the ridge, computed by the dense reference, vanishes."""
-    p, s = make_problem(6, 400, 3, seed=11, kernels=kernels, gamma=1.5, l2=1e-2)
-    p.focal_variant = "weighted_bce"
-    w, b, _ = p.fit_aggregator(s.X, s.Y, np.zeros(6), 0.0, max_steps=50)
+@pytest.mark.parametrize("kernels", [nb, numpy_backend])
+def test_weighted_bce_aggregator_reaches_its_fixed_point(kernels):
+    """focal_variant="weighted_bce" has no loss: the aggregator fit must find (w, b) where the
+    variant's gradient plus the ridge, computed by the dense reference, vanishes."""
+    p, s = make_problem(6, 400, 3, seed=11, kernels=kernels, gamma=1.5, l2=1e-2, variant="weighted_bce")
+    s.w, s.b = np.zeros(6), 0.0
+    aggregator.fit(p, s, max_steps=50)
+    w, b = s.w, s.b
     terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, w, b, 1.5, "weighted_bce")
-    residual = np.append(terms.grad_w + p.l2 * w, terms.grad_b)
+    residual = np.append(terms.grad_w + p.settings.l2 * w, terms.grad_b)
     start = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, np.zeros(6), 0.0, 1.5, "weighted_bce")
     assert np.linalg.norm(residual) <= 1e-5 * np.linalg.norm(np.append(start.grad_w, start.grad_b))

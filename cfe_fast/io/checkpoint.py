@@ -1,4 +1,4 @@
-"""Checkpoint / resume of a fit, in the safe file format of :mod:`cfe_fast.model_io`.
+"""Checkpoint / resume of a fit, in the safe archive format of :mod:`.archive`.
 
 The whole state of the training loop after iteration k is (Y, X, w, b,
 history, previous loss, k) plus the trainer's own arrays (Adam moments for the
@@ -10,37 +10,16 @@ and continues bit-identically (``max_iter`` and ``verbose`` may differ).
 """
 
 import hashlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_positive_int
-from .model_io import (
-    ModelFileError,
-    history_payload,
-    params_payload,
-    read_archive,
-    restore_history,
-    write_archive,
-)
+from .._validation import check_positive_int
+from ..training.state import FitState
+from .archive import ModelFileError, history_payload, params_payload, read_archive, restore_history, write_archive
 
 CHECKPOINT_FORMAT = "cfe_fast.checkpoint"
 #: Parameters that may change between the interrupted and the resumed fit.
 RESUMABLE_CHANGES = ("max_iter", "verbose")
-
-
-@dataclass
-class FitState:
-    """State of the training loop after ``iteration`` iterations (0: initial)."""
-
-    Y: np.ndarray
-    X: np.ndarray | None
-    w: np.ndarray
-    b: float
-    history: dict = field(default_factory=dict)
-    iteration: int = 0
-    previous: float | None = None
-    trainer: dict = field(default_factory=dict)
 
 
 def data_digest(P, labels):
@@ -52,26 +31,32 @@ def data_digest(P, labels):
     return digest.hexdigest()
 
 
-def _comparable_params(estimator):
-    params, arrays = params_payload(estimator)
+def _comparable_params(parameters):
+    params, arrays = params_payload(parameters)
     for name in RESUMABLE_CHANGES:
         params.pop(name, None)
     return params, arrays
 
 
 class Checkpointer:
-    """Writes the fit state to ``path`` every ``every`` iterations (atomically replaced)."""
+    """Writes the fit state to ``path`` every ``every`` iterations (atomically replaced).
 
-    def __init__(self, path, every, P, labels):
+    ``parameters``: the estimator's ``get_params()``, stored so that a resume
+    can refuse other parameters.
+    """
+
+    def __init__(self, path, every, P, labels, parameters):
         self.path = path
         self.every = check_positive_int(every, "checkpoint_every")
         self.digest = data_digest(P, labels)
+        self.parameters = parameters
 
-    def maybe_write(self, estimator, state):
-        """Write ``state`` if its iteration is a multiple of ``every``."""
-        if state.iteration % self.every:
+    def __call__(self, iteration, make_state):
+        """Write the state ``make_state()`` of ``iteration`` if it is a multiple of ``every``."""
+        if iteration % self.every:
             return
-        params, arrays = params_payload(estimator)
+        state = make_state()
+        params, arrays = params_payload(self.parameters)
         history, history_arrays = history_payload(state.history)
         arrays.update(history_arrays)
         arrays.update({"state/X": state.X, "state/Y": state.Y, "state/w": state.w})
@@ -87,12 +72,13 @@ class Checkpointer:
         write_archive(self.path, CHECKPOINT_FORMAT, metadata, arrays, overwrite=True)
 
 
-def read_checkpoint(path, estimator, P, labels):
-    """The :class:`FitState` stored in ``path``, checked against this estimator and data."""
+def read_checkpoint(path, parameters, P, labels):
+    """The :class:`~cfe_fast.training.state.FitState` stored in ``path``, checked against
+    the estimator's ``get_params()`` ``parameters`` and the data."""
     metadata, arrays = read_archive(path, CHECKPOINT_FORMAT)
     if metadata.get("data_digest") != data_digest(P, labels):
         raise ModelFileError(f"{path} is a checkpoint of a fit on other data (or other labels); cannot resume")
-    mine, my_arrays = _comparable_params(estimator)
+    mine, my_arrays = _comparable_params(parameters)
     saved = {name: value for name, value in metadata.get("params", {}).items() if name not in RESUMABLE_CHANGES}
     differ = sorted(
         name for name in set(mine) | set(saved)
@@ -110,7 +96,7 @@ def read_checkpoint(path, estimator, P, labels):
         )
     except KeyError as error:
         raise ModelFileError(f"{path}: incomplete checkpoint, missing {error}") from None
-    d = estimator.latent_dim if estimator.latent_dim is not None else state.Y.shape[0]
+    d = parameters["latent_dim"] if parameters["latent_dim"] is not None else state.Y.shape[0]
     if state.Y.shape != (d, P.shape[0]) or state.X.shape != (d, P.shape[1]) or state.w.shape != (P.shape[1],):
         raise ModelFileError(f"{path}: checkpoint arrays do not match the data's shape {P.shape}")
     return state

@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._fileio import atomic_write
-from ._validation import check_labels
+from .atomic import atomic_write
+from .._validation import check_labels
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 

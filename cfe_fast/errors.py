@@ -18,3 +18,8 @@ class SingularSystemError(np.linalg.LinAlgError, ValueError):
 
 class CollapseWarning(UserWarning):
     """The fitted ensemble shows a documented collapse failure mode."""
+
+
+def singular_system_error(what, index):
+    """The error of a singular ridge system: ``what`` ("instance", "classifier") and its index."""
+    return SingularSystemError(f"the ridge system of {what} {index} is singular (or numerically so); increase lam")

@@ -1,4 +1,4 @@
-"""Dask backend: CF-Ensemble on data chunked along instances, in memory or out of core.
+"""The Dask backend's engine: CF-Ensemble passes over data chunked along instances.
 
 Data placement
 --------------
@@ -49,118 +49,18 @@ import dask
 import dask.array as da
 import numba
 import numpy as np
-from distributed import Client, LocalCluster, get_worker
+from distributed import get_worker
 
-from . import numba_backend as nb
-from . import reference
-from ._errors import SingularSystemError
-from ._float64 import squared_norm
-from ._validation import FLOAT_DTYPES
-from .numba_backend import (  # noqa: F401  (the kernel protocol on in-memory arrays, as in backends.py)
-    aggregator_terms,
-    fold_in,
-    reconstruction_loss,
-    update_classifier_factors,
-    update_instance_factors,
-)
-from .trainers import Problem
-
-#: partial sums added per task of the tree reduction
-SPLIT_EVERY = 8
-#: bytes of one chunk of P when a NumPy array is split for the cluster
-CHUNK_BYTES = 64 * 2**20
+from ... import config
+from ..._float64 import squared_norm
+from ...core.losses import aggregator_terms_from_sums
+from ...errors import SingularSystemError
+from ..numba.classifier_step import classifier_sums, solve_classifier_sums
+from ..numba.instance_step import solve_instances
+from ..numba.losses import aggregator_sums_t, weighted_squared_residual_t
+from .data import scattered
 
 
-# ------------------------------------------------------------------ client
-@contextmanager
-def client_scope(client=None):
-    """Yield ``client``, or a client of a new ``LocalCluster`` that is closed on exit."""
-    if client is not None:
-        if not isinstance(client, Client):
-            raise TypeError(f"client must be a dask.distributed.Client or None, got {type(client).__name__}")
-        yield client
-        return
-    with LocalCluster(dashboard_address=":0") as cluster, Client(cluster) as own:
-        yield own
-
-
-# -------------------------------------------------------------- validation
-def as_instance_chunks(A, name, client, dtype=None, chunks=None):
-    """``A`` (n, m) as a float dask array chunked along axis 0 only, lazily.
-
-    A NumPy array (or anything ``np.asarray`` accepts) is split into chunks of
-    ``chunks`` rows (default: about ``CHUNK_BYTES`` each) and scattered to the
-    cluster once; a dask array keeps its row chunks and stays lazy.
-    """
-    if not isinstance(A, da.Array):
-        A = np.asarray(A)
-    if A.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
-    if A.ndim != 2:
-        raise ValueError(f"{name} must be 2-dimensional, got shape {A.shape}")
-    if A.size == 0:
-        raise ValueError(f"{name} is empty (shape {A.shape})")
-    dtype = dtype or (A.dtype if A.dtype in FLOAT_DTYPES else np.float64)
-    if isinstance(A, da.Array):
-        return A.astype(dtype).rechunk({1: -1})
-    rows = chunks or max(1, CHUNK_BYTES // (A.shape[1] * np.dtype(dtype).itemsize))
-    return _scattered(client, [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)])
-
-
-def _scattered(client, blocks):
-    """The concatenation of ``blocks`` as a dask array, each block sent to the cluster once."""
-    futures = client.scatter(blocks, hash=False)
-    return da.concatenate([da.from_delayed(f, shape=b.shape, dtype=b.dtype) for f, b in zip(futures, blocks)])
-
-
-def from_npy(path, chunk_rows):
-    """A ``.npy`` file (n, m) as a lazy dask array of ``chunk_rows`` rows per chunk.
-
-    Every chunk task memory-maps the file on its worker and copies only its
-    rows, so the file is never loaded whole (nor shipped through the graph).
-    """
-    shape, dtype = _npy_layout(path)
-    if len(shape) != 2:
-        raise ValueError(f"{path} must hold a 2-dimensional array, got shape {shape}")
-    spans = [(s, min(s + chunk_rows, shape[0])) for s in range(0, shape[0], chunk_rows)]
-    return da.concatenate([
-        da.from_delayed(dask.delayed(_npy_rows)(path, s, e), shape=(e - s, shape[1]), dtype=dtype) for s, e in spans
-    ])
-
-
-def _npy_layout(path):
-    array = np.load(path, mmap_mode="r")
-    return array.shape, array.dtype
-
-
-def _npy_rows(path, start, stop):
-    return np.array(np.load(path, mmap_mode="r")[start:stop])
-
-
-def check_probabilities(P, name):
-    """Check a dask array of probabilities (finite, in [0, 1]) in one streaming pass."""
-    finite, lo, hi = dask.compute(da.isfinite(P).all(), P.min(), P.max())
-    if not finite:
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if lo < 0 or hi > 1:
-        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
-    return P
-
-
-def check_confidence(C, P, name):
-    """Check a dask confidence array against P (shape, finite, >= 0); rechunk it like P."""
-    if C.shape != P.shape:
-        raise ValueError(f"{name} has shape {C.shape}, expected {P.shape} (the shape of X)")
-    C = C.rechunk(P.chunks)
-    finite, lo = dask.compute(da.isfinite(C).all(), C.min())
-    if not finite:
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if lo < 0:
-        raise ValueError(f"{name} must be non-negative; found minimum {lo:g}")
-    return C
-
-
-# ------------------------------------------------------------ chunk tasks
 @contextmanager
 def _worker_threads():
     """Run Numba kernels on the task's worker's thread count (unchanged outside a worker)."""
@@ -175,15 +75,6 @@ def _worker_threads():
         yield
     finally:
         numba.set_num_threads(previous)
-
-
-def calibration_quality(P, labels):
-    """Per-classifier quality of the "calibration" strategy; gathers the labeled rows (n_L, m)."""
-    labeled = ~np.isnan(labels)
-    if not labeled.any():
-        raise ValueError("the 'calibration' confidence needs labeled instances")
-    P_labeled = np.asarray(P[np.flatnonzero(labeled)].compute(), dtype=np.float64)
-    return reference.calibration_confidence(P_labeled.T, labels[labeled])[:, 0]
 
 
 def _confidence_of_chunk(P_chunk, labels_column, confidence):
@@ -204,7 +95,7 @@ def _initial_chunk(bit_generator, state, draw, rows, P_chunk, C_chunk):
     rng = np.random.Generator(bit_generator())
     rng.bit_generator.state = state
     with _worker_threads():
-        return nb.classifier_sums(draw(rng, rows), np.ascontiguousarray(P_chunk), np.ascontiguousarray(C_chunk))
+        return classifier_sums(draw(rng, rows), np.ascontiguousarray(P_chunk), np.ascontiguousarray(C_chunk))
 
 
 def _sweep_chunk(X, P_chunk, C_chunk, labels, lam, offset):
@@ -212,15 +103,15 @@ def _sweep_chunk(X, P_chunk, C_chunk, labels, lam, offset):
     Rt, Ct = np.ascontiguousarray(P_chunk), np.ascontiguousarray(C_chunk)
     with _worker_threads():
         with _located(offset):
-            Yt = nb.solve_instances(X, Rt, Ct, lam)
-        G, B = nb.classifier_sums(Yt, Rt, Ct)
-        sse = nb.weighted_squared_residual_t(X, Yt, Rt, Ct)
+            Yt = solve_instances(X, Rt, Ct, lam)
+        G, B = classifier_sums(Yt, Rt, Ct)
+        sse = weighted_squared_residual_t(X, Yt, Rt, Ct)
     return Yt, Yt[~np.isnan(labels)], (G, B, sse, squared_norm(Yt))
 
 
 def _aggregator_chunk(v, b, YtL, y, omega, focal_gamma, focal_variant, hessian):
     with _worker_threads():
-        return nb.aggregator_sums_t(v, b, YtL, y, omega, focal_gamma, focal_variant, hessian)
+        return aggregator_sums_t(v, b, YtL, y, omega, focal_gamma, focal_variant, hessian)
 
 
 def _fold_in_chunk(P_chunk, X, lam, confidence, block_info=None):
@@ -228,7 +119,7 @@ def _fold_in_chunk(P_chunk, X, lam, confidence, block_info=None):
     with _worker_threads():
         Rt = np.ascontiguousarray(P_chunk)
         with _located(offset):
-            return nb.solve_instances(X, Rt, np.ascontiguousarray(confidence(Rt), dtype=Rt.dtype), lam)
+            return solve_instances(X, Rt, np.ascontiguousarray(confidence(Rt), dtype=Rt.dtype), lam)
 
 
 def _add(*parts):
@@ -237,13 +128,13 @@ def _add(*parts):
 
 
 def _tree_sum(parts):
-    """Delayed tree reduction (``SPLIT_EVERY`` parts per task) of tuples of partial sums."""
+    """Delayed tree reduction (``config.DASK_SPLIT_EVERY`` parts per task) of tuples of partial sums."""
     while len(parts) > 1:
-        parts = [dask.delayed(_add)(*parts[i:i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
+        step = config.DASK_SPLIT_EVERY
+        parts = [dask.delayed(_add)(*parts[i:i + step]) for i in range(0, len(parts), step)]
     return parts[0]
 
 
-# ------------------------------------------------------------------ engine
 class DaskEngine:
     """ALS on a dask cluster: owns the data placement and the fused per-chunk sweep.
 
@@ -261,7 +152,7 @@ class DaskEngine:
         Ridge penalty.
     confidence : dask array (n, m) or callable
         C chunked like P, or ``confidence(P_chunk, labels_chunk) -> C_chunk``
-        (e.g. a partial of :func:`confidence_chunk`), evaluated lazily chunk
+        (e.g. a partial of :func:`cfe_fast.core.confidence.confidence_chunk`), evaluated lazily chunk
         by chunk in the sweeps: C is then never stored.
 
     Attributes
@@ -278,7 +169,7 @@ class DaskEngine:
         self._rows = P.chunks[0]
         self._offsets = np.concatenate([[0], np.cumsum(self._rows)])
         spans = list(zip(self._offsets[:-1], self._offsets[1:]))
-        labels_shared = _scattered(client, [labels[s:e] for s, e in spans])
+        labels_shared = scattered(client, [labels[s:e] for s, e in spans])
         # held here: graphs derived from arrays backed by futures do not keep the futures alive
         self._sources = (P, labels_shared, confidence)
         if not isinstance(confidence, da.Array):
@@ -327,7 +218,7 @@ class DaskEngine:
     def classifier_step(self):
         """X (d, m) from the Grams of the latest pass (Y0 or the latest instance step)."""
         G, B = (np.array(a) for a in self._sums[:2])
-        return nb.solve_classifier_sums(G, B, self.lam, self.dtype)
+        return solve_classifier_sums(G, B, self.lam, self.dtype)
 
     def instance_step(self, X):
         """The fused pass with classifier factors X; blocks until it is done."""
@@ -360,7 +251,8 @@ class DaskEngine:
             for YtL, (y, omega) in zip(self._YtL, self._aggregator_data)
         ]
         sums = self.client.compute(_tree_sum(parts), sync=True)
-        return nb.aggregator_terms_from_sums(self.X, sums, self._omega_total, hessian)
+        loss, g, H = sums
+        return aggregator_terms_from_sums(self.X, loss, g, H if hessian else None, self._omega_total)
 
     def labeled_factors(self):
         """Y of the labeled instances, (d, n_L) NumPy, gathered from the workers."""
@@ -384,56 +276,3 @@ def fold_in_chunks(X, P, lam, confidence):
     """
     X = np.ascontiguousarray(X, dtype=P.dtype)
     return P.map_blocks(_fold_in_chunk, X, float(lam), confidence, chunks=(P.chunks[0], (X.shape[0],)), dtype=P.dtype)
-
-
-# --------------------------------------------------------------- problem
-#: instances the collapse monitors look at under Dask (a fixed sample, gathered each iteration)
-MONITOR_SAMPLE = 100_000
-
-
-class DaskProblem(Problem):
-    """The trainers' :class:`~cfe_fast.trainers.Problem` over a :class:`DaskEngine`.
-
-    The ALS trainer's half-steps, the reconstruction loss and the aggregator
-    terms run as per-chunk passes on the cluster (each chunk of R and C read
-    once per sweep); Y stays on the workers. The collapse monitors look at a
-    fixed sample of at most ``MONITOR_SAMPLE`` instances, so Y is never
-    gathered whole.
-    """
-
-    def __init__(self, engine, rho, labeled, y_labeled, omega, focal_gamma=0.0, focal_variant="exact", l2=0.0,
-                 weighted_aggregator=True, seed=0):
-        super().__init__(nb, None, engine.C, engine.lam, rho, labeled, y_labeled, omega, focal_gamma,
-                         focal_variant, l2, weighted_aggregator)
-        self.engine = engine
-        n = engine.shape[0]
-        size = min(n, MONITOR_SAMPLE)
-        self._sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-
-    def classifier_step(self, Y, solver="auto", init=None):
-        """X from the Grams of the latest fused pass (Y is already on the workers; exact solves only)."""
-        return self.engine.classifier_step()
-
-    def instance_step(self, X, solver="auto", init=None):
-        self.engine.instance_step(X)
-        return self.engine.instance_factors()
-
-    def reconstruction_loss(self, X, Y):
-        """From the sums of the latest fused pass, which ran with these (X, Y)."""
-        return self.engine.reconstruction_loss()
-
-    def labeled_factors(self, Y):
-        return self.engine.labeled_factors()
-
-    def aggregator_evaluator(self, X, Y):
-        def evaluate(w, b, hessian=False, omega=None, gamma=None):
-            if omega is not None:
-                raise NotImplementedError("per-call instance weights are not supported by the Dask backend")
-            return self.engine.aggregator_terms(w, b, self.focal_gamma if gamma is None else gamma,
-                                                self.focal_variant, hessian)
-
-        return evaluate
-
-    def monitor_factors(self, Y):
-        """Y of the fixed monitoring sample, gathered to the client."""
-        return np.asarray(Y[:, self._sample].compute())

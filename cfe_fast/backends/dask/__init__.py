@@ -1,0 +1,80 @@
+"""Dask backend: CF-Ensemble on data chunked along instances, in memory or out of core.
+
+P (= R^T) and C are instance-major dask arrays (n, m) chunked along
+instances only; they may live in worker memory or be lazy (a Zarr store, a
+``.npy`` memmap via :func:`.data.from_npy`), so R and C never have to fit in
+the cluster's memory. A sweep is one task per chunk running the Numba
+kernels (see :mod:`.engine`); in-memory kernels of the contract are the
+Numba backend's. With ``client=None`` a fit runs on a ``LocalCluster`` of
+its own and brings its results back as NumPy arrays.
+"""
+
+import functools
+
+import dask.array as da
+import numpy as np
+
+from ..._validation import check_labels, check_solvable
+from ...core.confidence import confidence_chunk
+from ...training.state import FitState, State, initial_instance_factors
+from ..contract import Capabilities
+from ..numba import NumbaBackend
+from .data import as_instance_chunks, calibration_quality, check_confidence, check_probabilities, client_scope
+from .engine import DaskEngine, fold_in_chunks
+from .problem import DaskProblem
+
+
+class DaskBackend(NumbaBackend):
+    """The contract on a dask cluster; the kernels on in-memory arrays are the Numba backend's."""
+
+    name = "dask"
+    capabilities = Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "dask"),
+                                focal_variants=("exact",), checkpoints=False)
+
+    def session(self, client):
+        """A context yielding ``client``, or the client of a new ``LocalCluster`` closed on exit."""
+        return client_scope(client)
+
+    def gather(self, client, *arrays):
+        """Dask arrays computed to NumPy (before the fit's own cluster closes)."""
+        return tuple(client.compute(list(arrays), sync=True))
+
+    def check_new_data(self, X, dtype):
+        """Lazy checked chunks of a dask array; NumPy input is checked in memory."""
+        if not isinstance(X, da.Array):
+            return super().check_new_data(X, dtype)
+        return check_probabilities(as_instance_chunks(X, "X", None, dtype), "X")
+
+    def check_data(self, X, y, dtype, client=None):
+        P = check_probabilities(as_instance_chunks(X, "X", client, dtype), "X")
+        return P, check_labels(y, P.shape[0], "y")
+
+    def start_fit(self, data):
+        P, labels, lam, d = data.P, data.labels, data.lam, data.latent_dim
+        quality = None
+        if data.strategy is None:
+            C = as_instance_chunks(data.confidence, "confidence", data.client, P.dtype)
+            confidence = check_confidence(C, P, "confidence")
+        else:
+            if data.strategy == "calibration":
+                quality = calibration_quality(P, labels)
+            confidence = functools.partial(confidence_chunk, strategy=data.strategy, alpha=data.confidence_alpha,
+                                           quality=quality)
+        engine = DaskEngine(data.client, P, labels, data.omega, lam, confidence)
+        check_solvable(engine.C, lam, d, axis=0)
+        check_solvable(engine.C, lam, d, axis=1)
+        engine.init_instance_factors(data.rng, functools.partial(initial_instance_factors, d=d, dtype=P.dtype))
+        labeled = data.labeled
+        problem = DaskProblem(engine, data.settings, labeled, labels[labeled], data.omega, quality)
+        m = P.shape[1]
+        progress = FitState(Y=None, X=None, w=np.full(m, 1.0 / m), b=0.0)
+        return problem, State(None, None, progress.w, progress.b), progress
+
+    def fold_in_data(self, X, P, lam, confidence):
+        """Lazy chunked fold-in for a dask array P; the Numba fold-in for NumPy input."""
+        if not isinstance(P, da.Array):
+            return super().fold_in_data(X, P, lam, confidence)
+        return fold_in_chunks(X, P, lam, confidence).T
+
+
+BACKEND = DaskBackend()

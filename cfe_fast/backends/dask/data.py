@@ -1,0 +1,108 @@
+"""Data of the Dask backend: the client, instance-chunked arrays, lazy ``.npy`` input, checks."""
+
+from contextlib import contextmanager
+
+import dask
+import dask.array as da
+import numpy as np
+from distributed import Client, LocalCluster
+
+from ... import config
+from ..._validation import FLOAT_DTYPES
+from ...core.confidence import classifier_quality
+
+
+@contextmanager
+def client_scope(client=None):
+    """Yield ``client``, or a client of a new ``LocalCluster`` that is closed on exit."""
+    if client is not None:
+        if not isinstance(client, Client):
+            raise TypeError(f"client must be a dask.distributed.Client or None, got {type(client).__name__}")
+        yield client
+        return
+    with LocalCluster(dashboard_address=":0") as cluster, Client(cluster) as own:
+        yield own
+
+
+def as_instance_chunks(A, name, client, dtype=None, chunks=None):
+    """``A`` (n, m) as a float dask array chunked along axis 0 only, lazily.
+
+    A NumPy array (or anything ``np.asarray`` accepts) is split into chunks of
+    ``chunks`` rows (default: about ``config.DASK_CHUNK_BYTES`` each) and scattered to the
+    cluster once; a dask array keeps its row chunks and stays lazy.
+    """
+    if not isinstance(A, da.Array):
+        A = np.asarray(A)
+    if A.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional, got shape {A.shape}")
+    if A.size == 0:
+        raise ValueError(f"{name} is empty (shape {A.shape})")
+    dtype = dtype or (A.dtype if A.dtype in FLOAT_DTYPES else np.float64)
+    if isinstance(A, da.Array):
+        return A.astype(dtype).rechunk({1: -1})
+    rows = chunks or max(1, config.DASK_CHUNK_BYTES // (A.shape[1] * np.dtype(dtype).itemsize))
+    return scattered(client, [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)])
+
+
+def scattered(client, blocks):
+    """The concatenation of ``blocks`` as a dask array, each block sent to the cluster once."""
+    futures = client.scatter(blocks, hash=False)
+    return da.concatenate([da.from_delayed(f, shape=b.shape, dtype=b.dtype) for f, b in zip(futures, blocks)])
+
+
+def from_npy(path, chunk_rows):
+    """A ``.npy`` file (n, m) as a lazy dask array of ``chunk_rows`` rows per chunk.
+
+    Every chunk task memory-maps the file on its worker and copies only its
+    rows, so the file is never loaded whole (nor shipped through the graph).
+    """
+    shape, dtype = _npy_layout(path)
+    if len(shape) != 2:
+        raise ValueError(f"{path} must hold a 2-dimensional array, got shape {shape}")
+    spans = [(s, min(s + chunk_rows, shape[0])) for s in range(0, shape[0], chunk_rows)]
+    return da.concatenate([
+        da.from_delayed(dask.delayed(_npy_rows)(path, s, e), shape=(e - s, shape[1]), dtype=dtype) for s, e in spans
+    ])
+
+
+def _npy_layout(path):
+    array = np.load(path, mmap_mode="r")
+    return array.shape, array.dtype
+
+
+def _npy_rows(path, start, stop):
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def check_probabilities(P, name):
+    """Check a dask array of probabilities (finite, in [0, 1]) in one streaming pass."""
+    finite, lo, hi = dask.compute(da.isfinite(P).all(), P.min(), P.max())
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
+    return P
+
+
+def check_confidence(C, P, name):
+    """Check a dask confidence array against P (shape, finite, >= 0); rechunk it like P."""
+    if C.shape != P.shape:
+        raise ValueError(f"{name} has shape {C.shape}, expected {P.shape} (the shape of X)")
+    C = C.rechunk(P.chunks)
+    finite, lo = dask.compute(da.isfinite(C).all(), C.min())
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if lo < 0:
+        raise ValueError(f"{name} must be non-negative; found minimum {lo:g}")
+    return C
+
+
+def calibration_quality(P, labels):
+    """Per-classifier quality of the "calibration" strategy; gathers the labeled rows (n_L, m)."""
+    labeled = ~np.isnan(labels)
+    if not labeled.any():
+        raise ValueError("the 'calibration' confidence needs labeled instances")
+    P_labeled = np.asarray(P[np.flatnonzero(labeled)].compute(), dtype=np.float64)
+    return classifier_quality(P_labeled.T, labels[labeled])

@@ -1,0 +1,74 @@
+"""Shared pieces of the Numba kernels: the jit options, thread gating, float64 views, ordered sums."""
+
+from contextlib import contextmanager
+from functools import partial
+
+import numpy as np
+from numba import get_num_threads, njit, set_num_threads, types
+from numba.extending import overload
+
+from ... import config
+from ..._threads import single_threaded_blas
+
+#: every kernel: cached on disk, and NumPy's error model (a float division by
+#: zero gives inf/nan, as in NumPy, instead of raising): Python's model puts a
+#: zero test before every division, which keeps the loops over systems with a
+#: division (pivots, triangular solves) from vectorising
+jit = partial(njit, cache=True, error_model="numpy")
+
+
+@contextmanager
+def kernel_threads(flops):
+    """BLAS on one thread, and Numba's parallel loops on one thread for small work.
+
+    Results do not depend on the thread count, so this changes speed only.
+    """
+    before = get_num_threads()
+    with single_threaded_blas():
+        if flops < config.PARALLEL_MIN_FLOPS:
+            set_num_threads(1)
+        try:
+            yield
+        finally:
+            set_num_threads(before)
+
+
+def as_float64(a):
+    """``a`` as float64 in a kernel: ``a`` itself when it already is (astype always copies)."""
+    return a.astype(np.float64)
+
+
+@overload(as_float64)
+def _as_float64_overload(a):
+    if a.dtype == types.float64:
+        return lambda a: a
+    return lambda a: a.astype(np.float64)
+
+
+@jit(inline="always")
+def tri(i):
+    """Offset of row i in a packed lower triangle (row-major)."""
+    return i * (i + 1) // 2
+
+
+@jit
+def ordered_sum(parts):
+    """parts[0] + parts[1] + ... in this order, as a new float64 array.
+
+    A serial function on purpose: in a parallel kernel every array expression
+    outside the prange loop (``g += part[c]``, ``np.zeros``) is a parallel
+    region of its own, one launch per term of a loop -- 64 per classifier
+    step and 60 per aggregator pass, each a thread wake-up.
+    The parallel kernels therefore allocate their per-task partials with
+    np.empty, fill them inside the loop, and add them up here.
+    """
+    total = np.zeros(parts.shape[1:])
+    for k in range(parts.shape[0]):
+        total += parts[k]
+    return total
+
+
+@jit(inline="always")
+def block_range(b, n_blocks, n_chunks):
+    """Chunks [c0, c1) of reduction block b: n_chunks split into n_blocks contiguous runs."""
+    return b * n_chunks // n_blocks, (b + 1) * n_chunks // n_blocks

@@ -1,0 +1,100 @@
+"""Loss terms shared by every backend (docs/method.md, "Objective").
+
+Class weights, the per-instance loss terms of BCE and focal loss, the
+aggregator's loss, gradient and Hessian assembled from a backend's sums
+over the labeled instances, and the normalised reconstruction term.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+FOCAL_VARIANTS = ("exact", "weighted_bce")
+
+
+def class_weights(y_labeled, balanced=True):
+    """omega_i = n_L / (2 n_class(y_i)); all ones when off or a class is absent."""
+    y = np.asarray(y_labeled, dtype=np.float64)
+    n_pos = np.sum(y == 1)
+    n_neg = y.size - n_pos
+    if not balanced or n_pos == 0 or n_neg == 0:
+        return np.ones(y.size)
+    return np.where(y == 1, y.size / (2.0 * n_pos), y.size / (2.0 * n_neg))
+
+
+def supervised_weights(omega, rho):
+    """a_i = (1 - rho) omega_i / sum(omega): the weight of instance i in rho L_rec + (1 - rho) L_sup."""
+    return (1.0 - rho) * omega / omega.sum()
+
+
+def logistic(xp):
+    """The logistic function in module ``xp`` (SciPy's for NumPy; exp(-log(1 + e^-x)) elsewhere)."""
+    if xp is np:
+        from scipy.special import expit
+
+        return expit
+    return lambda x: xp.exp(-xp.logaddexp(0.0, -x))
+
+
+def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
+    """Per-instance loss, dloss/dz and curvature at logits z (vectorised, module ``xp``).
+
+    BCE in log-sum-exp form; focal loss -(1 - p_t)^gamma log p_t with its
+    true derivative ("exact") or the variant of the original implementation
+    that treats (1 - p_t)^gamma as a constant weight on the BCE gradient
+    ("weighted_bce"). The curvature is d2loss/dz2 for BCE and exact focal,
+    and the frozen-weight BCE curvature for "weighted_bce".
+    """
+    expit = logistic(xp)
+    z = xp.asarray(z, dtype=np.float64)
+    sign = 2.0 * y - 1.0
+    a = sign * z  # logit of p_t
+    log_pt = -xp.logaddexp(0.0, -a)
+    pt = expit(a)
+    q = expit(-a)  # 1 - p_t
+    g = focal_gamma
+    loss = -(q**g) * log_pt
+    bce_grad = expit(z) - y
+    bce_curv = pt * q
+    if g == 0.0:
+        return loss, bce_grad, bce_curv
+    if focal_variant == "weighted_bce":
+        return loss, q**g * bce_grad, q**g * bce_curv
+    grad = sign * (g * q**g * pt * log_pt - q ** (g + 1))
+    curv = g * q ** (g + 1) * pt * (log_pt + 1) - g**2 * q**g * pt**2 * log_pt + (g + 1) * q ** (g + 1) * pt
+    return loss, grad, curv
+
+
+class AggregatorTerms(NamedTuple):
+    """Normalised supervised loss, its gradient and (optionally) its Hessian.
+
+    ``hessian`` is (m + 1, m + 1) over (w, b), b last, or None.
+    """
+
+    loss: float
+    grad_w: np.ndarray
+    grad_b: float
+    hessian: np.ndarray | None
+
+
+def aggregator_terms_from_sums(X, loss_sum, g, H, total):
+    """AggregatorTerms from sums over the labeled instances in latent space.
+
+    With z_i = v^T y_i + b (v = X w): ``loss_sum`` = sum omega_i loss_i,
+    ``g`` (d + 1,) = sum e_i [y_i; 1] and ``H`` (d + 1, d + 1) = sum h_i
+    [y_i; 1][y_i; 1]^T or None; ``total`` = sum omega_i. Since r_hat_i =
+    X^T y_i, the map [y; 1] -> [r_hat; 1] lifts them to (w, b).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    hessian = None
+    if H is not None:
+        lift = np.zeros((X.shape[0] + 1, X.shape[1] + 1))
+        lift[:-1, :-1] = X
+        lift[-1, -1] = 1.0
+        hessian = lift.T @ H @ lift / total
+    return AggregatorTerms(float(loss_sum) / total, X.T @ g[:-1] / total, float(g[-1]) / total, hessian)
+
+
+def normalised_reconstruction_loss(weighted_sse, x_squared, y_squared, lam, m, n):
+    """L_rec = (sum c (r - r_hat)^2 + lam (||X||^2 + ||Y||^2)) / (m n) from its sums."""
+    return float((weighted_sse + lam * (x_squared + y_squared)) / (m * n))

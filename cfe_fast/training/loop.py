@@ -1,0 +1,132 @@
+"""The outer loop of a fit: trainer steps, losses, collapse monitors, remedies, stop test, checkpoints."""
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import expit
+
+from .. import diagnostics
+from .._float64 import matvec64
+from ..errors import CollapseWarning
+from .state import FitState
+
+#: the per-iteration losses and counts, in ``history_`` order, before the collapse monitors
+LOSSES = ("loss", "reconstruction", "supervised", "aggregator_steps", "time")
+
+
+@dataclass
+class History:
+    """Per-iteration records of a fit: the values of :data:`LOSSES`, then the collapse monitors."""
+
+    records: dict = field(default_factory=lambda: {key: [] for key in LOSSES})
+
+    def append(self, values):
+        for key, value in values.items():
+            self.records.setdefault(key, []).append(value)
+
+    @property
+    def elapsed(self):
+        """Seconds of the iterations recorded so far (a resumed fit continues the clock)."""
+        return self.records["time"][-1] if self.records["time"] else 0.0
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The estimator's parameters that steer the outer loop."""
+
+    max_iter: int
+    tol: float
+    weighted: bool
+    freeze_aggregator_iters: int = 0
+    reinit_collapsed_aggregator: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class FitResult:
+    """What a fit produced: the final state, its history, the iterations run and whether tol was met."""
+
+    state: object
+    history: dict
+    n_iter: int
+    converged: bool
+
+
+def weights_collapsed(w):
+    """||w|| below ``diagnostics.WEIGHT_NORM_MIN`` or sum(w) <= 0: the aggregator no longer reads the classifiers."""
+    return np.linalg.norm(w) < diagnostics.WEIGHT_NORM_MIN or w.sum() <= 0
+
+
+def monitor_values(problem, state, weighted, spread_of_R):
+    """The collapse monitors at the state (on the problem's monitor sample of Y)."""
+    X = np.asarray(problem.to_host(state.X), dtype=np.float64)
+    Y = problem.to_host(problem.monitor_factors(state.Y))
+    w = state.w if weighted else np.full(X.shape[1], 1.0 / X.shape[1])
+    logit_part = matvec64(X @ w, Y)
+    if weighted:
+        proba, b = expit(logit_part + state.b), state.b
+    else:
+        proba, b = np.clip(logit_part, 0.0, 1.0), 0.0
+    y_labeled = problem.to_host(problem.y_labeled)
+    return diagnostics.monitors(X, Y, w, b, proba, logit_part, y_labeled, spread_of_R)
+
+
+def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None, callback=None):
+    """Iterate until convergence or ``options.max_iter``.
+
+    Parameters
+    ----------
+    problem : Problem
+    state : State
+        Updated in place.
+    trainer : a trainer of :mod:`cfe_fast.training.trainers`
+    options : LoopOptions
+    progress : FitState
+        Where the fit starts: iteration, history and previous objective (0, empty and None afresh).
+    spread_of_R : float
+        std over instances of the mean of R (a collapse monitor's scale).
+    checkpoint : callable (iteration, make_state) or None
+        Called after every iteration that did not stop the fit, with a
+        function that returns the :class:`FitState` to write (built only when asked).
+    callback : callable (iteration, history dict) or None
+
+    Returns
+    -------
+    FitResult
+    """
+    history = History(progress.history or {key: [] for key in LOSSES})
+    previous = progress.previous
+    converged = False
+    start = time.perf_counter() - history.elapsed
+    iteration = progress.iteration
+    for iteration in range(progress.iteration + 1, options.max_iter + 1):
+        frozen = options.weighted and iteration <= options.freeze_aggregator_iters
+        steps = trainer.step(problem, state, fit_aggregator=options.weighted and not frozen)
+        loss, rec, sup = problem.objective(state)
+        history.append(dict(zip(LOSSES, (loss, rec, sup, steps, time.perf_counter() - start))))
+        history.append(monitor_values(problem, state, options.weighted, spread_of_R))
+        if options.verbose:
+            print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
+        if callback is not None:
+            callback(iteration, history.records)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the objective became {loss} at iteration {iteration}")
+        if options.weighted and not frozen and options.reinit_collapsed_aggregator and weights_collapsed(state.w):
+            warnings.warn(
+                f"the aggregator collapsed at iteration {iteration} (||w|| = {np.linalg.norm(state.w):.3g}, "
+                f"sum w = {state.w.sum():.3g}); re-initialising it to the mean (w = 1/m)",
+                CollapseWarning, stacklevel=4,
+            )
+            state.w, state.b = np.full(state.w.size, 1.0 / state.w.size), 0.0
+            previous = None
+            continue
+        if previous is not None and not frozen and abs(loss - previous) <= options.tol * max(abs(loss), 1e-300):
+            converged = True
+            break
+        previous = loss
+        if checkpoint is not None:
+            checkpoint(iteration, lambda: FitState(problem.to_host(state.Y), problem.to_host(state.X), state.w,
+                                                   state.b, history.records, iteration, previous, trainer.state()))
+    return FitResult(state, history.records, iteration, converged)
