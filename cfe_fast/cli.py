@@ -109,7 +109,8 @@ def boolean(text):
     if word in FALSE_WORDS:
         return False
     raise argparse.ArgumentTypeError(
-        f"invalid boolean {text!r}: use one of {', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
+        f"invalid boolean {text!r}: use {'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)} "
+        "(a bare flag right before INPUT takes INPUT as its value: put it after INPUT or write --flag=yes)"
     )
 
 
@@ -157,7 +158,7 @@ def _option(name, default=argparse.SUPPRESS):
 
 def _add_estimator_options(parser):
     group = parser.add_argument_group(
-        "model parameters (see help(cfe_fast.CFEnsembleClassifier); a boolean is --name, --name yes|no "
+        "model parameters (see help(cfe_fast.CFEnsembleClassifier); a boolean is --name, --name=yes|no "
         "or --no-name)"
     )
     for name in _estimator_parameters():
