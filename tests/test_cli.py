@@ -1,7 +1,9 @@
 """The cfe-fast command line, end to end (subprocesses) and in-process for the details."""
 
+import ast
 import csv
 import importlib.util
+import inspect
 import os
 import re
 import signal
@@ -14,7 +16,9 @@ import numpy as np
 import pytest
 
 from cfe_fast import CFEnsembleClassifier, make_ensemble
-from cfe_fast.cli import PARAM_OPTIONS, build_parser, main
+from cfe_fast.backends import BACKENDS
+from cfe_fast.cli import CLI_DEFAULTS, _estimator_from, build_parser, docstring_parameters, main
+from cfe_fast.parameters import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--latent-dim", "3", "--max-iter", "15", "--quiet"]
@@ -170,8 +174,8 @@ def test_every_estimator_parameter_has_an_option():
     fit = build_parser()._subparsers._group_actions[0].choices["fit"]
     dests = {action.dest for action in fit._actions}
     params = set(CFEnsembleClassifier().get_params()) - {"verbose"}
-    assert {f"param_{name}" for name in params} <= dests
-    assert set(PARAM_OPTIONS) <= params  # no option for a parameter that no longer exists
+    assert {f"param_{name}" for name in params} - {"param_client"} <= dests  # a client cannot be typed
+    assert {d for d in dests if d.startswith("param_")} <= {f"param_{name}" for name in params}
 
 
 @pytest.mark.parametrize("command", ["fit", "predict", "diagnose", "demo"])
@@ -207,3 +211,131 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     np.testing.assert_array_equal(read_predictions(tmp_path / "out" / "predictions.csv")[1], full.transductive_proba_)
     resumed = CFEnsembleClassifier.load(tmp_path / "out" / "model.npz")
     assert resumed.history_["loss"] == full.history_["loss"]
+
+
+# ------------------------------------------- options generated from the estimator
+SIGNATURE = inspect.signature(CFEnsembleClassifier).parameters
+
+
+def fit_parser():
+    return build_parser()._subparsers._group_actions[0].choices["fit"]
+
+
+def model_actions():
+    """{parameter name: its --name action} of fit (the --no-name of a boolean left out)."""
+    return {a.dest[len("param_"):]: a for a in fit_parser()._actions
+            if a.dest.startswith("param_") and not a.option_strings[0].startswith("--no-")}
+
+
+def parse(*options):
+    return _estimator_from(build_parser().parse_args(["fit", "table.csv", *options]))
+
+
+def test_help_shows_the_true_default_of_every_option():
+    actions = model_actions()
+    assert set(actions) == set(SIGNATURE) - {"client", "verbose"}  # a client cannot be typed; verbose: the bar
+    for name, action in actions.items():
+        shown = re.search(r"default: ([^;)\s]+)", action.help % {}).group(1)
+        value = action.type(shown)
+        if name in CLI_DEFAULTS:  # documented: the command line fixes the seed
+            assert name == "random_state" and value == CLI_DEFAULTS[name] == 0
+            assert f"{SIGNATURE[name].default!r} in the estimator" in action.help
+        else:
+            assert value == SIGNATURE[name].default and type(value) is type(SIGNATURE[name].default), name
+    assert parse().get_params() == CFEnsembleClassifier(random_state=0).get_params()  # no option: the defaults
+
+
+def test_fit_help_text_has_the_estimators_rho_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--rho FLOAT Weight of the reconstruction term" in out  # the help is the docstring's
+    assert f"(range: [0, 1]; default: {SIGNATURE['rho'].default})" in out and "default 0.5" not in out
+
+
+def test_the_docstring_documents_every_parameter_with_its_default():
+    documented = docstring_parameters(CFEnsembleClassifier)
+    assert set(SIGNATURE) <= set(documented)
+    for name, default in re.findall(r"^ {4}(\w+) : .*default=(.+)$", CFEnsembleClassifier.__doc__, re.M):
+        if name in SIGNATURE:
+            assert ast.literal_eval(default) == SIGNATURE[name].default, name
+
+
+@pytest.mark.parametrize(
+    "options, value",
+    [
+        ([], False), (["--reinit-collapsed-aggregator"], True), (["--reinit-collapsed-aggregator", "no"], False),
+        (["--reinit-collapsed-aggregator", "yes"], True), (["--reinit-collapsed-aggregator", "FALSE"], False),
+        (["--reinit-collapsed-aggregator", "1"], True), (["--reinit-collapsed-aggregator", "off"], False),
+        (["--no-reinit-collapsed-aggregator"], False), (["--reinit-collapsed-aggregator=no"], False),
+        (["--reinit-collapsed-aggregator", "--no-reinit-collapsed-aggregator"], False),
+    ],
+)
+def test_boolean_options(options, value):
+    assert parse(*options).reinit_collapsed_aggregator is value
+    if options[-1:] != ["--reinit-collapsed-aggregator"]:  # a bare --name before INPUT takes INPUT as its value
+        model = _estimator_from(build_parser().parse_args(["fit", *options, "table.csv"]))  # options before INPUT
+        assert model.reinit_collapsed_aggregator is value
+
+
+@pytest.mark.parametrize("options", [["--reinit-collapsed-aggregator", "maybe"],
+                                     ["--reinit-collapsed-aggregator", "nope"],
+                                     ["--no-reinit-collapsed-aggregator=yes"],
+                                     ["--reinit-collapsed-aggregator", "table.csv"]])  # not a silent True
+def test_an_invalid_boolean_word_is_an_error(options, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["fit", *options, "table.csv"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--reinit-collapsed-aggregator" in err or "--no-reinit-collapsed-aggregator" in err
+    assert "invalid boolean" in err or "ignored explicit argument" in err
+
+
+def test_choices_come_from_the_parameter_declarations(capsys):
+    actions = model_actions()
+    for name, param in PARAMETERS.items():
+        if param.kind == "choice":
+            assert tuple(actions[name].choices) == param.choices, name
+    assert PARAMETERS["backend"].choices == BACKENDS and tuple(actions["backend"].choices) == BACKENDS
+    assert parse("--class-weight", "none").class_weight is None
+    assert parse("--class-weight", "balanced").class_weight == "balanced"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fit", "t.csv", "--trainer", "sgd"])
+    assert "invalid choice: 'sgd'" in capsys.readouterr().err
+    demo = build_parser()._subparsers._group_actions[0].choices["demo"]
+    backend = next(a for a in demo._actions if a.dest == "backend")
+    assert tuple(backend.choices) == BACKENDS and backend.default == SIGNATURE["backend"].default
+
+
+def test_none_words_and_types():
+    model = parse("--latent-dim", "none", "--clip-norm", "NONE", "--seed", "none")
+    assert model.latent_dim is None and model.clip_norm is None and model.random_state is None
+    model = parse("--latent-dim", "4", "--rho", "0.25", "--seed", "7", "--max-iter", "9", "--trainer", "joint")
+    assert (model.latent_dim, model.rho, model.random_state, model.max_iter, model.trainer) == (4, 0.25, 7, 9, "joint")
+    assert type(model.latent_dim) is int and type(model.rho) is float
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--rho", "1.5"], "rho must be in [0, 1], got 1.5"),
+        (["--rho", "nan"], "rho must be a finite real number in [0, 1], got nan"),
+        (["--freeze-aggregator-iters", "-1"], "freeze_aggregator_iters must be an integer >= 0, got -1"),
+        (["--confidence", "psychic"], "confidence has an unknown confidence strategy 'psychic'"),
+        (["--clip-norm", "0"], "clip_norm must be None or > 0, got 0.0"),
+        (["--seed", "-4"], "random_state must be None, an integer >= 0"),
+        (["--trainer", "exact", "--aggregator", "mean"], "trainer='exact' fits the weighted aggregator"),
+        (["--solver", "cg", "--trainer", "joint"], "solver='cg' applies to trainer='als' only"),
+    ],
+)
+def test_bad_parameters_are_one_line_errors_before_the_table_is_read(tmp_path, capsys, options, message):
+    assert main(["fit", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "out"), *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"cfe-fast: error: {message}" or err.startswith(f"cfe-fast: error: {message}"), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_wrong_int_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["fit", "t.csv", "--max-iter", "1.5"])
+    assert stop.value.code == 2 and "invalid int value: '1.5'" in capsys.readouterr().err

@@ -8,7 +8,8 @@
 =========  ===========================================================
 
 A backend's package is imported when it is first asked for, so NumPy-only
-use never loads Numba, CuPy or Dask.
+use never loads Numba, CuPy or Dask; what each supports is declared here
+(:data:`CAPABILITIES`), so parameters can be checked without importing it.
 """
 
 import importlib
@@ -24,6 +25,15 @@ _PACKAGES = {
 
 BACKENDS = tuple(_PACKAGES)
 
+#: what each backend supports (:class:`~.contract.Capabilities`)
+CAPABILITIES = {
+    "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS),
+    "numpy": Capabilities(trainers=TRAINERS, solvers=SOLVERS),  # exact: every solver name, ignored
+    "cupy": Capabilities(trainers=("als",), solvers=("auto",)),
+    "dask": Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "dask"), focal_variants=("exact",),
+                         checkpoints=False),
+}
+
 
 def get_backend(name):
     """The backend object of a name in :data:`BACKENDS`."""
@@ -34,4 +44,4 @@ def get_backend(name):
     return importlib.import_module(package).BACKEND
 
 
-__all__ = ["BACKENDS", "SOLVERS", "TRAINERS", "Backend", "Capabilities", "get_backend"]
+__all__ = ["BACKENDS", "CAPABILITIES", "SOLVERS", "TRAINERS", "Backend", "Capabilities", "get_backend"]

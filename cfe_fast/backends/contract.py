@@ -43,16 +43,24 @@ class Capabilities:
     focal_variants: tuple = ("exact", "weighted_bce")
     checkpoints: bool = True
 
-    def check(self, backend, *, trainer="als", solver="auto", focal_variant="exact", focal_gamma=0.0):
-        """Raise ValueError naming the parameter that ``backend`` does not support."""
+    def breach(self, backend, *, trainer="als", solver="auto", focal_variant="exact", focal_gamma=0.0):
+        """The message naming what ``backend`` does not support of these values, or None."""
         if trainer not in self.trainers:
-            raise ValueError(f"backend={backend!r} supports trainer={self._one_of(self.trainers)}, got trainer={trainer!r}")
+            return f"backend={backend!r} supports trainer={self._one_of(self.trainers)}, got trainer={trainer!r}"
         if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+            return f"solver must be one of {SOLVERS}, got {solver!r}"
         if solver not in self.solvers:
-            raise ValueError(f"solver={solver!r} is not available with backend={backend!r} (it takes {self.solvers})")
+            return f"solver={solver!r} is not available with backend={backend!r} (it takes {self.solvers})"
         if focal_gamma > 0 and focal_variant not in self.focal_variants:
-            raise ValueError(f"backend={backend!r} supports focal_variant={self._one_of(self.focal_variants)}")
+            return (f"backend={backend!r} supports focal_variant={self._one_of(self.focal_variants)}, "
+                    f"got focal_variant={focal_variant!r}")
+        return None
+
+    def check(self, backend, **values):
+        """Raise ValueError with the message of :meth:`breach`, if any."""
+        message = self.breach(backend, **values)
+        if message:
+            raise ValueError(message)
 
     @staticmethod
     def _one_of(values):

@@ -5,7 +5,7 @@ streaming, :mod:`.solve` for the batched SPD solves. It runs the "als"
 trainer with the exact solvers chosen by its own rule (:func:`.kernels.choose_solver`).
 """
 
-from ..contract import Capabilities
+from .. import CAPABILITIES
 from ..in_memory import InMemoryBackend
 from . import kernels
 from .arrays import to_device, to_host
@@ -15,7 +15,7 @@ class CupyBackend(InMemoryBackend):
     """The contract on :mod:`.kernels`; results are float32 for float32 R, else float64."""
 
     name = "cupy"
-    capabilities = Capabilities(trainers=("als",), solvers=("auto",))
+    capabilities = CAPABILITIES["cupy"]
 
     def choose_solver(self, m, d, lam):
         return kernels.choose_solver(m, d, lam)

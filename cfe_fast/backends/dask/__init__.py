@@ -17,7 +17,7 @@ import numpy as np
 from ..._validation import check_labels, check_solvable
 from ...core.confidence import confidence_chunk
 from ...training.state import FitState, State, initial_instance_factors
-from ..contract import Capabilities
+from .. import CAPABILITIES
 from ..numba import NumbaBackend
 from .data import as_instance_chunks, calibration_quality, check_confidence, check_probabilities, client_scope
 from .engine import DaskEngine, fold_in_chunks
@@ -28,8 +28,7 @@ class DaskBackend(NumbaBackend):
     """The contract on a dask cluster; the kernels on in-memory arrays are the Numba backend's."""
 
     name = "dask"
-    capabilities = Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "dask"),
-                                focal_variants=("exact",), checkpoints=False)
+    capabilities = CAPABILITIES["dask"]
 
     def session(self, client):
         """A context yielding ``client``, or the client of a new ``LocalCluster`` closed on exit."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from ... import config
 from ..._float64 import working_dtype
-from ..contract import SOLVERS, TRAINERS, Capabilities
+from .. import CAPABILITIES
 from ..in_memory import InMemoryBackend
 from .classifier_step import classifier_sums, solve_classifiers
 from .instance_step import choose_solver, solve_instances
@@ -33,7 +33,7 @@ class NumbaBackend(InMemoryBackend):
     """
 
     name = "numba"
-    capabilities = Capabilities(trainers=TRAINERS, solvers=SOLVERS)
+    capabilities = CAPABILITIES["numba"]
 
     def choose_solver(self, m, d, lam):
         return choose_solver(m, d, lam)

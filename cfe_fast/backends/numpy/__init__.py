@@ -6,7 +6,7 @@ ignores), and meant for checking results on small problems.
 """
 
 from ... import reference
-from ..contract import SOLVERS, TRAINERS, Capabilities
+from .. import CAPABILITIES
 from ..in_memory import InMemoryBackend
 
 
@@ -14,7 +14,7 @@ class NumpyBackend(InMemoryBackend):
     """The contract on :mod:`cfe_fast.reference`; results are float64."""
 
     name = "numpy"
-    capabilities = Capabilities(trainers=TRAINERS, solvers=SOLVERS)
+    capabilities = CAPABILITIES["numpy"]
 
     def choose_solver(self, m, d, lam):
         return "primal"  # the reference solves the d x d systems as written
