@@ -9,7 +9,7 @@ from sklearn.base import clone
 import pytest
 
 from cfe_fast import CFEnsembleClassifier, ModelFileError, make_ensemble
-from cfe_fast.model_io import FORMAT_VERSION, METADATA_KEY
+from cfe_fast.io.archive import FORMAT_VERSION, METADATA_KEY
 
 BASE = dict(latent_dim=3, max_iter=12, tol=0.0, random_state=0)
 
