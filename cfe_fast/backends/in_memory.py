@@ -74,3 +74,31 @@ class InMemoryBackend:
         C = np.ascontiguousarray(confidence(P), dtype=P.dtype)
         check_solvable(C.T, lam, X.shape[0], axis=0)
         return self.fold_in(X, P.T, C.T, lam)
+
+
+class ModuleBackend(InMemoryBackend):
+    """An in-memory backend whose kernels are the functions of a module with the reference's signatures.
+
+    ``kernels``: the module (:mod:`cfe_fast.reference` for "numpy", the CuPy
+    kernels for "cupy"); its half-steps take no ``solver`` (they are exact)
+    and no ``init``.
+    """
+
+    kernels = None
+
+    def update_instance_factors(self, X, R, C, lam, *, solver="auto", init=None, with_loss=False):
+        return self.kernels.update_instance_factors(X, R, C, lam, with_loss=with_loss)
+
+    def update_classifier_factors(self, Y, R, C, lam, *, solver="auto", init=None):
+        return self.kernels.update_classifier_factors(Y, R, C, lam)
+
+    def fold_in(self, X, R, C, lam):
+        return self.kernels.update_instance_factors(X, R, C, lam)
+
+    def reconstruction_loss(self, X, Y, R, C, lam):
+        return self.kernels.reconstruction_loss(X, Y, R, C, lam)
+
+    def aggregator_terms(self, X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact",
+                         hessian=False):
+        return self.kernels.aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma, focal_variant,
+                                             hessian)

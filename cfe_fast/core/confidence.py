@@ -1,7 +1,8 @@
 """Confidence strategies: the weight c_ui of every entry of R (docs/method.md).
 
-Every strategy but "calibration" is element-wise, so it can be evaluated on
-any block of instances; "calibration" needs per-classifier statistics over
+Production code works on instance-major blocks of P = R^T (rows are
+instances). Every strategy but "calibration" is element-wise, so it is
+evaluated block by block; "calibration" needs per-classifier statistics over
 all labeled instances first (:func:`classifier_quality`), then broadcasts them.
 """
 
@@ -14,26 +15,6 @@ CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
 CALIBRATION_FLOOR = 0.05
 
 
-def certainty(R):
-    """c = |r - 0.5|: confident predictions weigh more."""
-    return np.abs(np.asarray(R, dtype=np.float64) - 0.5)
-
-
-def label_aware(R, labels, alpha=1.0):
-    """|r - 0.5| (1 + alpha s) on labeled columns, |r - 0.5| elsewhere.
-
-    s = r for positives and 1 - r for negatives: a classifier that is right
-    about a labeled instance weighs more there.
-    """
-    R = np.asarray(R, dtype=np.float64)
-    C = certainty(R)
-    labeled = ~np.isnan(labels)
-    y = labels[labeled]
-    s = np.where(y == 1, R[:, labeled], 1.0 - R[:, labeled])
-    C[:, labeled] *= 1.0 + alpha * s
-    return C
-
-
 def classifier_quality(R, labels, floor=CALIBRATION_FLOOR):
     """Per classifier: 1 - Brier score over the labeled instances, floored. R is (m, n); returns (m,)."""
     R = np.asarray(R, dtype=np.float64)
@@ -44,32 +25,29 @@ def classifier_quality(R, labels, floor=CALIBRATION_FLOOR):
     return np.maximum(1.0 - brier, floor)
 
 
-def confidence(R, labels, strategy, alpha=1.0):
-    """Confidence matrix C (m, n) of R (m, n) for a named strategy."""
-    if strategy == "uniform":
-        return np.ones(np.shape(R))
-    if strategy == "certainty":
-        return certainty(R)
-    if strategy == "label_aware":
-        return label_aware(R, labels, alpha)
-    if strategy == "calibration":
-        quality = classifier_quality(R, labels)
-        return np.repeat(quality[:, None], np.shape(R)[1], axis=1)
-    raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
-
-
 def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
-    """Confidence (rows, m) of a chunk of instance-major P for a named strategy.
+    """Confidence (rows, m) of a block of instance-major probabilities P_chunk (rows, m).
 
-    Element-wise strategies are evaluated on the chunk (the result equals that
-    chunk of :func:`confidence` of the whole matrix); "calibration" broadcasts
-    the per-classifier ``quality`` fitted beforehand on all labeled instances.
-    Serves the fit in blocks, the fold-in of new instances (labels None) and
-    the Dask backend's chunks.
+    "certainty": |r - 0.5|; "label_aware": |r - 0.5| (1 + alpha s) on the
+    labeled rows, with s = r for positives and 1 - r for negatives (a
+    classifier that is right about a labeled instance weighs more there),
+    |r - 0.5| on the others; "uniform": ones; "calibration": the
+    per-classifier ``quality`` fitted beforehand, broadcast. ``labels``
+    (rows,) holds NaN where unlabeled, or is None (new instances).
     """
     if strategy == "calibration":
         return np.broadcast_to(quality, P_chunk.shape)
-    return confidence(P_chunk.T, labels, strategy, alpha).T
+    if strategy == "uniform":
+        return np.ones(P_chunk.shape)
+    if strategy not in CONFIDENCE_STRATEGIES:
+        raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
+    P = np.asarray(P_chunk, dtype=np.float64)
+    C = np.abs(P - 0.5)
+    if strategy == "label_aware" and labels is not None:
+        rows = np.flatnonzero(~np.isnan(labels))
+        positive = (labels[rows] == 1)[:, None]
+        C[rows] *= 1.0 + alpha * np.where(positive, P[rows], 1.0 - P[rows])
+    return C
 
 
 def fold_in_strategy(strategy):
@@ -86,12 +64,12 @@ def instance_major_confidence(P, labels, strategy, alpha, dtype):
     """C (n, m) of instance-major P for a named strategy, and the fitted quality.
 
     Returns ``(C, quality)``: ``quality`` is the per-classifier quality (m,)
-    of "calibration" and None otherwise. Element-wise strategies are
-    evaluated in blocks of instances, so no n x m float64 temporary exists.
+    of "calibration" (as C holds it, in ``dtype``) and None otherwise.
+    Element-wise strategies are evaluated in blocks of instances, so no
+    n x m float64 temporary exists.
     """
-    if strategy == "calibration":  # per-classifier statistics over all labeled instances
-        C = confidence(P.T, labels, strategy, alpha).T
-        C = np.ascontiguousarray(C, dtype=dtype)
+    if strategy == "calibration":
+        C = np.ascontiguousarray(np.broadcast_to(classifier_quality(P.T, labels), P.shape), dtype=dtype)
         return C, C[0].astype(np.float64)
     C = np.empty(P.shape, dtype=dtype)
     for s, e in blocks(P.shape[0], P.shape[1]):

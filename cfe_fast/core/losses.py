@@ -39,29 +39,38 @@ def logistic(xp):
 def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
     """Per-instance loss, dloss/dz and curvature at logits z (vectorised, module ``xp``).
 
-    BCE in log-sum-exp form; focal loss -(1 - p_t)^gamma log p_t with its
-    true derivative ("exact") or the variant of the original implementation
-    that treats (1 - p_t)^gamma as a constant weight on the BCE gradient
-    ("weighted_bce"). The curvature is d2loss/dz2 for BCE and exact focal,
-    and the frozen-weight BCE curvature for "weighted_bce".
+    BCE, or focal loss -(1 - p_t)^gamma log p_t with its true derivative
+    ("exact") or the variant of the original implementation that treats
+    (1 - p_t)^gamma as a constant weight on the BCE gradient ("weighted_bce");
+    the curvature is d2loss/dz2 for BCE and exact focal, and the frozen-weight
+    BCE curvature for "weighted_bce". With a = (2y - 1) z, the logit of p_t,
+    and e = exp(-|z|) (one exponential, never overflowing), p_t and 1 - p_t
+    are 1 / (1 + e) and e / (1 + e) in the order the sign of a gives,
+    -log p_t = max(-a, 0) + log1p(e), and p - y = -(2y - 1)(1 - p_t) without
+    cancellation. The Numba kernel computes the same per instance.
     """
-    expit = logistic(xp)
     z = xp.asarray(z, dtype=np.float64)
     sign = 2.0 * y - 1.0
-    a = sign * z  # logit of p_t
-    log_pt = -xp.logaddexp(0.0, -a)
-    pt = expit(a)
-    q = expit(-a)  # 1 - p_t
-    g = focal_gamma
-    loss = -(q**g) * log_pt
-    bce_grad = expit(z) - y
+    a = sign * z
+    e = xp.exp(-xp.abs(z))
+    log1p_e = xp.log1p(e)
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    right = a >= 0.0
+    pt, q = xp.where(right, big, small), xp.where(right, small, big)  # p_t, 1 - p_t
+    nlog_pt = xp.maximum(-a, 0.0) + log1p_e
+    bce_grad = -sign * q
     bce_curv = pt * q
+    g = focal_gamma
     if g == 0.0:
-        return loss, bce_grad, bce_curv
+        return nlog_pt, bce_grad, bce_curv
+    qg = xp.exp(-g * (xp.maximum(a, 0.0) + log1p_e))  # (1 - p_t)^gamma = exp(gamma log q)
+    loss = qg * nlog_pt
     if focal_variant == "weighted_bce":
-        return loss, q**g * bce_grad, q**g * bce_curv
-    grad = sign * (g * q**g * pt * log_pt - q ** (g + 1))
-    curv = g * q ** (g + 1) * pt * (log_pt + 1) - g**2 * q**g * pt**2 * log_pt + (g + 1) * q ** (g + 1) * pt
+        return loss, qg * bce_grad, qg * bce_curv
+    log_pt = -nlog_pt
+    grad = sign * (g * qg * pt * log_pt - qg * q)
+    curv = g * qg * q * pt * (log_pt + 1.0) - g * g * qg * pt * pt * log_pt + (g + 1.0) * qg * q * pt
     return loss, grad, curv
 
 
