@@ -10,7 +10,7 @@ from scipy.special import expit
 class EnsembleData(NamedTuple):
     """Output of :func:`make_ensemble`.
 
-    R : (m, n) probabilities (classifiers x instances, as in SPEC.md).
+    R : (m, n) probabilities (classifiers x instances, as in docs/method.md).
     y_true : (n,) true 0/1 labels of every instance.
     labels : (n,) float, y_true where labeled and NaN elsewhere.
     """

@@ -112,7 +112,7 @@ def checks(last, latent_dim, weighted_aggregator, both_classes):
             "keep class_weight='balanced'; try trainer='exact' or a smaller aggregator_l2")
         add("prediction collapse (variance ratio)", "variance_ratio", f"variance_ratio < {VARIANCE_RATIO_MIN}",
             last["variance_ratio"] < VARIANCE_RATIO_MIN,
-            "the predictions vary far less than the mean of the base classifiers does (seed 003's variance ratio)",
+            "the predictions vary far less than the mean of the base classifiers does",
             "keep class_weight='balanced'; try trainer='exact' or aggregator='mean'")
         add("class collapse", "frac_positive", "frac_positive in {0, 1}", last["frac_positive"] in (0.0, 1.0),
             "every prediction falls on the same side of 0.5",

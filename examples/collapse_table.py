@@ -1,15 +1,15 @@
-"""Reproduce the seeds' collapse table (seed 001) with cfe_fast's trainers.
+"""Reproduce the aggregator-collapse table of the original CF-Ensemble implementation with cfe_fast's trainers.
 
 Scenario: 10 classifiers, 500 instances, half labeled, 10 % positives, base
 quality (PR-AUC) about 0.7. "hard": the built-in generator with correlated
 errors and spread-out classifier quality (the mean of R is not perfect);
 "easy": independent errors and equal quality (the mean of R is nearly perfect,
-as in the seeds' own generator). Rows: trainer x class weights, plus the seeds'
-own procedure (ALS + one gradient step of lr 0.01 on the aggregator per
+as in the original implementation's generator). Rows: trainer x class weights, plus
+the original implementation's procedure (ALS + one gradient step of lr 0.01 on the aggregator per
 iteration, 200 iterations). Scores are on the unlabeled (held-out) instances,
-averaged over seeds; "warned" counts the fits that raised a CollapseWarning.
+averaged over random draws; "warned" counts the fits that raised a CollapseWarning.
 
-    python examples/collapse_table.py [--seeds 5]
+    python examples/collapse_table.py [--draws 5]
 """
 
 import argparse
@@ -28,7 +28,7 @@ TRAINERS = {
     "als": dict(trainer="als"),
     "exact": dict(trainer="exact"),
     "joint": dict(trainer="joint"),
-    "seeds' GD": dict(trainer="als", aggregator_solver="gd", aggregator_lr=0.01, max_iter=200),
+    "original GD": dict(trainer="als", aggregator_solver="gd", aggregator_lr=0.01, max_iter=200),
 }
 
 
@@ -48,14 +48,14 @@ def fit_and_score(data, params):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--draws", type=int, default=5, help="random data sets per scenario")
     args = parser.parse_args()
     for scenario, knobs in SCENARIOS.items():
         datasets = [make_ensemble(n_classifiers=10, n_instances=500, labeled_fraction=0.5, positive_rate=0.1,
-                                  quality=0.7, random_state=seed, **knobs) for seed in range(args.seeds)]
+                                  quality=0.7, random_state=seed, **knobs) for seed in range(args.draws)]
         mean_pr = np.mean([average_precision_score(d.y_true[np.isnan(d.labels)], d.R.mean(axis=0)[np.isnan(d.labels)])
                            for d in datasets])
-        print(f"\n### {scenario} scenario ({args.seeds} seeds): mean of R PR-AUC {mean_pr:.3f}\n")
+        print(f"\n### {scenario} scenario ({args.draws} draws): mean of R PR-AUC {mean_pr:.3f}\n")
         print("| trainer | class weights | PR-AUC | ROC-AUC | w min | w max | w std | pred std | warned | iterations (converged) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for name, params in TRAINERS.items():

@@ -1,4 +1,4 @@
-"""Shared helpers: random CF-Ensemble problems in the SPEC layout."""
+"""Shared helpers: random CF-Ensemble problems in the layout of docs/method.md."""
 
 import numpy as np
 import pytest

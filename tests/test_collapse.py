@@ -1,4 +1,4 @@
-"""Collapse monitors, warnings, remedies, and the seed scenario of SPEC.md."""
+"""Collapse monitors, warnings, remedies, and the collapse scenario of docs/method.md."""
 
 import warnings
 
@@ -70,13 +70,13 @@ def _held_out_pr_auc(data, proba):
 def test_seed_procedure_without_class_weights_collapses_and_is_detected():
     """Seed 001: ALS + one gradient step (lr 0.01) per iteration, no class weights -> collapse."""
     data = make_ensemble(n_classifiers=10, n_instances=500, random_state=0)
-    seeds = dict(aggregator_solver="gd", aggregator_lr=0.01, max_iter=200)
-    collapsed, caught = _fit(data, class_weight=None, **seeds)
+    original = dict(aggregator_solver="gd", aggregator_lr=0.01, max_iter=200)  # the original implementation's procedure
+    collapsed, caught = _fit(data, class_weight=None, **original)
     assert caught, "the collapse was not detected"
     assert collapsed.diagnose().collapsed
     assert "COLLAPSE DETECTED" in str(collapsed.diagnose())
     assert _held_out_pr_auc(data, collapsed.transductive_proba_) < 0.3
-    healthy, caught = _fit(data, class_weight="balanced", **seeds)
+    healthy, caught = _fit(data, class_weight="balanced", **original)
     assert not caught
     assert _held_out_pr_auc(data, healthy.transductive_proba_) >= _held_out_pr_auc(data, data.R.mean(axis=0))
 

@@ -100,7 +100,7 @@ def test_latent_dim_at_least_classifiers_warns(seed_data):
 
 
 def test_aggregator_is_actually_fitted(seed_data):
-    """The seeds took one tiny gradient step, leaving w ~ 1/m: the 'learned' ensemble was the mean."""
+    """The original implementation took one tiny gradient step, leaving w ~ 1/m: the 'learned' ensemble was the mean."""
     P, y = seed_data.P, seed_data.labels
     model = CFEnsembleClassifier(latent_dim=3, max_iter=10, random_state=0).fit(P, y)
     labeled = ~np.isnan(y)

@@ -209,10 +209,8 @@ def _packed_solve_kernel(k, in_dtype):
     block holds several systems. Past that, registers bound how many systems
     an SM runs at once: a block holds one system, and the register budget per
     thread is capped at 2 k + 40 (a[] plus working registers; a few spill) so
-    that more systems run side by side. On an H100 at k = 64 this took the
-    solve of 65536 systems from 5.4 ms (247 registers) to 3.7-3.85 ms (168);
-    other k in 33..63 were not timed
-    (``benchmarks/results/gpu_breakdown_nvidia-h100-80gb-hbm3.md``).
+    that more systems run side by side (measured at k = 64 on an H100:
+    ``benchmarks/results/gpu_breakdown_nvidia-h100-80gb-hbm3.md``).
     """
     cupy = gpu_module()
     per_system = 8 * (k * (k + 1) // 2 + 5 * k) + 4

@@ -158,7 +158,7 @@ class DaskEngine:
     Attributes
     ----------
     C : dask array (m, n)
-        The confidence in the SPEC layout, lazy unless given persisted.
+        The confidence in the layout of docs/method.md, lazy unless given persisted.
     """
 
     def __init__(self, client, P, labels, omega, lam, confidence):
@@ -174,7 +174,7 @@ class DaskEngine:
         self._sources = (P, labels_shared, confidence)
         if not isinstance(confidence, da.Array):
             confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
-        self.C = confidence.T  # SPEC layout (m, n), lazy
+        self.C = confidence.T  # (m, n), the layout of docs/method.md; lazy
         self._P = list(P.to_delayed().ravel())
         self._C = list(confidence.to_delayed().ravel())
         self._labels = list(labels_shared.to_delayed().ravel())
