@@ -139,6 +139,18 @@ def _breast_cancer():
     )
 
 
+def _digits_8():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Task(
+        "digits_8", d.data.astype(float), (d.target == 8).astype(np.int8),
+        "handwritten digit 8 vs the other nine from 8x8 pixel intensities "
+        "(UCI optdigits test set; scikit-learn load_digits, one-vs-rest)",
+        "scikit-learn load_digits",
+    )
+
+
 def _spam7():
     return _from_r(
         "spam7", "DAAG", "spam7", "yesno", "y",
@@ -205,6 +217,7 @@ def _diamonds_i1():
 LOADERS = {
     "breast_cancer": _breast_cancer,
     "spam7": _spam7,
+    "digits_8": _digits_8,
     "cells": _cells,
     "credit": _credit,
     "attrition": _attrition,
