@@ -290,8 +290,10 @@ def plot(cells, task_order, fractions, methods, path):
             sd = [cells[(task, f)][meth]["pr_auc"][1] for f in fractions]
             ax.bar(x + (i - (len(methods) - 1) / 2) * width, mu, width, yerr=sd,
                    label=meth, capsize=2)
-        lo = min(cells[(task, f)][m]["pr_auc"][0] for f in fractions for m in methods)
-        ax.set_ylim(max(0.0, lo - 0.1), 1.0)
+        mus = [cells[(task, f)][m]["pr_auc"][0] for f in fractions for m in methods]
+        lo, hi = min(mus), max(mus)
+        pad = max(0.02, 0.15 * (hi - lo))
+        ax.set_ylim(max(0.0, lo - 2 * pad), min(1.0, hi + pad))
         ax.set_xticks(x, [f"{f:g}" for f in fractions])
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("labeled fraction", fontsize=8)
@@ -326,8 +328,10 @@ def write_markdown(path, rows, task_info, fractions, repeats, methods, pool, com
         f"- Labeled fractions {', '.join(f'{f:g}' for f in fractions)}; {repeats} "
         "stratified re-draws each (seed = repeat; at least 2 labeled rows per class); "
         "all metrics on the unlabeled rows; mean ± std over re-draws",
-        f"- Wall time of this run: {elapsed_s / 60:.1f} min (pools from the cache where "
-        "marked below)",
+        f"- cfe_fast imported from `{_origin('cfe_fast')}`",
+        f"- Wall time of this run: {elapsed_s / 60:.1f} min, pools included where built "
+        f"(one-time pool build of these tasks: {sum(t['build_s'] for t in task_info):.0f} s "
+        "in all, per task below; 'cached' = read from the cache in this run)",
     ]
     if note:
         lines += [f"- Note: {note}"]
@@ -385,6 +389,13 @@ def write_markdown(path, rows, task_info, fractions, repeats, methods, pool, com
               f"![PR-AUC per cell]({Path(path).with_suffix('.png').name})", ""]
     Path(path).write_text("\n".join(lines))
     return heads
+
+
+def _origin(mod):
+    try:
+        return str(Path(__import__(mod).__file__).resolve().parent)
+    except Exception:  # noqa: BLE001 - report only
+        return "?"
 
 
 def _version(mod):
