@@ -13,6 +13,7 @@ from .errors import CollapseWarning, SingularSystemError
 from .estimator import CFEnsembleClassifier, load_model, save_model
 from .io.archive import ModelFileError
 from .kernels import aggregator_loss_grad, update_classifier_factors, update_instance_factors
+from .scoring import labeled_scorer
 from .stacking import prediction_matrix
 
 try:
@@ -27,6 +28,7 @@ __all__ = [
     "ModelFileError",
     "SingularSystemError",
     "aggregator_loss_grad",
+    "labeled_scorer",
     "load_model",
     "make_ensemble",
     "prediction_matrix",

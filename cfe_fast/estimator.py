@@ -19,7 +19,7 @@ from ._float64 import matvec64
 from ._threads import single_threaded_blas
 from .backends import get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
-from .core.losses import class_weights
+from .core.losses import AggregatorPenalty, class_weights
 from .errors import CollapseWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
 from .io.model_file import ModelContent, ModelFileError, read_model, write_model
@@ -76,6 +76,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     aggregator_l2 : float, default=1e-3
         Ridge on w; keeps the Newton fit well posed when r_hat is collinear
         (it has rank d) or the labels are separable.
+    aggregator_prior : float, default=0.0
+        Strength, in labeled instances, of a prior that pulls the weights w
+        toward equal weights (the ensemble toward the mean of the
+        reconstruction) without pulling their common scale or b: the
+        penalty (aggregator_prior / n_labeled / 2) ||w - mean(w)||^2. With
+        few labels the ensemble stays near the mean; with many the labels
+        decide.
     freeze_aggregator_iters : int, default=0
         Keep (w, b) at its initial value (w = 1/m, b = 0) for this many iterations.
     trainer : {"als", "exact", "joint"}, default="als"
@@ -164,6 +171,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         focal_gamma=0.0,
         focal_variant="exact",
         aggregator_l2=1e-3,
+        aggregator_prior=0.0,
         freeze_aggregator_iters=0,
         trainer="als",
         aggregator_solver="newton",
@@ -193,6 +201,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.focal_gamma = focal_gamma
         self.focal_variant = focal_variant
         self.aggregator_l2 = aggregator_l2
+        self.aggregator_prior = aggregator_prior
         self.freeze_aggregator_iters = freeze_aggregator_iters
         self.trainer = trainer
         self.aggregator_solver = aggregator_solver
@@ -312,11 +321,14 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.n_features_in_ = m
         self.latent_dim_ = d
         self.aggregator_ = aggregator
+        omega = class_weights(y_labeled, self.class_weight == "balanced")
+        penalty = AggregatorPenalty(l2=float(self.aggregator_l2),
+                                    shrinkage=float(self.aggregator_prior) / max(float(omega.sum()), 1.0))
         settings = Settings(rho=float(self.rho), focal_gamma=float(self.focal_gamma), focal_variant=self.focal_variant,
-                            l2=float(self.aggregator_l2), weighted_aggregator=aggregator == "weighted")
+                            penalty=penalty, weighted_aggregator=aggregator == "weighted")
         params = self.get_params(deep=False)
         resume = read_checkpoint(resume_from, params, P, labels) if resume_from is not None else None
-        data = FitData(P=P, labels=labels, omega=class_weights(y_labeled, self.class_weight == "balanced"),
+        data = FitData(P=P, labels=labels, omega=omega,
                        lam=float(self.lam), latent_dim=d, confidence=self.confidence,
                        confidence_alpha=self.confidence_alpha, settings=settings,
                        rng=np.random.default_rng(self.random_state), resume=resume, client=client)

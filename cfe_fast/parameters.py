@@ -220,6 +220,7 @@ PARAMETERS = _declare(
     Param("focal_gamma", "float", interval=_NON_NEGATIVE),
     Param("focal_variant", "choice", choices=FOCAL_VARIANTS),
     Param("aggregator_l2", "float", interval=_NON_NEGATIVE),
+    Param("aggregator_prior", "float", interval=_NON_NEGATIVE),
     Param("freeze_aggregator_iters", "int", interval=_NON_NEGATIVE),
     Param("trainer", "choice", choices=TRAINERS),
     Param("aggregator_solver", "choice", choices=AGGREGATOR_SOLVERS),

@@ -249,10 +249,12 @@ def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, foca
     return AggregatorTerms(float(omega @ loss / total), full_grad[:-1], float(full_grad[-1]), H)
 
 
-def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0, focal_variant="exact", l2=0.0):
+def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0, focal_variant="exact", l2=0.0,
+              shrinkage=0.0):
     """The full normalised objective rho L_rec + (1 - rho) L_sup (docs/method.md).
 
-    Returns (total, reconstruction, supervised); L_sup includes (l2/2)||w||^2
+    Returns (total, reconstruction, supervised); L_sup includes the penalty
+    (l2/2)||w||^2 + (shrinkage/2) sum_u (w_u - mean(w))^2
     and is 0 when nothing is labeled.
     """
     rec = reconstruction_loss(X, Y, R, C, lam)
@@ -261,7 +263,8 @@ def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0
     if labeled.any():
         y = labels[labeled]
         terms = aggregator_terms(X, np.asarray(Y)[:, labeled], y, class_weights(y, balanced), w, b, focal_gamma, focal_variant)
-        sup = terms.loss + 0.5 * l2 * float(np.dot(w, w))
+        w = np.asarray(w, dtype=np.float64)
+        sup = terms.loss + 0.5 * l2 * float(np.dot(w, w)) + 0.5 * shrinkage * float(np.sum((w - np.mean(w)) ** 2))
     return rho * rec + (1 - rho) * sup, rec, sup
 
 

@@ -18,6 +18,7 @@ import pytest
 from cfe_fast import reference as ref
 from cfe_fast.backends import BACKENDS, CAPABILITIES, SOLVERS, Backend, get_backend
 from cfe_fast.core.confidence import confidence_chunk
+from cfe_fast.core.losses import AggregatorPenalty
 from cfe_fast.training.problem import FitData, Settings
 from cfe_fast.training.state import initial_instance_factors
 from conftest import aggregator_case, random_problem, rel_error
@@ -143,7 +144,7 @@ def _fit_data(backend, name, dtype, client, strategy):
     P, labels = backend.check_data(R.T.copy(), labels, dtype, client if name == "dask" else None)
     y = labels[~np.isnan(labels)]
     data = FitData(P=P, labels=labels, omega=ref.class_weights(y), lam=0.3, latent_dim=d, confidence=strategy,
-                   confidence_alpha=0.7, settings=Settings(rho=0.6, l2=1e-3), rng=np.random.default_rng(8),
+                   confidence_alpha=0.7, settings=Settings(rho=0.6, penalty=AggregatorPenalty(l2=1e-3, shrinkage=0.2)), rng=np.random.default_rng(8),
                    client=client if name == "dask" else None)
     return data, R.astype(np.float64), labels
 
@@ -168,7 +169,7 @@ def test_problem_started_by_the_backend_sweeps_like_the_reference(name, dtype, s
     Y = host(backend, state.Y)
     assert rel_error(Y, ref.update_instance_factors(X, R, C, 0.3)) < TOL[dtype]
     total, rec, sup = problem.objective(state)
-    expected = ref.objective(X, Y, R, C, 0.3, labels, state.w, state.b, 0.6, l2=1e-3)
+    expected = ref.objective(X, Y, R, C, 0.3, labels, state.w, state.b, 0.6, l2=1e-3, shrinkage=0.2)
     np.testing.assert_allclose((total, rec, sup), expected, rtol=TOL[dtype])
     terms = problem.evaluator(state)(state.w, state.b, True)
     labeled = ~np.isnan(labels)

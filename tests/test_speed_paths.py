@@ -23,16 +23,17 @@ def counting(evaluate):
     return wrapped, calls
 
 
-@pytest.mark.parametrize("gamma", [0.0, 2.0])
-def test_newton_reaches_the_minimum_with_one_pass_per_full_step(gamma):
-    p, s = make_problem(8, 400, 4, seed=3, gamma=gamma)
-    w, b, _ = newton(p.make_evaluator(s.X, s.Y), s.w, s.b, p.settings.l2)
+@pytest.mark.parametrize("gamma,shrinkage", [(0.0, 0.0), (2.0, 0.0), (0.0, 0.4)])
+def test_newton_reaches_the_minimum_with_one_pass_per_full_step(gamma, shrinkage):
+    p, s = make_problem(8, 400, 4, seed=3, gamma=gamma, shrinkage=shrinkage)
+    w, b, _ = newton(p.make_evaluator(s.X, s.Y), s.w, s.b, p.settings.penalty)
     terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, w, b, gamma, "exact")
-    assert np.linalg.norm(np.append(terms.grad_w + p.settings.l2 * w, terms.grad_b)) < 1e-6
+    penalty_gradient = 1e-3 * w + shrinkage * (w - w.mean())  # d/dw of the ridge and the pull to equal weights
+    assert np.linalg.norm(np.append(terms.grad_w + penalty_gradient, terms.grad_b)) < 1e-6
     # warm start near the minimum (an outer iteration's situation): every step is a full step,
     # and each costs one pass, whose Hessian the next step uses
     evaluate, calls = counting(p.make_evaluator(s.X, s.Y))
-    w2, b2, steps = newton(evaluate, w + 1e-2, b - 1e-2, p.settings.l2)
+    w2, b2, steps = newton(evaluate, w + 1e-2, b - 1e-2, p.settings.penalty)
     assert steps >= 2
     assert len(calls) == steps + 1
     np.testing.assert_allclose(np.append(w2, b2), np.append(w, b), rtol=1e-6, atol=1e-8)
@@ -41,7 +42,7 @@ def test_newton_reaches_the_minimum_with_one_pass_per_full_step(gamma):
 def test_newton_stops_after_max_steps_without_an_extra_pass():
     p, s = make_problem(8, 400, 4, seed=4)
     evaluate, calls = counting(p.make_evaluator(s.X, s.Y))
-    _, _, steps = newton(evaluate, s.w, s.b, p.settings.l2, max_steps=1)
+    _, _, steps = newton(evaluate, s.w, s.b, p.settings.penalty, max_steps=1)
     assert steps == 1
     assert calls[0] and not any(calls[1:])  # the Hessian only where a step uses it
 

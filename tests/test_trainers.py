@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from cfe_fast.backends import get_backend
 from cfe_fast import reference as ref
+from cfe_fast.core.losses import AggregatorPenalty
 from cfe_fast.training import aggregator, exact_steps
 from cfe_fast.training.problem import InMemoryProblem, Settings
 from cfe_fast.training.state import State
@@ -18,7 +19,7 @@ nb, numpy_backend = get_backend("numba"), get_backend("numpy")
 
 
 def make_problem(m, n, d, seed, kernels=None, rho=0.7, labeled_fraction=0.5, balanced=True, gamma=0.0, l2=1e-3,
-                 variant="exact"):
+                 variant="exact", shrinkage=0.0):
     X, Y, R, C = random_problem(m, n, d, seed=seed, zero_conf=0.1)
     rng = np.random.default_rng(seed + 1)
     labeled = rng.random(n) < labeled_fraction
@@ -26,7 +27,8 @@ def make_problem(m, n, d, seed, kernels=None, rho=0.7, labeled_fraction=0.5, bal
     y = (rng.random(n) < 0.3).astype(float)
     y[:2] = [0.0, 1.0]
     y_labeled = y[labeled]
-    settings = Settings(rho=rho, focal_gamma=gamma, focal_variant=variant, l2=l2)
+    settings = Settings(rho=rho, focal_gamma=gamma, focal_variant=variant,
+                        penalty=AggregatorPenalty(l2=l2, shrinkage=shrinkage))
     problem = InMemoryProblem(kernels or nb, R, C, 0.2, settings, labeled, y_labeled,
                               ref.class_weights(y_labeled, balanced))
     return problem, State(0.5 * X, Y, rng.normal(size=m), -0.3)
@@ -37,7 +39,7 @@ def reference_objective(p, state):
     labels[p.labeled] = p.y_labeled
     balanced = not np.allclose(p.omega, 1.0)
     return ref.objective(state.X, state.Y, p.R, p.C, p.lam, labels, state.w, state.b, p.settings.rho, balanced,
-                         p.settings.focal_gamma, "exact", p.settings.l2)[0]
+                         p.settings.focal_gamma, "exact", p.settings.penalty.l2, p.settings.penalty.shrinkage)[0]
 
 
 @pytest.mark.parametrize("kernels", [nb, numpy_backend])
@@ -62,10 +64,12 @@ def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d):
 @given(
     m=st.integers(1, 8), n=st.integers(4, 50), d=st.integers(1, 6), seed=st.integers(0, 2**31),
     rho=st.floats(0.05, 0.95), labeled_fraction=st.floats(0.1, 1.0), balanced=st.booleans(),
+    shrinkage=st.sampled_from([0.0, 0.5]),
 )
-def test_exact_trainer_never_increases_the_objective(m, n, d, seed, rho, labeled_fraction, balanced):
+def test_exact_trainer_never_increases_the_objective(m, n, d, seed, rho, labeled_fraction, balanced, shrinkage):
     """Property: every block step (X, Y, aggregator) of the exact trainer keeps L from increasing."""
-    p, s = make_problem(m, n, d, seed, rho=rho, labeled_fraction=labeled_fraction, balanced=balanced)
+    p, s = make_problem(m, n, d, seed, rho=rho, labeled_fraction=labeled_fraction, balanced=balanced,
+                        shrinkage=shrinkage)
     values = [reference_objective(p, s)]
     for _ in range(3):
         s.X = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
@@ -97,9 +101,11 @@ def _finite_difference(f, x, h=1e-6):
     return grad
 
 
-@pytest.mark.parametrize("gamma,balanced", [(0.0, True), (0.0, False), (2.0, True)])
-def test_joint_gradients_match_finite_differences(gamma, balanced):
-    p, s = make_problem(4, 12, 2, seed=3, kernels=numpy_backend, gamma=gamma, balanced=balanced, l2=0.05)
+@pytest.mark.parametrize("gamma,balanced,shrinkage", [(0.0, True, 0.0), (0.0, False, 0.0), (2.0, True, 0.0),
+                                                      (0.0, True, 0.3)])
+def test_joint_gradients_match_finite_differences(gamma, balanced, shrinkage):
+    p, s = make_problem(4, 12, 2, seed=3, kernels=numpy_backend, gamma=gamma, balanced=balanced, l2=0.05,
+                        shrinkage=shrinkage)
     value, gX, gY, gw, gb = joint_gradients(p, s.X, s.Y, s.w, s.b)
     assert value == pytest.approx(reference_objective(p, s), rel=1e-12)
 
@@ -138,6 +144,6 @@ def test_weighted_bce_aggregator_reaches_its_fixed_point(kernels):
     aggregator.fit(p, s, max_steps=50)
     w, b = s.w, s.b
     terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, w, b, 1.5, "weighted_bce")
-    residual = np.append(terms.grad_w + p.settings.l2 * w, terms.grad_b)
+    residual = np.append(terms.grad_w + p.settings.penalty.gradient(w), terms.grad_b)
     start = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, np.zeros(6), 0.0, 1.5, "weighted_bce")
     assert np.linalg.norm(residual) <= 1e-5 * np.linalg.norm(np.append(start.grad_w, start.grad_b))

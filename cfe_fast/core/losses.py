@@ -5,6 +5,7 @@ aggregator's loss, gradient and Hessian assembled from a backend's sums
 over the labeled instances, and the normalised reconstruction term.
 """
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -72,6 +73,39 @@ def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
     grad = sign * (g * qg * pt * log_pt - qg * q)
     curv = g * qg * q * pt * (log_pt + 1.0) - g * g * qg * pt * pt * log_pt + (g + 1.0) * qg * q * pt
     return loss, grad, curv
+
+
+@dataclass(frozen=True)
+class AggregatorPenalty:
+    """(l2 / 2) ||w||^2 + (shrinkage / 2) ||w - mean(w) 1||^2 on the aggregator's weights.
+
+    The ridge keeps the fit well posed (r_hat has rank d; separable labels);
+    the shrinkage pulls the weights toward equal ones, i.e. the ensemble
+    toward the mean of the reconstruction, without pulling their common
+    scale or the intercept.
+    """
+
+    l2: float = 0.0
+    shrinkage: float = 0.0
+
+    def value(self, w):
+        value = 0.5 * self.l2 * float(w @ w)
+        if self.shrinkage:
+            centred = w - w.mean()
+            value += 0.5 * self.shrinkage * float(centred @ centred)
+        return value
+
+    def gradient(self, w):
+        gradient = self.l2 * w
+        if self.shrinkage:
+            gradient = gradient + self.shrinkage * (w - w.mean())
+        return gradient
+
+    def hessian(self, m):
+        hessian = np.diag(np.full(m, self.l2))
+        if self.shrinkage:
+            hessian = hessian + self.shrinkage * (np.eye(m) - 1.0 / m)
+        return hessian
 
 
 class AggregatorTerms(NamedTuple):

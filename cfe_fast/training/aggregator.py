@@ -1,7 +1,8 @@
 """Every way the aggregator theta = (w, b) is fitted with the factors fixed.
 
 * :func:`fit` -- to convergence: damped Newton on ``f(w, b) = L_sup +
-  (l2 / 2) ||w||^2`` (:func:`newton`), which is convex for BCE, so Newton
+  penalty(w)`` (:func:`newton`; :class:`~cfe_fast.core.losses.AggregatorPenalty`),
+  which is convex for BCE, so Newton
   with backtracking converges in a handful of steps on the m + 1
   parameters; each step costs one pass of the fused kernel over the labeled
   instances (O(n_L d^2) with the Hessian): the evaluation at the full step
@@ -18,15 +19,15 @@
 import numpy as np
 
 from .._float64 import matvec64
-from ..core.losses import logistic
+from ..core.losses import AggregatorPenalty, logistic
 
 #: relative size of the Newton decrement below which f cannot decrease measurably
 _ROUNDING = 4 * np.finfo(np.float64).eps
 
 
-def _penalised(terms, w, l2):
-    value = terms.loss + 0.5 * l2 * float(w @ w)
-    grad = np.append(terms.grad_w + l2 * w, terms.grad_b)
+def _penalised(terms, w, penalty):
+    value = terms.loss + penalty.value(w)
+    grad = np.append(terms.grad_w + penalty.gradient(w), terms.grad_b)
     return value, grad
 
 
@@ -43,8 +44,8 @@ def _newton_direction(H, g):
             mu *= 10.0
 
 
-def newton(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9):
-    """Minimise f(w, b) from (w, b) by damped Newton.
+def newton(evaluate, w, b, penalty=AggregatorPenalty(), max_steps=20, tol=1e-9):
+    """Minimise f(w, b) = L_sup + penalty(w) from (w, b) by damped Newton.
 
     Parameters
     ----------
@@ -52,8 +53,8 @@ def newton(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9):
         The fused aggregator kernel bound to the current factors and labels.
     w : ndarray (m,), b : float
         Starting point (warm start from the previous outer iteration).
-    l2 : float
-        Ridge on w.
+    penalty : AggregatorPenalty
+        The penalty on w (a ridge, and a pull toward equal weights).
     max_steps : int
         Newton steps at most (each backtracks on f, Armijo rule).
     tol : float
@@ -69,11 +70,12 @@ def newton(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9):
     """
     w = np.array(w, dtype=np.float64)
     b = float(b)
-    penalty_hessian = np.diag(np.append(np.full(w.size, l2), 0.0))
+    penalty_hessian = np.zeros((w.size + 1, w.size + 1))
+    penalty_hessian[:-1, :-1] = penalty.hessian(w.size)
     terms = evaluate(w, b, True)
     steps = 0
     while steps < max_steps:
-        f, g = _penalised(terms, w, l2)
+        f, g = _penalised(terms, w, penalty)
         delta = _newton_direction(terms.hessian + penalty_hessian, g)
         decrement = float(g @ delta)
         if decrement / 2 <= _ROUNDING * max(abs(f), 1e-300):
@@ -83,7 +85,7 @@ def newton(evaluate, w, b, l2=0.0, max_steps=20, tol=1e-9):
             w_new, b_new = w - alpha * delta[:-1], b - alpha * delta[-1]
             # the full step is the usual outcome: its Hessian then serves the next step (one pass per step)
             trial = evaluate(w_new, b_new, alpha == 1.0 and steps + 1 < max_steps)
-            f_new, _ = _penalised(trial, w_new, l2)
+            f_new, _ = _penalised(trial, w_new, penalty)
             if f_new <= f - 1e-4 * alpha * decrement or alpha < 1e-10:
                 break
             alpha *= 0.5
@@ -101,7 +103,7 @@ def fit(problem, state, max_steps=20):
     evaluate = problem.evaluator(state)
     settings = problem.settings
     if settings.focal_gamma == 0 or settings.focal_variant == "exact":
-        state.w, state.b, steps = newton(evaluate, state.w, state.b, settings.l2, max_steps)
+        state.w, state.b, steps = newton(evaluate, state.w, state.b, settings.penalty, max_steps)
     else:
         state.w, state.b, steps = _weighted_bce_fixed_point(problem, state, evaluate, max_steps)
     return steps
@@ -114,12 +116,12 @@ def _weighted_bce_fixed_point(problem, state, evaluate, max_steps):
     with the factors (1 - p_t)^gamma frozen at the current point (IRLS),
     shortened until ||F|| decreases.
     """
-    gamma, l2 = problem.settings.focal_gamma, problem.settings.l2
+    gamma, penalty = problem.settings.focal_gamma, problem.settings.penalty
     omega, y_labeled = problem.omega, problem.y_labeled
 
     def residual(theta):
         t = evaluate(theta[:-1], theta[-1], False)
-        return np.linalg.norm(np.append(t.grad_w + l2 * theta[:-1], t.grad_b))
+        return np.linalg.norm(np.append(t.grad_w + penalty.gradient(theta[:-1]), t.grad_b))
 
     X64, Y_labeled = np.asarray(state.X, dtype=np.float64), problem.labeled_factors(state.Y)
     theta = np.append(state.w, state.b)
@@ -130,7 +132,7 @@ def _weighted_bce_fixed_point(problem, state, evaluate, max_steps):
         scale = float(np.sum(omega * q**gamma) / omega.sum())
         w_new, b_new, _ = newton(
             lambda w_, b_, hess: _scaled(evaluate(w_, b_, hess, omega * q**gamma, 0.0), scale),
-            theta[:-1], theta[-1], l2, max_steps=1,
+            theta[:-1], theta[-1], penalty, max_steps=1,
         )
         direction = np.append(w_new, b_new) - theta
         for t in 0.5 ** np.arange(20):
@@ -155,10 +157,10 @@ def gradient_steps(problem, state, solver, lr, steps, adam):
     """``steps`` plain gradient ("gd") or Adam ("adam", with the :class:`~.adam.Adam` ``adam``) steps on (w, b)."""
     theta = np.append(state.w, state.b)
     evaluate = problem.evaluator(state)
-    l2 = problem.settings.l2
+    penalty = problem.settings.penalty
     for _ in range(steps):
         terms = evaluate(theta[:-1], theta[-1])
-        grad = np.append(terms.grad_w + l2 * theta[:-1], terms.grad_b)
+        grad = np.append(terms.grad_w + penalty.gradient(theta[:-1]), terms.grad_b)
         if solver == "gd":
             theta -= lr * grad
         else:

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from .._float64 import matvec64
-from ..core.losses import sample_loss_terms, supervised_weights
+from ..core.losses import AggregatorPenalty, sample_loss_terms, supervised_weights
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Settings:
     rho: float
     focal_gamma: float = 0.0
     focal_variant: str = "exact"
-    l2: float = 0.0
+    penalty: AggregatorPenalty = AggregatorPenalty()
     weighted_aggregator: bool = True
 
 
@@ -129,12 +129,12 @@ class ProblemLosses:
         return state.reconstruction
 
     def supervised_loss(self, state):
-        """L_sup + (l2 / 2) ||w||^2 for the weighted aggregator, BCE of the mean otherwise."""
+        """L_sup + the penalty on w for the weighted aggregator, BCE of the mean otherwise."""
         if not self.has_labels:
             return 0.0
         w = state.w
         if self.settings.weighted_aggregator:
-            return self.evaluator(state)(w, state.b).loss + 0.5 * self.settings.l2 * float(w @ w)
+            return self.evaluator(state)(w, state.b).loss + self.settings.penalty.value(w)
         Y_labeled = self.to_host(self.labeled_factors(state.Y))
         p = np.clip(mean_of_reconstruction(self.to_host(state.X), Y_labeled), 1e-12, 1 - 1e-12)
         y_labeled, omega = self.to_host(self.y_labeled), self.to_host(self.omega)

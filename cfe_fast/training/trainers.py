@@ -1,7 +1,7 @@
 """Training algorithms behind :class:`~cfe_fast.CFEnsembleClassifier`.
 
 All three minimise (or, for "als", approximately minimise) the objective of
-docs/method.md, L = rho L_rec + (1 - rho) (L_sup + (l2 / 2) ||w||^2), through
+docs/method.md, L = rho L_rec + (1 - rho) (L_sup + penalty(w)), through
 one :class:`~cfe_fast.training.problem.Problem` (data, weights, backend
 kernels) and one :class:`~cfe_fast.training.state.State` (X, Y, w, b):
 
@@ -131,7 +131,7 @@ def joint_gradients(problem, X, Y, w, b):
     supervised part adds a_i g_i v to labeled columns of dY, (sum a_i g_i y_i) w^T
     to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db).
     """
-    p, rho, l2 = problem, problem.settings.rho, problem.settings.l2
+    p, rho, penalty = problem, problem.settings.rho, problem.settings.penalty
     rec = p.reconstruction_loss(X, Y)
     gX, gY = p.backend.reconstruction_gradient(X, Y, p.R, p.C, p.lam)
     gX, gY = rho * np.asarray(gX, dtype=np.float64), rho * np.asarray(gY, dtype=np.float64)
@@ -142,12 +142,12 @@ def joint_gradients(problem, X, Y, w, b):
         v = X64 @ w
         loss, g, _ = sample_loss_terms(v @ Y_labeled + b, p.y_labeled, p.settings.focal_gamma,
                                        p.settings.focal_variant)
-        sup = float(p.omega @ loss / p.omega.sum()) + 0.5 * l2 * float(w @ w)
+        sup = float(p.omega @ loss / p.omega.sum()) + penalty.value(w)
         e = p.a * g
         q = Y_labeled @ e
         gY[:, p.labeled] += np.outer(v, e)
         gX += np.outer(q, w)
-        gw = X64.T @ q + (1 - rho) * l2 * w
+        gw = X64.T @ q + (1 - rho) * penalty.gradient(w)
         gb = float(e.sum())
     return rho * rec + (1 - rho) * sup, gX, gY, gw, gb
 
