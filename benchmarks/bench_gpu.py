@@ -20,12 +20,13 @@ N = 10**6
 
 
 def _gpu():
-    from cfe_fast import cupy_backend
+    """(the CuPy backend's kernels module, cupy); NotImplementedError (asv: skip) without a GPU."""
+    from cfe_fast.backends.cupy import arrays, kernels
 
-    cupy = cupy_backend.gpu_module()
+    cupy = arrays.gpu_module()
     if cupy is None:
         raise NotImplementedError("CuPy with a CUDA device is needed")
-    return cupy_backend, cupy
+    return kernels, cupy
 
 
 class GpuHalfSteps:
@@ -42,13 +43,13 @@ class GpuHalfSteps:
         if data == "streamed":
             Y, R, C = (self.cupy.asnumpy(a) for a in (Y, R, C))
         self.X, self.Y, self.R, self.C = X, Y, R, C
-        gpu_sweep._sweep(self.cb, self.cupy, Y[:, :1024], R[:, :1024], C[:, :1024])  # warm caches, plans
+        gpu_sweep._sweep(self.cupy, Y[:, :1024], R[:, :1024], C[:, :1024])  # warm caches, plans
 
     def _sync(self):
         self.cupy.cuda.Device().synchronize()
 
     def time_sweep(self, shape, dtype, data):
-        gpu_sweep._sweep(self.cb, self.cupy, self.Y, self.R, self.C)
+        gpu_sweep._sweep(self.cupy, self.Y, self.R, self.C)
         self._sync()
 
     def time_instance_step(self, shape, dtype, data):
@@ -98,5 +99,5 @@ class GpuGemm:
 
     def track_gram_rate_100x64(self, dtype):
         X, Y, _, C = gpu_sweep.problem(self.cupy, 100, 64, N, dtype)
-        seconds, flops = gpu_sweep.gram_seconds(self.cb, self.cupy, X, Y, C, 3)
+        seconds, flops = gpu_sweep.gram_seconds(self.cupy, X, Y, C, 3)
         return flops / seconds / 1e9
