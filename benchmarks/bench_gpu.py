@@ -3,8 +3,8 @@
 Every ``setup`` raises ``NotImplementedError`` where CuPy or a CUDA device is
 missing, so asv skips these benchmarks there. Every timed method ends with a
 device synchronisation, so the time covers the GPU work, not just its launch.
-The data helpers are those of ``gpu_sweep.py`` (loaded by path, so this file
-works however asv imports the suite).
+The data helpers are those of ``scripts/gpu_sweep.py`` (loaded by path, so
+this file works however asv imports the suite).
 """
 
 import importlib.util
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-_spec = importlib.util.spec_from_file_location("_cfe_gpu_sweep", Path(__file__).with_name("gpu_sweep.py"))
+_spec = importlib.util.spec_from_file_location("_cfe_gpu_sweep", Path(__file__).parent / "scripts" / "gpu_sweep.py")
 gpu_sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gpu_sweep)
 

@@ -34,7 +34,7 @@ With ``--fit`` also: a full fit of CFEnsembleClassifier (m = 18,
 n = 60,000, 50 iterations, after JIT warm-up) and the JIT compile time of a
 fresh process with an empty Numba cache and a second one that reuses it.
 
-    python benchmarks/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
+    python benchmarks/scripts/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
                                  [--dtypes float64,float32] [--repeat 3] [--fit]
 """
 
@@ -44,16 +44,15 @@ import platform
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds, numba_kernels
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds, numba_kernels
-
 from cfe_fast.backends import SOLVERS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds, numba_kernels  # noqa: E402
 
 LAM = 0.1
 EXACT_SOLVERS = tuple(s for s in SOLVERS if s not in ("auto", "cg"))  # ("dual", "primal")

@@ -10,20 +10,20 @@ form that ``solver="auto"`` picks.
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/solver_rule.py [--n 20000]
+    PYTHONPATH=. python benchmarks/scripts/solver_rule.py [--n 20000]
 """
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from cfe_fast.backends.numba.instance_step import choose_solver, solve_instances
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds  # noqa: E402
 
 SHAPES = ((10, 20), (20, 20), (24, 20), (30, 20), (32, 32), (40, 32), (48, 32), (64, 64), (80, 64), (100, 64),
           (100, 100), (120, 100), (150, 100))

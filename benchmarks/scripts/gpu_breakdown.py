@@ -6,7 +6,7 @@ products, the packed SPD solve by cfe_fast's CUDA kernel and by the library
 path (batched cuSOLVER Cholesky + batched LU solve) on the same systems, and
 the whole steps. Also prints the largest difference between the two solvers.
 
-    python benchmarks/gpu_breakdown.py --m 100 --d 64 --n 1e6 --dtype float32
+    python benchmarks/scripts/gpu_breakdown.py --m 100 --d 64 --n 1e6 --dtype float32
 """
 
 import argparse

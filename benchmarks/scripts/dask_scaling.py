@@ -14,7 +14,7 @@ on 2 workers limited to ``--memory-limit`` each, reading R and C from disk every
 sweep. Reports whether a worker was lost, seconds per iteration, and peak RSS
 per worker. The store is deleted afterwards.
 
-    python benchmarks/dask_scaling.py [--n 1000000] [--ooc-n 2500000] [--memory-limit 1GB]
+    python benchmarks/scripts/dask_scaling.py [--n 1000000] [--ooc-n 2500000] [--memory-limit 1GB]
 """
 
 import argparse

@@ -7,18 +7,18 @@ solve; then the whole instance step on 1 and 2 Numba threads. Prints seconds
 per 1,000,000 instances and GFLOP/s against the one-core GEMM peak measured in
 the same run, which says how far each part is from the roofline.
 
-    python benchmarks/cpu_breakdown.py --m 100 --d 64 --n 20000
+    python benchmarks/scripts/cpu_breakdown.py --m 100 --d 64 --n 20000
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds  # noqa: E402
 
 
 def main(argv=None):

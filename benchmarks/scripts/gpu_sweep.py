@@ -14,8 +14,8 @@ Measures, on the current CUDA device:
 
 Every timed region ends with a device synchronisation; times are medians.
 
-    python benchmarks/gpu_sweep.py                      # the issue's figures (needs CuPy + GPU)
-    python benchmarks/gpu_sweep.py --xp numpy --ns 2000 --shapes 10x20 --cpu-n 500   # logic check on CPU
+    python benchmarks/scripts/gpu_sweep.py                      # the issue's figures (needs CuPy + GPU)
+    python benchmarks/scripts/gpu_sweep.py --xp numpy --ns 2000 --shapes 10x20 --cpu-n 500   # logic check on CPU
 """
 
 import argparse
@@ -163,7 +163,7 @@ def write_markdown(path, device, rows, args, xp, seconds):
     lines = [
         f"# CuPy backend sweep figures — {device}",
         "",
-        f"Produced by `python benchmarks/gpu_sweep.py {' '.join(args.argv)}` in {seconds:.0f} s. "
+        f"Produced by `python benchmarks/scripts/gpu_sweep.py {' '.join(args.argv)}` in {seconds:.0f} s. "
         f"Array module: {xp.__name__} {xp.__version__}; CUPY_TF32={os.environ.get('CUPY_TF32', '(unset)')}.",
         "",
         f"Measured GEMM rate ({args.gemm_size}^3 matmul): float32 {gemm['float32'] / 1e9:.0f} GFLOP/s, "
@@ -217,7 +217,7 @@ def main(argv=None):
     parser.add_argument("--cpu-n", type=int, default=100_000, help="instances timed for the CPU path")
     parser.add_argument("--gemm-size", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
 

@@ -13,7 +13,7 @@ the backends package (``_common.numba_kernels`` finds the kernels of each).
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps]
+    python benchmarks/scripts/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps]
 """
 
 import argparse
@@ -28,10 +28,8 @@ import tempfile
 
 import numpy as np
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds, numba_kernels
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds, numba_kernels
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds, numba_kernels  # noqa: E402
 
 SHAPES = ((10, 20), (10, 64), (100, 20), (100, 64))
 BASE_NAME = "cfe_fast_base"
