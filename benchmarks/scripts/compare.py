@@ -36,6 +36,8 @@ fresh process with an empty Numba cache and a second one that reuses it.
 
     python benchmarks/scripts/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
                                  [--dtypes float64,float32] [--repeat 3] [--fit]
+
+Current results: ``benchmarks/results/compare_cpu2.md``.
 """
 
 import argparse

@@ -8,6 +8,8 @@ per 1,000,000 instances and GFLOP/s against the one-core GEMM peak measured in
 the same run, which says how far each part is from the roofline.
 
     python benchmarks/scripts/cpu_breakdown.py --m 100 --d 64 --n 20000
+
+Current results: ``benchmarks/results/cpu_breakdown_cpu2.md``.
 """
 
 import argparse

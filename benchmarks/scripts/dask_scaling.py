@@ -15,6 +15,8 @@ sweep. Reports whether a worker was lost, seconds per iteration, and peak RSS
 per worker. The store is deleted afterwards.
 
     python benchmarks/scripts/dask_scaling.py [--n 1000000] [--ooc-n 2500000] [--memory-limit 1GB]
+
+Current results: ``benchmarks/results/dask_scaling_cpu2.md``.
 """
 
 import argparse

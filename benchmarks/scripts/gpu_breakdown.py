@@ -7,6 +7,8 @@ path (batched cuSOLVER Cholesky + batched LU solve) on the same systems, and
 the whole steps. Also prints the largest difference between the two solvers.
 
     python benchmarks/scripts/gpu_breakdown.py --m 100 --d 64 --n 1e6 --dtype float32
+
+Current results: ``benchmarks/results/gpu_breakdown_<device>.md``.
 """
 
 import argparse

@@ -16,6 +16,8 @@ Every timed region ends with a device synchronisation; times are medians.
 
     python benchmarks/scripts/gpu_sweep.py                      # the issue's figures (needs CuPy + GPU)
     python benchmarks/scripts/gpu_sweep.py --xp numpy --ns 2000 --shapes 10x20 --cpu-n 500   # logic check on CPU
+
+Current results: ``benchmarks/results/gpu_sweep_<device>.md`` (written by the script).
 """
 
 import argparse

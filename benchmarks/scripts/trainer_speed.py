@@ -7,6 +7,8 @@ the majorised X block (Grams + m sequential d x d solves), the Y block
 Measured in one run, after a JIT warm-up, median over iterations.
 
     python benchmarks/scripts/trainer_speed.py [--n 100000] [--m 10] [--d 5] [--iters 5]
+
+Current results: ``benchmarks/results/trainer_speed_cpu2.md``.
 """
 
 import argparse
