@@ -4,8 +4,10 @@
 (CI smoke run); the default ``full`` profile uses n = 1e6 for the kernels.
 """
 
+import importlib
 import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -29,6 +31,32 @@ def problem(m, d, n, dtype, seed=0):
     X = rng.standard_normal((d, m)).astype(dtype)
     Yt = rng.standard_normal((n, d)).astype(dtype)
     return Rt, Ct, X, Yt
+
+
+#: the instance-major Numba kernels the benchmarks time, by module of ``backends.numba``
+_KERNELS = {
+    "instance_step": ("solve_instances", "choose_solver"),
+    "classifier_step": ("solve_classifiers", "classifier_sums"),
+    "losses": ("aggregator_terms_t",),
+}
+
+
+def numba_kernels(package="cfe_fast"):
+    """The instance-major Numba kernels of a version of cfe_fast, whatever its layout.
+
+    A namespace with the functions of ``_KERNELS``, taken from
+    ``<package>.backends.numba.*``; versions before the backends package
+    (e.g. commit 29ecb19) had them all in ``<package>.numba_backend``.
+    ``package`` is another name where ``scripts/ab_compare.py`` imports an
+    older commit's copy side by side.
+    """
+    try:
+        modules = {name: importlib.import_module(f"{package}.backends.numba.{name}") for name in _KERNELS}
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith(f"{package}.backends"):
+            raise  # a missing dependency, not the old layout
+        return importlib.import_module(f"{package}.numba_backend")
+    return SimpleNamespace(**{f: getattr(modules[name], f) for name, functions in _KERNELS.items() for f in functions})
 
 
 def solver_kwargs(nb, solver, m, d):

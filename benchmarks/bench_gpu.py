@@ -3,8 +3,8 @@
 Every ``setup`` raises ``NotImplementedError`` where CuPy or a CUDA device is
 missing, so asv skips these benchmarks there. Every timed method ends with a
 device synchronisation, so the time covers the GPU work, not just its launch.
-The data helpers are those of ``gpu_sweep.py`` (loaded by path, so this file
-works however asv imports the suite).
+The data helpers are those of ``scripts/gpu_sweep.py`` (loaded by path, so
+this file works however asv imports the suite).
 """
 
 import importlib.util
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-_spec = importlib.util.spec_from_file_location("_cfe_gpu_sweep", Path(__file__).with_name("gpu_sweep.py"))
+_spec = importlib.util.spec_from_file_location("_cfe_gpu_sweep", Path(__file__).parent / "scripts" / "gpu_sweep.py")
 gpu_sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gpu_sweep)
 
@@ -20,12 +20,13 @@ N = 10**6
 
 
 def _gpu():
-    from cfe_fast import cupy_backend
+    """(the CuPy backend's kernels module, cupy); NotImplementedError (asv: skip) without a GPU."""
+    from cfe_fast.backends.cupy import arrays, kernels
 
-    cupy = cupy_backend.gpu_module()
+    cupy = arrays.gpu_module()
     if cupy is None:
         raise NotImplementedError("CuPy with a CUDA device is needed")
-    return cupy_backend, cupy
+    return kernels, cupy
 
 
 class GpuHalfSteps:
@@ -42,13 +43,13 @@ class GpuHalfSteps:
         if data == "streamed":
             Y, R, C = (self.cupy.asnumpy(a) for a in (Y, R, C))
         self.X, self.Y, self.R, self.C = X, Y, R, C
-        gpu_sweep._sweep(self.cb, self.cupy, Y[:, :1024], R[:, :1024], C[:, :1024])  # warm caches, plans
+        gpu_sweep._sweep(self.cupy, Y[:, :1024], R[:, :1024], C[:, :1024])  # warm caches, plans
 
     def _sync(self):
         self.cupy.cuda.Device().synchronize()
 
     def time_sweep(self, shape, dtype, data):
-        gpu_sweep._sweep(self.cb, self.cupy, self.Y, self.R, self.C)
+        gpu_sweep._sweep(self.cupy, self.Y, self.R, self.C)
         self._sync()
 
     def time_instance_step(self, shape, dtype, data):
@@ -98,5 +99,5 @@ class GpuGemm:
 
     def track_gram_rate_100x64(self, dtype):
         X, Y, _, C = gpu_sweep.problem(self.cupy, 100, 64, N, dtype)
-        seconds, flops = gpu_sweep.gram_seconds(self.cb, self.cupy, X, Y, C, 3)
+        seconds, flops = gpu_sweep.gram_seconds(self.cupy, X, Y, C, 3)
         return flops / seconds / 1e9

@@ -4,7 +4,7 @@ reference (``track_``). The JIT is warmed up in ``setup`` on a tiny input."""
 
 import numpy as np
 
-from ._common import LAM, N, SHAPES, problem, shape, solver_kwargs
+from ._common import LAM, N, SHAPES, numba_kernels, problem, shape, solver_kwargs
 
 
 class HalfSteps:
@@ -17,9 +17,7 @@ class HalfSteps:
     repeat = (1, 3, 120.0)
 
     def setup(self, mxd, dtype, solver):
-        from cfe_fast import numba_backend as nb
-
-        self.nb = nb
+        self.nb = nb = numba_kernels()
         m, d = shape(mxd)
         self.kw = solver_kwargs(nb, solver, m, d)
         self.Rt, self.Ct, self.X, self.Yt = problem(m, d, N, np.dtype(dtype).type)
@@ -75,15 +73,14 @@ class Aggregator:
     repeat = (1, 5, 60.0)
 
     def setup(self, mxd, hessian):
-        from cfe_fast import numba_backend as nb
-        from cfe_fast import reference as ref
+        from cfe_fast.core.losses import class_weights
 
-        self.nb = nb
+        self.nb = nb = numba_kernels()
         m, d = shape(mxd)
         _, _, self.X, self.Yt = problem(m, d, N, np.float64)
         rng = np.random.default_rng(1)
         self.y = (rng.random(N) < 0.2).astype(float)
-        self.omega = ref.class_weights(self.y)
+        self.omega = class_weights(self.y)
         self.w = rng.normal(size=m)
         nb.aggregator_terms_t(self.X, self.Yt[:64], self.y[:64], self.omega[:64], self.w, 0.1, hessian=hessian)
 

@@ -13,8 +13,9 @@ from cfe_fast.backends.cupy import arrays as cb
 BENCH = Path(__file__).parents[1] / "benchmarks"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_test_{name}", BENCH / f"{name}.py")
+def _load(path):
+    """A file of benchmarks/ (the asv suite, or scripts/...) as a module."""
+    spec = importlib.util.spec_from_file_location(f"_test_{Path(path).stem}", BENCH / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -23,7 +24,7 @@ def _load(name):
 def test_asv_gpu_benchmarks_skip_without_gpu():
     if cb.gpu_module() is not None:
         pytest.skip("a GPU is present: asv runs these benchmarks")
-    bench = _load("bench_gpu")
+    bench = _load("bench_gpu.py")
     for cls in (bench.GpuHalfSteps, bench.GpuAggregator, bench.GpuGemm):
         timed = [name for name in vars(cls) if name.startswith(("time_", "track_"))]
         assert timed
@@ -32,7 +33,7 @@ def test_asv_gpu_benchmarks_skip_without_gpu():
 
 
 def test_gpu_sweep_reports_every_configuration(tmp_path):
-    sweep = _load("gpu_sweep")
+    sweep = _load("scripts/gpu_sweep.py")
     path = sweep.main(["--xp", "numpy", "--ns", "300", "500", "--shapes", "3x5", "6x2", "--dtypes", "float32",
                        "--cpu-n", "100", "--gemm-size", "64", "--repeat", "1", "--out", str(tmp_path)])
     assert path == tmp_path / "gpu_sweep_cpu-numpy.md"
@@ -53,6 +54,6 @@ def test_gpu_breakdown_refuses_cleanly_without_gpu(capsys):
     if cb.gpu_module() is not None:
         pytest.skip("a GPU is present: the breakdown runs")
     with pytest.raises(SystemExit) as exit_info:
-        _load("gpu_breakdown").main(["--n", "1000"])
+        _load("scripts/gpu_breakdown.py").main(["--n", "1000"])
     assert exit_info.value.code == 2
     assert "CUDA device is needed" in capsys.readouterr().err

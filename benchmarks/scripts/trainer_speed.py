@@ -6,7 +6,9 @@ the majorised X block (Grams + m sequential d x d solves), the Y block
 "joint" = ``joint_steps_per_iter`` Adam steps, each a fused gradient pass.
 Measured in one run, after a JIT warm-up, median over iterations.
 
-    python benchmarks/trainer_speed.py [--n 100000] [--m 10] [--d 5] [--iters 5]
+    python benchmarks/scripts/trainer_speed.py [--n 100000] [--m 10] [--d 5] [--iters 5]
+
+Current results: ``benchmarks/results/trainer_speed_cpu2.md``.
 """
 
 import argparse

@@ -14,7 +14,9 @@ on 2 workers limited to ``--memory-limit`` each, reading R and C from disk every
 sweep. Reports whether a worker was lost, seconds per iteration, and peak RSS
 per worker. The store is deleted afterwards.
 
-    python benchmarks/dask_scaling.py [--n 1000000] [--ooc-n 2500000] [--memory-limit 1GB]
+    python benchmarks/scripts/dask_scaling.py [--n 1000000] [--ooc-n 2500000] [--memory-limit 1GB]
+
+Current results: ``benchmarks/results/dask_scaling_cpu2.md``.
 """
 
 import argparse
@@ -68,15 +70,16 @@ def problem(n, m, seed=0):
 
 
 def numba_sweep(P, C, d, repeat):
-    from cfe_fast import numba_backend as nb
+    from cfe_fast.backends.numba.classifier_step import solve_classifiers
+    from cfe_fast.backends.numba.instance_step import solve_instances
 
     X = np.random.default_rng(1).standard_normal((d, P.shape[1]))
-    nb.solve_instances(X, P[:100], C[:100], 0.1)  # compile / load the cache
+    solve_instances(X, P[:100], C[:100], 0.1)  # compile / load the cache
     times = []
     for _ in range(repeat + 1):
         start = time.perf_counter()
-        Yt = nb.solve_instances(X, P, C, 0.1)
-        X = nb.solve_classifiers(Yt, P, C, 0.1)
+        Yt = solve_instances(X, P, C, 0.1)
+        X = solve_classifiers(Yt, P, C, 0.1)
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
@@ -84,17 +87,18 @@ def numba_sweep(P, C, d, repeat):
 def dask_sweep(P, C, labels, d, repeat, workers, threads, chunk_rows):
     from distributed import Client, LocalCluster
 
-    from cfe_fast import dask_backend as dk
-    from cfe_fast.estimator import _initial_instance_factors
-    from cfe_fast.reference import class_weights
+    from cfe_fast.backends.dask.data import as_instance_chunks
+    from cfe_fast.backends.dask.engine import DaskEngine
+    from cfe_fast.core.losses import class_weights
+    from cfe_fast.training.state import initial_instance_factors
 
     with LocalCluster(n_workers=workers, threads_per_worker=threads, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        Pd = dk.as_instance_chunks(P, "P", client, chunks=chunk_rows)
-        Cd = dk.as_instance_chunks(C, "C", client, chunks=chunk_rows)
+        Pd = as_instance_chunks(P, "P", client, chunks=chunk_rows)
+        Cd = as_instance_chunks(C, "C", client, chunks=chunk_rows)
         omega = class_weights(labels[~np.isnan(labels)])
-        engine = dk.DaskEngine(client, Pd, labels, omega, 0.1, Cd)
-        engine.init_instance_factors(np.random.default_rng(0), partial(_initial_instance_factors, d=d, dtype=P.dtype))
+        engine = DaskEngine(client, Pd, labels, omega, 0.1, Cd)
+        engine.init_instance_factors(np.random.default_rng(0), partial(initial_instance_factors, d=d, dtype=P.dtype))
         times = []
         with peak_rss(client) as peaks:
             for _ in range(repeat + 1):

@@ -10,28 +10,30 @@ form that ``solver="auto"`` picks.
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/solver_rule.py [--n 20000]
+    PYTHONPATH=. python benchmarks/scripts/solver_rule.py [--n 20000]
+
+Current results: ``benchmarks/results/solver_rule_cpu2.md``.
 """
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from cfe_fast import numba_backend as nb
+from cfe_fast.backends.numba.instance_step import choose_solver, solve_instances
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds  # noqa: E402
 
 SHAPES = ((10, 20), (20, 20), (24, 20), (30, 20), (32, 32), (40, 32), (48, 32), (64, 64), (80, 64), (100, 64),
           (100, 100), (120, 100), (150, 100))
 
 
 def seconds_per_million(solver, X, Rt, Ct, repeat=5):
-    nb.solve_instances(X, Rt[:200], Ct[:200], 0.1, solver=solver)  # JIT warm-up
-    return median_seconds(lambda: nb.solve_instances(X, Rt, Ct, 0.1, solver=solver), repeat) * 1e6 / Rt.shape[0]
+    solve_instances(X, Rt[:200], Ct[:200], 0.1, solver=solver)  # JIT warm-up
+    return median_seconds(lambda: solve_instances(X, Rt, Ct, 0.1, solver=solver), repeat) * 1e6 / Rt.shape[0]
 
 
 def main():
@@ -49,7 +51,7 @@ def main():
         X = 0.3 * rng.standard_normal((d, m))
         primal, dual = (seconds_per_million(solver, X, Rt, Ct) for solver in ("primal", "dual"))
         print(f"| {m} | {d} | {m / d:.2f} | {primal:.3g} | {dual:.3g} | {dual / primal:.2f} | "
-              f"{nb.choose_solver(m, d)} |")
+              f"{choose_solver(m, d)} |")
 
 
 if __name__ == "__main__":

@@ -34,27 +34,30 @@ With ``--fit`` also: a full fit of CFEnsembleClassifier (m = 18,
 n = 60,000, 50 iterations, after JIT warm-up) and the JIT compile time of a
 fresh process with an empty Numba cache and a second one that reuses it.
 
-    python benchmarks/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
+    python benchmarks/scripts/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
                                  [--dtypes float64,float32] [--repeat 3] [--fit]
+
+Current results: ``benchmarks/results/compare_cpu2.md``.
 """
 
 import argparse
-import inspect
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds
+from cfe_fast.backends import SOLVERS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds, numba_kernels  # noqa: E402
 
 LAM = 0.1
+EXACT_SOLVERS = tuple(s for s in SOLVERS if s not in ("auto", "cg"))  # ("dual", "primal")
 
 
 def model_gflop(m, n, d):
@@ -79,20 +82,16 @@ def gemm_peak(dtype, threads, size=1536, repeat=7):
     return 2.0 * size**3 / best / 1e9
 
 
-def _solvers(nb, m=None, d=None):
+def _solvers(nb, m, d):
     """Solvers to time: "auto", the exact form it does not pick where that form makes sense
-    (the dual only for m < d), and "cg"; "auto" alone before solvers existed."""
-    if "solver" not in inspect.signature(nb.solve_instances).parameters:
-        return ["auto"]
-    other = [s for s in nb.SOLVERS_EXACT if s != nb.choose_solver(m, d) and not (s == "dual" and m >= d)]
+    (the dual only for m < d), and "cg"."""
+    other = [s for s in EXACT_SOLVERS if s != nb.choose_solver(m, d) and not (s == "dual" and m >= d)]
     return ["auto", *other, "cg"]
 
 
 def measure_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
     """Median seconds of the classifier and instance half-steps of one solver."""
-    kw = {} if solver == "auto" and "solver" not in inspect.signature(nb.solve_instances).parameters else {
-        "solver": solver}
-    kw_c, kw_i = dict(kw), dict(kw)
+    kw_c, kw_i = {"solver": solver}, {"solver": solver}
     if solver == "cg":  # warm start from the exact solution of the other half-step's input
         kw_c["init"] = nb.solve_classifiers(Yt, Rt, Ct, LAM)
         kw_i["init"] = Yt
@@ -105,7 +104,8 @@ def measure_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
 
 
 def _cg_error(nb, X, Yt, Rt, Ct, k=2000):
-    """Relative error of one CG half-step (3 steps from zero) against the exact one, first k instances."""
+    """Relative error of one CG half-step (``config.CG_STEPS`` steps from zero) against the exact one,
+    first k instances."""
     s = slice(0, k)
     errors = []
     for exact, approx in (
@@ -204,7 +204,7 @@ def shape_rows(args, nb, ref, m, d, dtype, peak):
     results = []
     for solver in _solvers(nb, m, d):
         timing = measure_cfe(nb, X, Yt, Rt, Ct, solver, args.repeat)
-        label = "cfe_fast " + (f"{solver} -> {nb.choose_solver(m, d)}" if solver == "auto" and hasattr(nb, "choose_solver") else solver)
+        label = "cfe_fast " + (f"{solver} -> {nb.choose_solver(m, d)}" if solver == "auto" else solver)
         note = _cg_error(nb, X, Yt, Rt, Ct) if solver == "cg" else ""
         results.append((label + (" (approximate)" if solver == "cg" else ""), timing, note))
     if _implicit_available():
@@ -283,8 +283,9 @@ def main():
     parser.add_argument("--fit", action="store_true", help="also time a full fit and the JIT compile")
     args = parser.parse_args()
 
-    import cfe_fast.numba_backend as nb
     from cfe_fast import reference as ref
+
+    nb = numba_kernels()
 
     peaks = {dt: (gemm_peak(dt, 1), gemm_peak(dt, _num_threads())) for dt in ("float64", "float32")}
     print(f"Machine: {_machine()}; load average at start {os.getloadavg()[0]:.1f}\n")
@@ -302,14 +303,13 @@ def main():
         for dtype in args.dtypes.split(","):
             for row in shape_rows(args, nb, ref, m, d, np.dtype(dtype).type, peaks[dtype][1]):
                 print(row, flush=True)
-    if hasattr(nb, "classifier_sums"):
-        print(f"\nClassifier Gram build alone (classifier_sums: packed GEMMs, 2 m n d (d + 1) / 2 flops), "
-              f"seconds per {args.per:,} instances, % of the {_num_threads()}-thread GEMM peak:\n")
-        print("| m | d | dtype | seconds | GFLOP/s | % peak |\n|---|---|---|---|---|---|")
-        for shape in args.shapes.split(","):
-            m, d = (int(v) for v in shape.lower().split("x"))
-            for dtype in args.dtypes.split(","):
-                print(gram_row(nb, m, d, np.dtype(dtype).type, args, peaks[dtype][1]), flush=True)
+    print(f"\nClassifier Gram build alone (classifier_sums: packed GEMMs, 2 m n d (d + 1) / 2 flops), "
+          f"seconds per {args.per:,} instances, % of the {_num_threads()}-thread GEMM peak:\n")
+    print("| m | d | dtype | seconds | GFLOP/s | % peak |\n|---|---|---|---|---|---|")
+    for shape in args.shapes.split(","):
+        m, d = (int(v) for v in shape.lower().split("x"))
+        for dtype in args.dtypes.split(","):
+            print(gram_row(nb, m, d, np.dtype(dtype).type, args, peaks[dtype][1]), flush=True)
     if args.fit:
         print("\n| end to end | seconds |\n|---|---|")
         for line in fit_rows():

@@ -14,8 +14,10 @@ Measures, on the current CUDA device:
 
 Every timed region ends with a device synchronisation; times are medians.
 
-    python benchmarks/gpu_sweep.py                      # the issue's figures (needs CuPy + GPU)
-    python benchmarks/gpu_sweep.py --xp numpy --ns 2000 --shapes 10x20 --cpu-n 500   # logic check on CPU
+    python benchmarks/scripts/gpu_sweep.py                      # the issue's figures (needs CuPy + GPU)
+    python benchmarks/scripts/gpu_sweep.py --xp numpy --ns 2000 --shapes 10x20 --cpu-n 500   # logic check on CPU
+
+Current results: ``benchmarks/results/gpu_sweep_<device>.md`` (written by the script).
 """
 
 import argparse
@@ -27,6 +29,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from cfe_fast.backends.cupy import arrays, kernels, solve
 
 SHAPES = ["100x64", "10x20"]
 TARGET = {"shape": (100, 64), "n": 10**7, "dtype": "float32", "sweep_s": 1.0, "speedup": 50.0, "gemm_share": 0.30}
@@ -66,38 +70,39 @@ def problem(xp, m, d, n, dtype, seed=0):
     return X, Y, R, C
 
 
-def gram_seconds(cb, xp, X, Y, C, repeat):
+def gram_seconds(xp, X, Y, C, repeat):
     """Time of the Gram GEMMs alone (instance step primal + classifier step), as the kernels
     compute them (the same functions and chunk sizes)."""
     d, m = X.shape
     dtype = C.dtype
-    tril = cb._tril_indices(d, xp)
-    PXt = xp.ascontiguousarray(cb._packed_outer(X, tril).T)
-    size_i = cb._chunk_size(xp, cb._instance_bytes(m, d, dtype, xp), None)
-    size_c = cb._chunk_size(xp, cb._classifier_bytes(m, d, dtype), None)
+    tril = solve.tril_indices(d, xp)
+    PXt = xp.ascontiguousarray(kernels._packed_outer(X, tril).T)
+    size_i = arrays.chunk_size(xp, kernels._instance_bytes(m, d, dtype, xp), None)
+    size_c = arrays.chunk_size(xp, kernels._classifier_bytes(m, d, dtype), None)
 
     def grams():
         if m >= d:
-            for _, _, (C_c,) in cb.stream_columns((C,), size_i, xp):
-                cb._primal_grams(PXt, C_c)
-        for _, _, (Y_c, C_c) in cb.stream_columns((Y, C), size_c, xp):
-            cb._classifier_grams(Y_c, C_c, tril)
+            for _, _, (C_c,) in arrays.stream_columns((C,), size_i, xp):
+                kernels._primal_grams(PXt, C_c)
+        for _, _, (Y_c, C_c) in arrays.stream_columns((Y, C), size_c, xp):
+            kernels._classifier_grams(Y_c, C_c, tril)
 
     flops = 2.0 * PXt.shape[1] * m * C.shape[1] * (2 if m >= d else 1)
     return _median_seconds(xp, grams, repeat), flops
 
 
-def _sweep(cb, xp, Y, R, C, lam=0.1):
+def _sweep(xp, Y, R, C, lam=0.1):
     """One ALS sweep of the CuPy backend computing in module xp."""
-    return cb.update_instance_factors(cb.update_classifier_factors(Y, R, C, lam, xp=xp), R, C, lam, xp=xp)
+    return kernels.update_instance_factors(kernels.update_classifier_factors(Y, R, C, lam, xp=xp), R, C, lam, xp=xp)
 
 
 def cpu_sweep_seconds(m, d, n, dtype, cpu_n, repeat):
     """2-thread Numba sweep on cpu_n instances, scaled linearly to n."""
     import numba
 
-    from cfe_fast import numba_backend as nb
+    from cfe_fast.backends import get_backend
 
+    nb = get_backend("numba")
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     X, Y, R, C = problem(np, m, d, cpu_n, dtype, seed=1)
     nb.update_instance_factors(nb.update_classifier_factors(Y, R, C, 0.1), R, C, 0.1)  # compile
@@ -108,11 +113,11 @@ def cpu_sweep_seconds(m, d, n, dtype, cpu_n, repeat):
     return _median_seconds(np, sweep, repeat) * n / cpu_n
 
 
-def float32_error(cb, xp, m, d, n):
+def float32_error(xp, m, d, n):
     """Relative error of float32 instance factors against float64 on the same inputs."""
     X, _, R, C = problem(xp, m, d, n, np.float32, seed=2)
-    Y32 = cb.update_instance_factors(X, R, C, 0.1, xp=xp)
-    Y64 = cb.update_instance_factors(X.astype(np.float64), R.astype(np.float64), C.astype(np.float64), 0.1, xp=xp)
+    Y32 = kernels.update_instance_factors(X, R, C, 0.1, xp=xp)
+    Y64 = kernels.update_instance_factors(X.astype(np.float64), R.astype(np.float64), C.astype(np.float64), 0.1, xp=xp)
     return float(xp.linalg.norm(Y32.astype(np.float64) - Y64) / xp.linalg.norm(Y64))
 
 
@@ -124,7 +129,7 @@ def device_name(xp):
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def measure(args, xp, cb):
+def measure(args, xp):
     """Yield the rows of the results table (dicts)."""
     gemm = {dt: gemm_rate(xp, dt, args.gemm_size, args.repeat) for dt in ("float32", "float64")}
     yield {"gemm": gemm}
@@ -134,14 +139,14 @@ def measure(args, xp, cb):
             for dt in args.dtypes:
                 X, Y, R, C = problem(xp, m, d, n, dt)
                 warm = min(n, 4096)
-                _sweep(cb, xp, Y[:, :warm], R[:, :warm], C[:, :warm])
+                _sweep(xp, Y[:, :warm], R[:, :warm], C[:, :warm])
                 row = {"m": m, "d": d, "n": n, "dtype": dt,
-                       "sweep_s": _median_seconds(xp, partial(_sweep, cb, xp, Y, R, C), args.repeat)}
-                row["gram_s"], row["gram_flops"] = gram_seconds(cb, xp, X, Y, C, args.repeat)
+                       "sweep_s": _median_seconds(xp, partial(_sweep, xp, Y, R, C), args.repeat)}
+                row["gram_s"], row["gram_flops"] = gram_seconds(xp, X, Y, C, args.repeat)
                 row["gemm_share"] = row["gram_flops"] / row["gram_s"] / gemm[dt]
                 if n in args.streamed_ns and xp is not np:
-                    host = [cb.to_host(a) for a in (Y, R, C)]
-                    row["streamed_s"] = _median_seconds(xp, partial(_sweep, cb, xp, *host), args.repeat)
+                    host = [arrays.to_host(a) for a in (Y, R, C)]
+                    row["streamed_s"] = _median_seconds(xp, partial(_sweep, xp, *host), args.repeat)
                     del host
                 del X, Y, R, C
                 if xp is not np:
@@ -155,12 +160,12 @@ def _short(n):
     return f"{n:.0e}".replace("e+0", "e").replace("e+", "e")
 
 
-def write_markdown(path, device, rows, args, xp, cb, seconds):
+def write_markdown(path, device, rows, args, xp, seconds):
     gemm = rows[0]["gemm"]
     lines = [
         f"# CuPy backend sweep figures — {device}",
         "",
-        f"Produced by `python benchmarks/gpu_sweep.py {' '.join(args.argv)}` in {seconds:.0f} s. "
+        f"Produced by `python benchmarks/scripts/gpu_sweep.py {' '.join(args.argv)}` in {seconds:.0f} s. "
         f"Array module: {xp.__name__} {xp.__version__}; CUPY_TF32={os.environ.get('CUPY_TF32', '(unset)')}.",
         "",
         f"Measured GEMM rate ({args.gemm_size}^3 matmul): float32 {gemm['float32'] / 1e9:.0f} GFLOP/s, "
@@ -197,7 +202,7 @@ def write_markdown(path, device, rows, args, xp, cb, seconds):
         lines += [f"- {name}: {value} — {'met' if ok else 'NOT met'}" for name, ok, value in checks]
     else:
         lines.append("- not measured in this run")
-    err = float32_error(cb, xp, 100, 64, min(max(args.ns), 100_000))
+    err = float32_error(xp, 100, 64, min(max(args.ns), 100_000))
     lines += ["", f"float32 accuracy: instance factors of a float32 step vs float64 on the same inputs "
               f"(m=100, d=64, n={min(max(args.ns), 100_000)}): relative error {err:.1e}.", ""]
     path.write_text("\n".join(lines))
@@ -214,24 +219,22 @@ def main(argv=None):
     parser.add_argument("--cpu-n", type=int, default=100_000, help="instances timed for the CPU path")
     parser.add_argument("--gemm-size", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results")
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
 
-    from cfe_fast import cupy_backend as cb
-
-    xp = np if args.xp == "numpy" else cb.gpu_module()
+    xp = np if args.xp == "numpy" else arrays.gpu_module()
     if xp is None:
         parser.exit(2, "gpu_sweep.py: CuPy with a CUDA device is needed (or run with --xp numpy)\n")
     start = time.perf_counter()
     rows = []
-    for row in measure(args, xp, cb):
+    for row in measure(args, xp):
         rows.append(row)
         print(row, flush=True)
     device = device_name(xp)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"gpu_sweep_{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-').lower()}.md"
-    write_markdown(path, device, rows, args, xp, cb, time.perf_counter() - start)
+    write_markdown(path, device, rows, args, xp, time.perf_counter() - start)
     print(f"wrote {path}")
     return path
 

@@ -2,16 +2,18 @@
 
 A shared machine drifts by 10-20 % within minutes, so timings of two versions
 taken in separate runs cannot be compared. This script imports the working
-tree's ``cfe_fast`` and another commit's (extracted with ``git archive`` under
-the package name ``cfe_fast_base``) side by side and times them in alternation
+tree's ``cfe_fast`` (that of the repository holding this script, whatever is
+installed) and another commit's (extracted with ``git archive`` under the
+package name ``cfe_fast_base``) side by side and times them in alternation
 on the same arrays: the ALS half-steps per shape (seconds scaled to n = 1e6)
 and the end-to-end fit (m = 18, n = 60,000, d = 9, 50 iterations). It prints
 a markdown table with the speed-up and the largest difference of the fitted
-probabilities.
+probabilities. Either version may have the package layout of before or after
+the backends package (``_common.numba_kernels`` finds the kernels of each).
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps]
+    python benchmarks/scripts/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps]
 """
 
 import argparse
@@ -26,13 +28,13 @@ import tempfile
 
 import numpy as np
 
-if __package__:  # imported by asv as part of the benchmarks package
-    from ._common import median_seconds
-else:  # run as a script: benchmarks/ is on sys.path
-    from _common import median_seconds
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import median_seconds, numba_kernels  # noqa: E402
 
 SHAPES = ((10, 20), (10, 64), (100, 20), (100, 64))
 BASE_NAME = "cfe_fast_base"
+ROOT = pathlib.Path(subprocess.run(["git", "-C", str(pathlib.Path(__file__).resolve().parent), "rev-parse",
+                                    "--show-toplevel"], check=True, capture_output=True, text=True).stdout.strip())
 
 
 def import_base(commit):
@@ -41,23 +43,20 @@ def import_base(commit):
     The copy is kept in the temporary directory, one per commit, so that its
     Numba cache serves the next run.
     """
-    root = pathlib.Path(__file__).resolve().parents[1]
-    sha = subprocess.run(["git", "-C", str(root), "rev-parse", commit], check=True, capture_output=True,
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", commit], check=True, capture_output=True,
                          text=True).stdout.strip()
     workdir = pathlib.Path(tempfile.gettempdir()) / "cfe_fast_ab" / sha
     package = workdir / BASE_NAME
     if not package.exists():
-        archive = subprocess.run(["git", "-C", str(root), "archive", sha, "cfe_fast"], check=True,
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "cfe_fast"], check=True,
                                  capture_output=True).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(workdir, filter="data")
-        for source in (workdir / "cfe_fast").glob("*.py"):  # module names in strings point to the copy
+        for source in (workdir / "cfe_fast").rglob("*.py"):  # module names in strings point to the copy
             source.write_text(source.read_text().replace('"cfe_fast.', f'"{BASE_NAME}.'))
         (workdir / "cfe_fast").rename(package)
     sys.path.insert(0, str(workdir))
-    import cfe_fast_base
-
-    return cfe_fast_base
+    return importlib.import_module(BASE_NAME)
 
 
 def sweep_rows(versions, n, rounds):
@@ -73,7 +72,7 @@ def sweep_rows(versions, n, rounds):
             times = {name: [[], []] for name in versions}
             for _ in range(rounds):
                 for name, package in versions.items():
-                    nb = importlib.import_module(f"{package.__name__}.numba_backend")
+                    nb = numba_kernels(package.__name__)
                     nb.solve_classifiers(Yt[:1000], Rt[:1000], Ct[:1000], 0.1)  # JIT warm-up
                     nb.solve_instances(X, Rt[:1000], Ct[:1000], 0.1)
                     times[name][0].append(median_seconds(lambda: nb.solve_classifiers(Yt, Rt, Ct, 0.1), 3))
@@ -119,8 +118,11 @@ def main():
     parser.add_argument("--no-sweeps", action="store_true", help="only the end-to-end fit")
     args = parser.parse_args()
 
+    sys.path.insert(0, str(ROOT))  # the working tree's cfe_fast, not an installed one
     import cfe_fast
 
+    if pathlib.Path(cfe_fast.__file__).resolve().parent != ROOT / "cfe_fast":
+        raise SystemExit(f"ab_compare.py: imported {cfe_fast.__file__}, not the working tree's cfe_fast")
     versions = {args.base: import_base(args.base), "working tree": cfe_fast}
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"Interleaved A/B: {args.base} against the working tree, load average {load} at the start\n")
