@@ -24,7 +24,7 @@ def _load(path):
 def test_asv_gpu_benchmarks_skip_without_gpu():
     if cb.gpu_module() is not None:
         pytest.skip("a GPU is present: asv runs these benchmarks")
-    bench = _load("bench_gpu.py")
+    bench = _load("suite/bench_gpu.py")
     for cls in (bench.GpuHalfSteps, bench.GpuAggregator, bench.GpuGemm):
         timed = [name for name in vars(cls) if name.startswith(("time_", "track_"))]
         assert timed

@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "suite"))  # for _common
 from _common import median_seconds, numba_kernels  # noqa: E402
 
 SHAPES = ((10, 20), (10, 64), (100, 20), (100, 64))

@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from cfe_fast.backends import SOLVERS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suite"))  # for _common
 from _common import median_seconds, numba_kernels  # noqa: E402
 
 LAM = 0.1

@@ -24,7 +24,7 @@ import numpy as np
 
 from cfe_fast.backends.numba.instance_step import choose_solver, solve_instances
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suite"))  # for _common
 from _common import median_seconds  # noqa: E402
 
 SHAPES = ((10, 20), (20, 20), (24, 20), (30, 20), (32, 32), (40, 32), (48, 32), (64, 64), (80, 64), (100, 64),

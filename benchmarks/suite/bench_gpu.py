@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-_spec = importlib.util.spec_from_file_location("_cfe_gpu_sweep", Path(__file__).parent / "scripts" / "gpu_sweep.py")
+_spec = importlib.util.spec_from_file_location("_cfe_gpu_sweep", Path(__file__).parents[1] / "scripts" / "gpu_sweep.py")
 gpu_sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gpu_sweep)
 
