@@ -89,13 +89,15 @@ def _cli_text(value):
     return "none" if value is None else str(value)
 
 
-def _or_none(convert, allowed):
-    """``convert``, with the word 'none' for None where None is allowed."""
-    if not allowed:
+def _or_none(convert, allowed, words=()):
+    """``convert``, with the word 'none' for None where None is allowed, and the ``words`` kept as they are."""
+    if not allowed and not words:
         return convert
 
     def parse(text):
-        return None if text.lower() == "none" else convert(text)
+        if text in words:
+            return text
+        return None if allowed and text.lower() == "none" else convert(text)
 
     parse.__name__ = convert.__name__  # argparse's "invalid int value" message
     return parse
@@ -145,7 +147,8 @@ def _option(name, default=argparse.SUPPRESS):
         none = param.none or param.kind == "seed"
         option.update(type=_or_none(int, none), metavar="INT|none" if none else "INT")
     elif param.kind == "float":
-        option.update(type=_or_none(float, param.none), metavar="FLOAT|none" if param.none else "FLOAT")
+        metavar = "|".join(["FLOAT", *param.words] + (["none"] if param.none else []))
+        option.update(type=_or_none(float, param.none, param.words), metavar=metavar)
     elif param.kind == "choice":
         option.update(type=_or_none(str, None in param.choices), choices=param.choices,
                       metavar="{" + ",".join(_cli_text(c) for c in param.choices) + "}")

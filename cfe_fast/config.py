@@ -15,6 +15,11 @@ import os
 #: temporary memory of a float32 fit
 FLOAT64_BLOCK_BYTES = 4 * 1024 * 1024
 
+# ------------------------------------------------------------------ the aggregator
+#: labeled instances the cross-validation of aggregator_prior="auto" uses at most (a
+#: stratified sample beyond): its compute and memory stay bounded whatever n_labeled
+PRIOR_CV_INSTANCES = 10_000
+
 # --------------------------------------------------------------------- Numba (CPU)
 #: bytes of packed float64 systems factorised together (about the L2 cache)
 SYSTEMS_BYTES = 1024 * 1024

@@ -25,6 +25,7 @@ from .io.checkpoint import Checkpointer, read_checkpoint
 from .io.model_file import ModelContent, ModelFileError, read_model, write_model
 from .parameters import DTYPES, validate_params
 from .training import loop
+from .training.aggregator import PRIOR_FALLBACK
 from .training.problem import FitData, Settings, mean_of_reconstruction
 from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 
@@ -32,7 +33,7 @@ from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 FITTED_ATTRIBUTES = (
     "classes_", "n_features_in_", "feature_names_in_", "latent_dim_", "aggregator_", "classifier_factors_",
     "instance_factors_", "coef_", "intercept_", "classifier_quality_", "transductive_proba_", "n_iter_",
-    "converged_",
+    "converged_", "aggregator_prior_", "prior_correction_",
 )
 
 
@@ -58,9 +59,12 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     lam : float, default=0.1
         Ridge penalty of the ALS half-steps (> 0 recommended; 0 is refused
         where a system would be singular).
-    confidence : {"label_aware", "certainty", "uniform", "calibration"} or array, default="label_aware"
+    confidence : {"label_aware", "certainty", "uniform", "calibration"} or array, default="uniform"
         Confidence strategy, or a user matrix C of shape (n_instances,
-        n_classifiers) that is used exactly as given.
+        n_classifiers) that is used exactly as given. "uniform" is the
+        default because it predicted best on the real-data benchmark
+        (``benchmarks/results/quality_cpu2.md``: its ablation rows);
+        "label_aware" was the original implementation's default.
     confidence_alpha : float, default=1.0
         Strength of the label reward of the "label_aware" strategy.
     aggregator : {"weighted", "mean"}, default="weighted"
@@ -76,13 +80,21 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     aggregator_l2 : float, default=1e-3
         Ridge on w; keeps the Newton fit well posed when r_hat is collinear
         (it has rank d) or the labels are separable.
-    aggregator_prior : float, default=0.0
+    aggregator_prior : float or "auto", default="auto"
         Strength, in labeled instances, of a prior that pulls the weights w
         toward equal weights (the ensemble toward the mean of the
         reconstruction) without pulling their common scale or b: the
         penalty (aggregator_prior / n_labeled / 2) ||w - mean(w)||^2. With
         few labels the ensemble stays near the mean; with many the labels
-        decide.
+        decide. "auto" (the default) chooses it from
+        :data:`cfe_fast.training.aggregator.PRIOR_GRID` by stratified
+        cross-validation of the aggregator on the labeled instances, with
+        the final factors fixed (``aggregator_prior_``), where the factors do
+        not depend on the aggregator: with trainer="als" and
+        aggregator_solver="newton"; elsewhere "auto" is 0. On the real-data
+        benchmark (``benchmarks/results/quality_cpu2.md``) it keeps
+        few-label fits near the mean of the classifiers, where a free
+        aggregator fell up to 0.3 PR-AUC below it.
     freeze_aggregator_iters : int, default=0
         Keep (w, b) at its initial value (w = 1/m, b = 0) for this many iterations.
     trainer : {"als", "exact", "joint"}, default="als"
@@ -132,6 +144,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         warm-started from the previous factors (faster for large latent_dim and
         n_classifiers; the factors trail those of exact ALS).
     dtype : {"float64", "float32"}, default="float64"
+    threshold : float in [0, 1], default=0.5
+        :meth:`predict` says 1 where P(y = 1) >= threshold. The probabilities
+        follow the labeled data's class balance (see ``prior_correction_``), so
+        with rare positives a threshold near their rate flags more of them.
     verbose : bool, default=False
 
     Attributes
@@ -145,7 +161,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     instance_factors_ : ndarray (d, n)
         Y of the fitted instances (a dask array with backend="dask" and a client).
     coef_ : ndarray (m,), intercept_ : float
-        Aggregator (w, b).
+        Aggregator (w, b) of the predictions. With class weights, b is the
+        fitted intercept minus ``prior_correction_``, so that probabilities
+        follow the labeled data's class balance (docs/method.md, "Calibration").
+    prior_correction_ : float
+        log(n_negative / n_positive) of the labeled instances with
+        ``class_weight="balanced"``: the shift the balanced weights give the
+        fitted intercept (0 without class weights).
     transductive_proba_ : ndarray (n,)
         P(y = 1) for every fitted instance, labeled or not (a dask array with
         backend="dask" and a client).
@@ -157,6 +179,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         (see :mod:`cfe_fast.diagnostics`).
     n_iter_ : int
     converged_ : bool
+    aggregator_prior_ : float or None
+        The prior strength of the fitted aggregator (the cross-validated
+        one with ``aggregator_prior="auto"``; None with the mean aggregator).
     """
 
     def __init__(
@@ -164,14 +189,14 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         latent_dim=None,
         rho=0.9,
         lam=0.1,
-        confidence="label_aware",
+        confidence="uniform",
         confidence_alpha=1.0,
         aggregator="weighted",
         class_weight="balanced",
         focal_gamma=0.0,
         focal_variant="exact",
         aggregator_l2=1e-3,
-        aggregator_prior=0.0,
+        aggregator_prior="auto",
         freeze_aggregator_iters=0,
         trainer="als",
         aggregator_solver="newton",
@@ -189,6 +214,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         client=None,
         solver="auto",
         dtype="float64",
+        threshold=0.5,
         verbose=False,
     ):
         self.latent_dim = latent_dim
@@ -219,6 +245,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.client = client
         self.solver = solver
         self.dtype = dtype
+        self.threshold = threshold
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -322,8 +349,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.latent_dim_ = d
         self.aggregator_ = aggregator
         omega = class_weights(y_labeled, self.class_weight == "balanced")
-        penalty = AggregatorPenalty(l2=float(self.aggregator_l2),
-                                    shrinkage=float(self.aggregator_prior) / max(float(omega.sum()), 1.0))
+        select_prior = self.aggregator_prior == "auto" and self.trainer == "als" and self.aggregator_solver == "newton"
+        prior = PRIOR_FALLBACK if select_prior else 0.0 if self.aggregator_prior == "auto" else float(self.aggregator_prior)
+        penalty = AggregatorPenalty(l2=float(self.aggregator_l2), prior=prior, weight_total=max(float(omega.sum()), 1.0))
         settings = Settings(rho=float(self.rho), focal_gamma=float(self.focal_gamma), focal_variant=self.focal_variant,
                             penalty=penalty, weighted_aggregator=aggregator == "weighted")
         params = self.get_params(deep=False)
@@ -340,7 +368,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             trainer.load_state(progress.trainer)
         options = loop.LoopOptions(max_iter=self.max_iter, tol=self.tol, weighted=aggregator == "weighted",
                                    freeze_aggregator_iters=self.freeze_aggregator_iters,
-                                   reinit_collapsed_aggregator=self.reinit_collapsed_aggregator, verbose=self.verbose)
+                                   reinit_collapsed_aggregator=self.reinit_collapsed_aggregator, verbose=self.verbose,
+                                   select_prior=select_prior)
         checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels, params) if checkpoint else None
         result = loop.run(problem, state, trainer, options, progress, _spread_of_R(P), checkpointer, callback)
         self._publish(backend, problem, result, client)
@@ -354,10 +383,12 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.classifier_factors_ = np.ascontiguousarray(backend.to_host(state.X))
         self.instance_factors_ = backend.to_host(state.Y)
         self.coef_ = np.asarray(state.w, dtype=np.float64)
-        self.intercept_ = float(state.b)
+        self.prior_correction_ = self._prior_correction(problem)
+        self.intercept_ = float(state.b) - self.prior_correction_
         self.history_ = result.history
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
+        self.aggregator_prior_ = result.aggregator_prior if self.aggregator_ == "weighted" else None
         self.transductive_proba_ = self._proba_from_factors(self.instance_factors_)
         for check in self.diagnose().checks:
             if check.collapsed:
@@ -384,6 +415,14 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return diagnostics.CollapseReport(
             self.n_iter_, diagnostics.checks(last, self.latent_dim_, self.aggregator_ == "weighted", both_classes)
         )
+
+    def _prior_correction(self, problem):
+        """log(n_neg / n_pos) of the labeled instances where balanced class weights shifted the intercept, else 0."""
+        y = np.asarray(problem.to_host(problem.y_labeled))
+        n_pos = int(np.sum(y == 1))
+        if self.class_weight != "balanced" or self.aggregator_ != "weighted" or n_pos in (0, y.size):
+            return 0.0
+        return float(np.log((y.size - n_pos) / n_pos))
 
     def _proba_from_factors(self, Y):
         """P(y = 1) from instance factors, via v = X w (R_hat never formed; lazy for dask)."""
@@ -417,8 +456,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
-        """Class labels (0/1) of new instances, thresholded at 0.5."""
-        positive = self.predict_proba(X)[:, 1] >= 0.5  # first: raises NotFittedError before fit
+        """Class labels (0/1) of new instances: 1 where P(y = 1) >= ``threshold``."""
+        positive = self.predict_proba(X)[:, 1] >= self.threshold  # first: raises NotFittedError before fit
         return positive.astype(self.classes_.dtype)  # classes_ is [0, 1]
 
     # ------------------------------------------------------------ files

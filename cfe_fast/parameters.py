@@ -101,7 +101,8 @@ class Param:
     kind: one of :data:`KINDS`. ``choices``: the allowed values of a "choice"
     (None may be one of them) or the strategy names of a "str-or-array".
     ``interval``: the range of an "int" or "float". ``none``: None is allowed
-    too (for "int" / "float"). ``unknown``: the noun of the message for a
+    too (for "int" / "float"). ``words``: strings allowed besides the numbers
+    of a "float" (e.g. "auto"). ``unknown``: the noun of the message for a
     value that is not one of the choices ("unknown backend 'x'"); None gives
     "must be one of".
     """
@@ -111,6 +112,7 @@ class Param:
     choices: tuple | None = None
     interval: Interval | None = None
     none: bool = False
+    words: tuple = ()
     unknown: str | None = None
 
     def as_dict(self):
@@ -120,6 +122,7 @@ class Param:
             "choices": None if self.choices is None else list(self.choices),
             "range": None if self.interval is None else self.interval.as_dict(),
             "none": self.none or (self.choices is not None and None in self.choices),
+            "words": list(self.words),
         }
 
     # -------------------------------------------------------------- checks
@@ -144,15 +147,15 @@ class Param:
             self._fail(f"must be an integer{self._range()}{' or None' if self.none else ''}, got {_show(value)}")
 
     def _check_float(self, value):
-        if value is None and self.none:
+        if (value is None and self.none) or (isinstance(value, str) and value in self.words):
             return
+        alternatives = "".join(f" or {word!r}" for word in self.words) + (" or None" if self.none else "")
         if (
             isinstance(value, (bool, np.bool_))
             or not isinstance(value, numbers.Real)
             or not _finite(value)
         ):
-            self._fail(f"must be a finite real number{self._range()}{' or None' if self.none else ''}, "
-                       f"got {_show(value)}")
+            self._fail(f"must be a finite real number{self._range()}{alternatives}, got {_show(value)}")
         if self.interval is not None and value not in self.interval:
             self._fail(f"must be {'None or ' if self.none else ''}{self.interval}, got {_show(value)}")
 
@@ -220,7 +223,7 @@ PARAMETERS = _declare(
     Param("focal_gamma", "float", interval=_NON_NEGATIVE),
     Param("focal_variant", "choice", choices=FOCAL_VARIANTS),
     Param("aggregator_l2", "float", interval=_NON_NEGATIVE),
-    Param("aggregator_prior", "float", interval=_NON_NEGATIVE),
+    Param("aggregator_prior", "float", interval=_NON_NEGATIVE, words=("auto",)),
     Param("freeze_aggregator_iters", "int", interval=_NON_NEGATIVE),
     Param("trainer", "choice", choices=TRAINERS),
     Param("aggregator_solver", "choice", choices=AGGREGATOR_SOLVERS),
@@ -238,6 +241,7 @@ PARAMETERS = _declare(
     Param("client", "object"),
     Param("solver", "choice", choices=SOLVERS),
     Param("dtype", "choice", choices=tuple(DTYPES)),
+    Param("threshold", "float", interval=Interval(0, 1, "both")),
     Param("verbose", "bool"),
 )
 

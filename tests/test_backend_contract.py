@@ -144,7 +144,7 @@ def _fit_data(backend, name, dtype, client, strategy):
     P, labels = backend.check_data(R.T.copy(), labels, dtype, client if name == "dask" else None)
     y = labels[~np.isnan(labels)]
     data = FitData(P=P, labels=labels, omega=ref.class_weights(y), lam=0.3, latent_dim=d, confidence=strategy,
-                   confidence_alpha=0.7, settings=Settings(rho=0.6, penalty=AggregatorPenalty(l2=1e-3, shrinkage=0.2)), rng=np.random.default_rng(8),
+                   confidence_alpha=0.7, settings=Settings(rho=0.6, penalty=AggregatorPenalty(l2=1e-3, prior=0.2)), rng=np.random.default_rng(8),
                    client=client if name == "dask" else None)
     return data, R.astype(np.float64), labels
 

@@ -70,7 +70,9 @@ def _held_out_pr_auc(data, proba):
 def test_seed_procedure_without_class_weights_collapses_and_is_detected():
     """Seed 001: ALS + one gradient step (lr 0.01) per iteration, no class weights -> collapse."""
     data = make_ensemble(n_classifiers=10, n_instances=500, random_state=0)
-    original = dict(aggregator_solver="gd", aggregator_lr=0.01, max_iter=200)  # the original implementation's procedure
+    # the original implementation's procedure and confidence, without the pull toward equal weights
+    original = dict(aggregator_solver="gd", aggregator_lr=0.01, max_iter=200, confidence="label_aware",
+                    aggregator_prior=0.0)
     collapsed, caught = _fit(data, class_weight=None, **original)
     assert caught, "the collapse was not detected"
     assert collapsed.diagnose().collapsed

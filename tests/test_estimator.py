@@ -106,8 +106,11 @@ def test_aggregator_is_actually_fitted(seed_data):
     labeled = ~np.isnan(y)
     Yl = model.instance_factors_[:, labeled]
     omega = ref.class_weights(y[labeled])
-    terms = ref.aggregator_terms(model.classifier_factors_, Yl, y[labeled], omega, model.coef_, model.intercept_)
-    grad = np.append(terms.grad_w + model.aggregator_l2 * model.coef_, terms.grad_b)
+    fitted_b = model.intercept_ + model.prior_correction_  # the intercept of the class-weighted fit
+    terms = ref.aggregator_terms(model.classifier_factors_, Yl, y[labeled], omega, model.coef_, fitted_b)
+    w = model.coef_  # the penalty's gradient: the ridge and the pull toward equal weights
+    penalty_gradient = model.aggregator_l2 * w + model.aggregator_prior_ / omega.sum() * (w - w.mean())
+    grad = np.append(terms.grad_w + penalty_gradient, terms.grad_b)
     assert np.abs(grad).max() < 1e-6  # stationary point of the supervised objective
     assert np.abs(model.coef_ - 1 / P.shape[1]).max() > 0.1
 
@@ -124,9 +127,13 @@ def test_fit_attributes_and_predictions(seed_data):
     proba = model.predict_proba(P)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(model.predict(P), (proba[:, 1] >= 0.5).astype(int))
-    # fold-in equals the reference fold-in with the label-free confidence
-    Y_new = ref.fold_in(model.classifier_factors_, P.T, np.abs(P.T - 0.5), model.lam)
+    # fold-in equals the reference fold-in with the label-free confidence: ones for "uniform" (the
+    # default), |r - 0.5| for "label_aware"
+    Y_new = ref.fold_in(model.classifier_factors_, P.T, np.ones(P.T.shape), model.lam)
     assert rel_error(model.transform(P), Y_new.T) < 1e-10
+    aware = CFEnsembleClassifier(latent_dim=3, max_iter=5, random_state=0, confidence="label_aware").fit(P, y)
+    Y_new = ref.fold_in(aware.classifier_factors_, P.T, np.abs(P.T - 0.5), aware.lam)
+    assert rel_error(aware.transform(P), Y_new.T) < 1e-10
     unlabeled = np.isnan(y)
     truth = seed_data.y_true[unlabeled]
     assert average_precision_score(truth, model.transductive_proba_[unlabeled]) > 0.5
@@ -166,3 +173,25 @@ def test_focal_loss_fit(seed_data):
         model = CFEnsembleClassifier(focal_gamma=2.0, focal_variant=variant, latent_dim=3, max_iter=5, random_state=0)
         model.fit(seed_data.P, seed_data.labels)
         assert np.all(np.isfinite(model.transductive_proba_))
+
+
+def test_probabilities_follow_the_labeled_class_balance(seed_data):
+    """With balanced class weights the fitted intercept is shifted by log(n_neg / n_pos)
+    (docs/method.md, "Calibration"): prior_correction_ undoes it, leaving the ranking as it is."""
+    P, y = seed_data.P, seed_data.labels
+    model = CFEnsembleClassifier(latent_dim=3, max_iter=10, random_state=0).fit(P, y)
+    labeled = y[~np.isnan(y)]
+    assert model.prior_correction_ == pytest.approx(np.log(np.sum(labeled == 0) / np.sum(labeled == 1)), rel=1e-12)
+    assert model.intercept_ == pytest.approx(model.history_["intercept"][-1] - model.prior_correction_, rel=1e-12)
+    logit = model.coef_ @ (model.classifier_factors_.T @ model.instance_factors_) + model.history_["intercept"][-1]
+    assert np.mean(model.transductive_proba_) < np.mean(1 / (1 + np.exp(-logit)))  # toward the minority's rate
+    assert np.all(np.diff(model.transductive_proba_[np.argsort(logit)]) >= 0)  # the ranking is the fitted one
+    unweighted = CFEnsembleClassifier(latent_dim=3, max_iter=10, random_state=0, class_weight=None).fit(P, y)
+    assert unweighted.prior_correction_ == 0.0
+
+
+def test_predict_cuts_at_the_threshold(seed_data):
+    P, y = seed_data.P, seed_data.labels
+    model = CFEnsembleClassifier(latent_dim=3, max_iter=5, random_state=0, threshold=0.2).fit(P, y)
+    p = model.predict_proba(P)[:, 1]
+    np.testing.assert_array_equal(model.predict(P), (p >= 0.2).astype(int))

@@ -73,9 +73,11 @@ def test_describe_is_plain_data():
     assert list(table) == list(SIGNATURE)
     json.dumps(table)  # a tool can read it without importing the package's classes
     assert table["rho"] == {"kind": "float", "choices": None, "range": {"low": 0, "high": 1, "closed": "both"},
-                            "none": False}
+                            "none": False, "words": []}
+    assert table["aggregator_prior"]["words"] == ["auto"]
     assert table["latent_dim"]["range"] == {"low": 1, "high": None, "closed": "left"} and table["latent_dim"]["none"]
-    assert table["class_weight"] == {"kind": "choice", "choices": ["balanced", None], "range": None, "none": True}
+    assert table["class_weight"] == {"kind": "choice", "choices": ["balanced", None], "range": None, "none": True,
+                                     "words": []}
     assert table["reinit_collapsed_aggregator"]["kind"] == "bool"
     assert table["random_state"]["kind"] == "seed" and table["confidence"]["kind"] == "str-or-array"
     assert table["client"]["kind"] == "object"
@@ -271,6 +273,8 @@ def passes_its_kind(param, value):
     if kind == "int":
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= interval.low
     if kind == "float":
+        if isinstance(value, str):
+            return value in param.words
         return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
                 and math.isfinite(as_float(value)) and value in interval)
     if kind == "bool":

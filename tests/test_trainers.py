@@ -28,7 +28,7 @@ def make_problem(m, n, d, seed, kernels=None, rho=0.7, labeled_fraction=0.5, bal
     y[:2] = [0.0, 1.0]
     y_labeled = y[labeled]
     settings = Settings(rho=rho, focal_gamma=gamma, focal_variant=variant,
-                        penalty=AggregatorPenalty(l2=l2, shrinkage=shrinkage))
+                        penalty=AggregatorPenalty(l2=l2, prior=shrinkage))
     problem = InMemoryProblem(kernels or nb, R, C, 0.2, settings, labeled, y_labeled,
                               ref.class_weights(y_labeled, balanced))
     return problem, State(0.5 * X, Y, rng.normal(size=m), -0.3)

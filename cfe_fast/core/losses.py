@@ -82,11 +82,18 @@ class AggregatorPenalty:
     The ridge keeps the fit well posed (r_hat has rank d; separable labels);
     the shrinkage pulls the weights toward equal ones, i.e. the ensemble
     toward the mean of the reconstruction, without pulling their common
-    scale or the intercept.
+    scale or the intercept. ``prior`` is its strength in labeled instances:
+    shrinkage = prior / ``weight_total``, the total class weight of the
+    labeled instances the supervised loss averages over.
     """
 
     l2: float = 0.0
-    shrinkage: float = 0.0
+    prior: float = 0.0
+    weight_total: float = 1.0
+
+    @property
+    def shrinkage(self):
+        return self.prior / self.weight_total if self.prior else 0.0
 
     def value(self, w):
         value = 0.5 * self.l2 * float(w @ w)

@@ -18,8 +18,9 @@
 
 import numpy as np
 
+from .. import config
 from .._float64 import matvec64
-from ..core.losses import AggregatorPenalty, logistic
+from ..core.losses import AggregatorPenalty, logistic, sample_loss_terms
 
 #: relative size of the Newton decrement below which f cannot decrease measurably
 _ROUNDING = 4 * np.finfo(np.float64).eps
@@ -166,3 +167,80 @@ def gradient_steps(problem, state, solver, lr, steps, adam):
         else:
             adam.step([theta], [grad], lr)
     state.w, state.b = theta[:-1].copy(), float(theta[-1])
+
+
+#: the strengths of the pull toward equal weights that ``aggregator_prior="auto"`` chooses from,
+#: in labeled instances (0: none; 1000: the mean of the reconstruction with a fitted scale)
+PRIOR_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+#: the strength a fit uses while it runs under ``aggregator_prior="auto"``, and where no
+#: cross-validation is possible (fewer than two labeled instances of a class)
+PRIOR_FALLBACK = 10.0
+
+
+def cross_validated_prior(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
+    """The prior strength (of :data:`PRIOR_GRID`) whose aggregator predicts held-out labels best.
+
+    Stratified K-fold over the labeled instances (K = min(folds, n_pos,
+    n_neg); a stratified sample of ``config.PRIOR_CV_INSTANCES`` of them
+    where there are more) with the factors fixed: for every strength the aggregator is
+    fitted on K - 1 folds (Newton, BCE or exact focal loss) and scored on
+    the held-out one by the class-weighted cross-entropy of its predictions.
+    The unlabeled instances have shaped the factors the folds share. The
+    choice follows the one-standard-error rule: the strongest prior whose
+    loss exceeds the smallest by at most the standard error of that excess
+    (over the held-out instances), since with few labels the smallest loss
+    is itself noise.
+
+    Returns
+    -------
+    prior : float or None
+        The chosen strength; None where there are fewer than two labeled
+        instances of a class.
+    losses : ndarray (len(grid),)
+        The cross-validated loss of each strength.
+    """
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    y = np.asarray(problem.to_host(problem.y_labeled), dtype=np.float64)
+    omega = np.asarray(problem.to_host(problem.omega), dtype=np.float64)
+    n_splits = min(folds, int(np.sum(y == 1)), int(np.sum(y == 0)))
+    if n_splits < 2:
+        return None, np.full(len(grid), np.nan)
+    positions = np.arange(y.size)
+    if y.size > config.PRIOR_CV_INSTANCES:
+        positions = np.sort(train_test_split(positions, train_size=config.PRIOR_CV_INSTANCES, stratify=y,
+                                             random_state=seed)[0])
+        y, omega = y[positions], omega[positions]
+    X = np.asarray(problem.to_host(state.X), dtype=np.float64)
+    Y_labeled = np.asarray(problem.to_host(problem.labeled_factors(state.Y, positions)), dtype=np.float64)
+    settings, backend = problem.settings, problem.backend
+    gamma = settings.focal_gamma if settings.focal_variant == "exact" else 0.0
+    held_out_losses = np.zeros((len(grid), y.size))
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(y.size), y):
+        Y_train = np.ascontiguousarray(Y_labeled[:, train].T).T
+
+        def evaluate(w, b, hessian=False):
+            return backend.aggregator_terms(X, Y_train, y[train], omega[train], w, b, gamma, "exact", hessian)
+
+        w, b = state.w, state.b
+        for k in np.argsort(grid)[::-1]:  # strong to weak: each fit starts from the previous solution
+            penalty = AggregatorPenalty(settings.penalty.l2, grid[k], omega[train].sum())
+            w, b, _ = newton(evaluate, w, b, penalty)
+            held_out_losses[k, test], _, _ = sample_loss_terms((X @ w) @ Y_labeled[:, test] + b, y[test])
+    share = omega / omega.sum()
+    losses = held_out_losses @ share
+    best = int(np.argmin(losses))
+    return float(max(grid[k] for k in range(len(grid)) if _within_one_standard_error(
+        held_out_losses[k] - held_out_losses[best], share))), losses
+
+
+def _within_one_standard_error(difference, share):
+    """Whether the weighted mean of per-instance loss differences is at most its standard error.
+
+    The differences are paired (the same held-out instances), so their own
+    spread, not that of the losses, measures the noise of the comparison.
+    """
+    mean = share @ difference
+    spread = np.sqrt(share @ (difference - mean) ** 2)
+    return mean <= spread * np.sqrt(share @ share)

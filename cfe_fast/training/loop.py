@@ -2,7 +2,7 @@
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.special import expit
@@ -10,6 +10,8 @@ from scipy.special import expit
 from .. import diagnostics
 from .._float64 import matvec64
 from ..errors import CollapseWarning
+from .aggregator import PRIOR_FALLBACK, cross_validated_prior
+from .aggregator import fit as fit_aggregator
 from .state import FitState
 
 #: the per-iteration losses and counts, in ``history_`` order, before the collapse monitors
@@ -42,6 +44,7 @@ class LoopOptions:
     freeze_aggregator_iters: int = 0
     reinit_collapsed_aggregator: bool = False
     verbose: bool = False
+    select_prior: bool = False
 
 
 @dataclass
@@ -52,6 +55,7 @@ class FitResult:
     history: dict
     n_iter: int
     converged: bool
+    aggregator_prior: float = 0.0
 
 
 def weights_collapsed(w):
@@ -95,6 +99,12 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
     Returns
     -------
     FitResult
+        ``aggregator_prior`` is the strength of the pull toward equal weights
+        in force at the end. With ``options.select_prior`` it is chosen by
+        cross-validation on the final factors
+        (:func:`~cfe_fast.training.aggregator.cross_validated_prior`), the
+        aggregator refitted with it, and the last history entry recomputed
+        for the refitted aggregator.
     """
     history = History(progress.history or {key: [] for key in LOSSES})
     previous = progress.previous
@@ -129,4 +139,21 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
         if checkpoint is not None:
             checkpoint(iteration, lambda: FitState(problem.to_host(state.Y), problem.to_host(state.X), state.w,
                                                    state.b, history.records, iteration, previous, trainer.state()))
-    return FitResult(state, history.records, iteration, converged)
+    last_frozen = options.weighted and iteration <= options.freeze_aggregator_iters
+    if options.select_prior and options.weighted and problem.has_labels and not last_frozen:
+        _refit_with_cross_validated_prior(problem, state, history, options, spread_of_R)
+    return FitResult(state, history.records, iteration, converged, problem.settings.penalty.prior)
+
+
+def _refit_with_cross_validated_prior(problem, state, history, options, spread_of_R):
+    """Choose the prior by cross-validation, refit the aggregator with it, and redo the last record."""
+    prior, _ = cross_validated_prior(problem, state)
+    prior = PRIOR_FALLBACK if prior is None else prior
+    penalty = replace(problem.settings.penalty, prior=prior)
+    problem.settings = replace(problem.settings, penalty=penalty)
+    steps = fit_aggregator(problem, state)
+    loss, rec, sup = problem.objective(state)
+    last = dict(zip(LOSSES[:4], (loss, rec, sup, history.records["aggregator_steps"][-1] + steps)))
+    last.update(monitor_values(problem, state, options.weighted, spread_of_R))
+    for key, value in last.items():
+        history.records[key][-1] = value

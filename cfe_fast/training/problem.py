@@ -92,8 +92,8 @@ class Problem(Protocol):
     def reconstruction_loss(self, X, Y):
         """Normalised L_rec at (X, Y)."""
 
-    def labeled_factors(self, Y):
-        """Y of the labeled instances (d, n_L)."""
+    def labeled_factors(self, Y, positions=None):
+        """Y of the labeled instances (d, n_L), or of those at ``positions`` in labeled order."""
 
     def make_evaluator(self, X, Y):
         """``evaluate(w, b, hessian, omega=None, gamma=None) -> AggregatorTerms`` at fixed (X, Y)."""
@@ -189,8 +189,8 @@ class InMemoryProblem(ProblemLosses):
     def reconstruction_loss(self, X, Y):
         return self.backend.reconstruction_loss(X, Y, self.R, self.C, self.lam)
 
-    def labeled_factors(self, Y):
-        """Y of the labeled instances (d, n_L), gathered instance by instance.
+    def labeled_factors(self, Y, positions=None):
+        """Y of the labeled instances (d, n_L) (those at ``positions`` in labeled order), gathered instance by instance.
 
         Y (d, n) is the transposed view of the kernels' instance-major
         factors, so the gather copies whole rows (``take`` with indices is
@@ -198,7 +198,8 @@ class InMemoryProblem(ProblemLosses):
         view of contiguous (n_L, d) data, which the kernels read without
         another copy.
         """
-        return np.take(Y.T, self._labeled_index, axis=0).T
+        index = self._labeled_index if positions is None else self._labeled_index[positions]
+        return np.take(Y.T, index, axis=0).T
 
     def make_evaluator(self, X, Y):
         """The fused kernel over the labeled instances (L_sup without the ridge) at fixed (X, Y).

@@ -64,7 +64,7 @@ class DaskBackend(NumbaBackend):
         check_solvable(engine.C, lam, d, axis=1)
         engine.init_instance_factors(data.rng, functools.partial(initial_instance_factors, d=d, dtype=P.dtype))
         labeled = data.labeled
-        problem = DaskProblem(engine, data.settings, labeled, labels[labeled], data.omega, quality)
+        problem = DaskProblem(self, engine, data.settings, labeled, labels[labeled], data.omega, quality)
         m = P.shape[1]
         progress = FitState(Y=None, X=None, w=np.full(m, 1.0 / m), b=0.0)
         return problem, State(None, None, progress.w, progress.b), progress

@@ -18,7 +18,8 @@ class DaskProblem(ProblemLosses):
     most ``config.DASK_MONITOR_SAMPLE`` instances, so Y is never gathered whole.
     """
 
-    def __init__(self, engine, settings, labeled, y_labeled, omega, classifier_quality=None, seed=0):
+    def __init__(self, backend, engine, settings, labeled, y_labeled, omega, classifier_quality=None, seed=0):
+        self.backend = backend  # its kernels on in-memory arrays (e.g. on gathered labeled factors)
         self.engine = engine
         self.lam = engine.lam
         self.classifier_quality = classifier_quality
@@ -51,8 +52,10 @@ class DaskProblem(ProblemLosses):
             raise RuntimeError("the Dask problem knows L_rec of its latest instance step only")
         return self.engine.reconstruction_loss()
 
-    def labeled_factors(self, Y):
-        return self.engine.labeled_factors()
+    def labeled_factors(self, Y, positions=None):
+        """Y of the labeled instances (d, n_L) (those at ``positions``), gathered to the client."""
+        Y_labeled = self.engine.labeled_factors()
+        return Y_labeled if positions is None else Y_labeled[:, positions]
 
     def make_evaluator(self, X, Y):
         engine, settings = self.engine, self.settings

@@ -1,0 +1,87 @@
+"""The aggregator's pull toward equal weights and its cross-validated strength, against
+independent computations (SciPy's optimiser on the reference loss; the reference objective)."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from sklearn.model_selection import StratifiedKFold
+
+from cfe_fast import CFEnsembleClassifier, make_ensemble
+from cfe_fast import reference as ref
+from cfe_fast.training.aggregator import PRIOR_GRID, cross_validated_prior
+from test_trainers import make_problem
+
+
+def _reference_fit(X, Y, y, omega, l2, shrinkage):
+    """(w, b) minimising the reference supervised loss plus the penalty, by BFGS."""
+    m = X.shape[0 if X.ndim == 1 else 1]
+
+    def f(theta):
+        w, b = theta[:-1], theta[-1]
+        terms = ref.aggregator_terms(X, Y, y, omega, w, b)
+        centred = w - w.mean()
+        value = terms.loss + 0.5 * l2 * w @ w + 0.5 * shrinkage * centred @ centred
+        grad_w = terms.grad_w + l2 * w + shrinkage * centred
+        return value, np.append(grad_w, terms.grad_b)
+
+    result = minimize(f, np.append(np.full(m, 1.0 / m), 0.0), jac=True, method="BFGS", options={"gtol": 1e-10})
+    return result.x[:-1], result.x[-1]
+
+
+def test_cross_validated_losses_match_an_independent_computation():
+    p, s = make_problem(5, 300, 3, seed=4, labeled_fraction=0.4)
+    grid = (0.0, 10.0, 100.0)
+    prior, losses = cross_validated_prior(p, s, grid=grid, folds=3)
+    Y_labeled = s.Y[:, p.labeled]
+    y, omega = p.y_labeled, p.omega
+    expected = np.zeros(len(grid))
+    for train, test in StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(y.size), y):
+        for k, tau in enumerate(grid):
+            w, b = _reference_fit(s.X, Y_labeled[:, train], y[train], omega[train], 1e-3, tau / omega[train].sum())
+            z = w @ (s.X.T @ Y_labeled[:, test]) + b
+            expected[k] += omega[test] @ (np.logaddexp(0, z) - y[test] * z)  # cross-entropy of held-out labels
+    np.testing.assert_allclose(losses, expected / omega.sum(), rtol=1e-6)
+    assert losses.min() <= losses[grid.index(prior)]  # the strongest prior within one standard error
+    assert all(tau <= prior or losses[k] > losses.min() for k, tau in enumerate(grid))
+
+
+def test_no_cross_validation_without_two_labeled_instances_per_class():
+    p, s = make_problem(5, 60, 2, seed=1, labeled_fraction=0.0)  # the first two instances only: one per class
+    prior, losses = cross_validated_prior(p, s)
+    assert prior is None and np.isnan(losses).all()
+
+
+def test_a_strong_prior_gives_nearly_equal_weights():
+    data = make_ensemble(n_classifiers=8, n_instances=800, labeled_fraction=0.2, random_state=6)
+    free = CFEnsembleClassifier(latent_dim=3, max_iter=5, random_state=0, aggregator_prior=0.0).fit(data.P, data.labels)
+    pulled = CFEnsembleClassifier(latent_dim=3, max_iter=5, random_state=0, aggregator_prior=1e6).fit(data.P,
+                                                                                                     data.labels)
+    spread = lambda w: np.std(w) / abs(np.mean(w))  # noqa: E731
+    assert spread(pulled.coef_) < 1e-3 < spread(free.coef_)
+
+
+def test_auto_records_the_chosen_prior_and_the_final_aggregator_in_the_history():
+    data = make_ensemble(n_classifiers=8, n_instances=800, labeled_fraction=0.2, random_state=6)
+    model = CFEnsembleClassifier(latent_dim=3, max_iter=6, random_state=0, aggregator_prior="auto",
+                                 confidence="label_aware", backend="numpy").fit(data.P, data.labels)
+    assert model.aggregator_prior_ in PRIOR_GRID
+    labeled = ~np.isnan(data.labels)
+    omega = ref.class_weights(data.labels[labeled])
+    R = data.P.T
+    C = ref.confidence(R, data.labels, "label_aware")
+    X, Y = model.classifier_factors_, model.instance_factors_
+    expected = ref.objective(X, Y, R, C, 0.1, data.labels, model.coef_, model.history_["intercept"][-1], 0.9,
+                             l2=1e-3, shrinkage=model.aggregator_prior_ / omega.sum())
+    assert model.history_["loss"][-1] == pytest.approx(expected[0], rel=1e-10)
+    np.testing.assert_array_equal(model.history_["coef"][-1], model.coef_)
+
+
+def test_many_labels_are_cross_validated_on_a_stratified_sample(monkeypatch):
+    from cfe_fast import config
+
+    p, s = make_problem(5, 400, 3, seed=8, labeled_fraction=0.9)
+    full_prior, full_losses = cross_validated_prior(p, s, grid=(0.0, 30.0))
+    monkeypatch.setattr(config, "PRIOR_CV_INSTANCES", 60)
+    prior, losses = cross_validated_prior(p, s, grid=(0.0, 30.0))
+    assert prior in (0.0, 30.0) and np.isfinite(losses).all()
+    assert not np.allclose(losses, full_losses)  # fewer instances, other folds: other numbers
