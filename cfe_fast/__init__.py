@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .backends import BACKENDS
 from .datasets import make_ensemble
-from .errors import CollapseWarning, SingularSystemError
+from .errors import CollapseWarning, QualityWarning, SingularSystemError
 from .estimator import CFEnsembleClassifier, load_model, save_model
 from .io.archive import ModelFileError
 from .kernels import aggregator_loss_grad, update_classifier_factors, update_instance_factors
@@ -26,6 +26,7 @@ __all__ = [
     "CFEnsembleClassifier",
     "CollapseWarning",
     "ModelFileError",
+    "QualityWarning",
     "SingularSystemError",
     "aggregator_loss_grad",
     "labeled_scorer",

@@ -22,6 +22,12 @@ VARIANCE_RATIO_MIN = 0.05
 #: effective rank of Y below this (with d >= 2): instance factors nearly rank one
 EFFECTIVE_RANK_MIN = 1.1
 
+#: the held-out average precision of the ensemble below that of the mean of R by more than this,
+#: with the mean of R ahead in at least HELD_OUT_CONFIDENCE of bootstrap resamples: the fitted
+#: ensemble ranks the labeled instances worse than the plain mean of the classifiers
+HELD_OUT_MARGIN = 0.01
+HELD_OUT_CONFIDENCE = 0.95
+
 #: the keys :func:`monitors` records in ``history_`` every iteration
 MONITORS = ("coef", "intercept", "w_norm", "w_sum", "bias_share", "pred_std", "prediction_spread",
             "variance_ratio", "effective_rank_X", "effective_rank_Y", "frac_positive")
@@ -74,7 +80,11 @@ def monitors(X, Y, w, b, proba, logit_part, y_labeled, spread_of_R):
 
 @dataclass
 class Check:
-    """One collapse check: the monitor, its value, the rule, the verdict and what to do."""
+    """One check: the monitor, its value, the rule, the verdict and what to do.
+
+    ``category`` is "collapse" (a documented failure mode of training) or
+    "quality" (the fitted ensemble against simple alternatives, held out).
+    """
 
     name: str
     monitor: str
@@ -83,6 +93,7 @@ class Check:
     collapsed: bool
     cause: str
     remedy: str
+    category: str = "collapse"
 
 
 def checks(last, latent_dim, weighted_aggregator, both_classes):
@@ -123,6 +134,31 @@ def checks(last, latent_dim, weighted_aggregator, both_classes):
             "the instance factors are nearly rank one: instances are no longer told apart",
             "raise lam less, lower latent_dim, or change the confidence strategy (e.g. 'certainty')")
     return out
+
+
+def held_out_checks(scores):
+    """Checks of the ensemble's held-out average precision against the mean of R's and chance's.
+
+    ``scores``: the average precision of the cross-validated aggregator on
+    held-out labeled instances, that of the mean of R on the same instances,
+    their positive rate (chance), and the share of bootstrap resamples in
+    which the mean of R ranks them better.
+    """
+    ap, ap_mean, chance = scores["average_precision"], scores["mean_of_R"], scores["chance"]
+    share = scores["mean_of_R_better"]
+    return [
+        Check("worse than the mean of the classifiers (held out)", "held_out_average_precision", ap,
+              f"held_out_average_precision < {ap_mean:.4g} (the mean of R's) - {HELD_OUT_MARGIN} in "
+              f">= {HELD_OUT_CONFIDENCE:.0%} of bootstrap resamples (here {share:.0%})",
+              ap < ap_mean - HELD_OUT_MARGIN and share >= HELD_OUT_CONFIDENCE,
+              "out of fold on the labeled instances, the fitted ensemble ranks them worse than the plain "
+              "mean of the base classifiers",
+              "use aggregator='mean', keep aggregator_prior='auto', or add labels", "quality"),
+        Check("no better than chance (held out)", "held_out_average_precision", ap,
+              f"held_out_average_precision <= {chance:.4g} (the positive rate)", ap <= chance,
+              "out of fold on the labeled instances, the fitted ensemble ranks them no better than chance",
+              "check the labels and that the base classifiers carry signal", "quality"),
+    ]
 
 
 @dataclass

@@ -20,6 +20,10 @@ class CollapseWarning(UserWarning):
     """The fitted ensemble shows a documented collapse failure mode."""
 
 
+class QualityWarning(UserWarning):
+    """Held out on the labeled instances, the fitted ensemble is worse than the mean of its classifiers or chance."""
+
+
 def singular_system_error(what, index):
     """The error of a singular ridge system: ``what`` ("instance", "classifier") and its index."""
     return SingularSystemError(f"the ridge system of {what} {index} is singular (or numerically so); increase lam")

@@ -20,7 +20,7 @@ from ._threads import single_threaded_blas
 from .backends import get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
 from .core.losses import AggregatorPenalty, class_weights
-from .errors import CollapseWarning
+from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
 from .io.model_file import ModelContent, ModelFileError, read_model, write_model
 from .parameters import DTYPES, validate_params
@@ -33,7 +33,8 @@ from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 FITTED_ATTRIBUTES = (
     "classes_", "n_features_in_", "feature_names_in_", "latent_dim_", "aggregator_", "classifier_factors_",
     "instance_factors_", "coef_", "intercept_", "classifier_quality_", "transductive_proba_", "n_iter_",
-    "converged_", "aggregator_prior_", "prior_correction_",
+    "converged_", "aggregator_prior_", "prior_correction_", "held_out_average_precision_",
+    "held_out_average_precision_of_mean_", "held_out_positive_rate_", "held_out_mean_better_share_",
 )
 
 
@@ -102,7 +103,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         published method; the objective may increase). "exact": block-coordinate
         descent on the whole objective with majorised block steps (it never
         increases; needs rho > 0). "joint": Adam on all parameters together.
-        See :mod:`cfe_fast.training.trainers`.
+        See :mod:`cfe_fast.training.trainers`. On the real-data benchmark
+        (``benchmarks/results/quality_cpu2.md``) "exact" and "joint" predict
+        worse than "als" (8 of 33 cells within 0.002 PR-AUC of the better of
+        the mean and LR stacking, against 19): their factors follow the few
+        labels too, so the aggregator's cross-validation cannot be run on
+        fixed factors ("auto" is 0 for them) and they overfit where labels
+        are few. Use them to study the joint objective, not for prediction.
     aggregator_solver : {"newton", "gd", "adam"}, default="newton"
         How the "als" trainer updates (w, b) each iteration: Newton to
         convergence, or ``aggregator_steps`` gradient / Adam steps of size
@@ -179,6 +186,19 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         (see :mod:`cfe_fast.diagnostics`).
     n_iter_ : int
     converged_ : bool
+    held_out_average_precision_, held_out_average_precision_of_mean_, held_out_positive_rate_ : float or None
+        Out of fold on the labeled instances (the aggregator cross-validated
+        with the factors fixed; at most ``config.PRIOR_CV_INSTANCES`` of them):
+        the average precision of the ensemble, that of the mean of R, and the
+        positive rate (chance); ``held_out_mean_better_share_``: the share of
+        bootstrap resamples in which the mean ranks better. :meth:`diagnose`
+        compares them, and ``fit`` raises a :class:`~cfe_fast.QualityWarning`
+        when the ensemble is worse than the mean by more than
+        ``diagnostics.HELD_OUT_MARGIN`` in at least
+        ``diagnostics.HELD_OUT_CONFIDENCE`` of the resamples, or no better
+        than chance. Optimistic where the factors used the labels
+        (``confidence="label_aware"``, the exact and joint trainers). None
+        without two labeled instances of each class.
     aggregator_prior_ : float or None
         The prior strength of the fitted aggregator (the cross-validated
         one with ``aggregator_prior="auto"``; None with the mean aggregator).
@@ -390,16 +410,23 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.converged_ = result.converged
         self.aggregator_prior_ = result.aggregator_prior if self.aggregator_ == "weighted" else None
         self.transductive_proba_ = self._proba_from_factors(self.instance_factors_)
+        held_out = result.held_out or {}
+        self.held_out_average_precision_ = held_out.get("average_precision")
+        self.held_out_average_precision_of_mean_ = held_out.get("mean_of_R")
+        self.held_out_positive_rate_ = held_out.get("chance")
+        self.held_out_mean_better_share_ = held_out.get("mean_of_R_better")
         for check in self.diagnose().checks:
             if check.collapsed:
+                category = QualityWarning if check.category == "quality" else CollapseWarning
                 warnings.warn(f"{check.name}: {check.cause} ({check.monitor} = {check.value:.3g}). "
-                              f"Remedy: {check.remedy}", CollapseWarning, stacklevel=4)
+                              f"Remedy: {check.remedy}", category, stacklevel=4)
         if self.client is None:  # the fit's own cluster closes: bring the fitted factors back
             self.instance_factors_, self.transductive_proba_ = backend.gather(
                 client, self.instance_factors_, self.transductive_proba_)
 
     def diagnose(self):
-        """Collapse report of the fitted model (the failure modes of docs/method.md).
+        """Report of the fitted model: the collapse failure modes of docs/method.md, and the
+        held-out comparison with the mean of the classifiers and chance (``held_out_*_``).
 
         Returns
         -------
@@ -412,9 +439,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"the fit history has no collapse monitors {missing}; refit to record them")
         last = {key: values[-1] for key, values in self.history_.items()}
         both_classes = last["prediction_spread"] == last["prediction_spread"]  # not NaN: labels of both classes
-        return diagnostics.CollapseReport(
-            self.n_iter_, diagnostics.checks(last, self.latent_dim_, self.aggregator_ == "weighted", both_classes)
-        )
+        checks = diagnostics.checks(last, self.latent_dim_, self.aggregator_ == "weighted", both_classes)
+        if getattr(self, "held_out_average_precision_", None) is not None:
+            checks += diagnostics.held_out_checks({"average_precision": self.held_out_average_precision_,
+                                                   "mean_of_R": self.held_out_average_precision_of_mean_,
+                                                   "chance": self.held_out_positive_rate_,
+                                                   "mean_of_R_better": self.held_out_mean_better_share_})
+        return diagnostics.CollapseReport(self.n_iter_, checks)
 
     def _prior_correction(self, problem):
         """log(n_neg / n_pos) of the labeled instances where balanced class weights shifted the intercept, else 0."""

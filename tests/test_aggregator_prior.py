@@ -6,9 +6,9 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
 
-from cfe_fast import CFEnsembleClassifier, make_ensemble
+from cfe_fast import CFEnsembleClassifier, diagnostics, make_ensemble
 from cfe_fast import reference as ref
-from cfe_fast.training.aggregator import PRIOR_GRID, cross_validated_prior
+from cfe_fast.training.aggregator import PRIOR_GRID, cross_validate
 from test_trainers import make_problem
 
 
@@ -31,24 +31,27 @@ def _reference_fit(X, Y, y, omega, l2, shrinkage):
 def test_cross_validated_losses_match_an_independent_computation():
     p, s = make_problem(5, 300, 3, seed=4, labeled_fraction=0.4)
     grid = (0.0, 10.0, 100.0)
-    prior, losses = cross_validated_prior(p, s, grid=grid, folds=3)
+    validation = cross_validate(p, s, grid=grid, folds=3)
+    prior, losses = validation.prior, validation.losses
     Y_labeled = s.Y[:, p.labeled]
     y, omega = p.y_labeled, p.omega
-    expected = np.zeros(len(grid))
+    expected, logits = np.zeros(len(grid)), np.zeros((len(grid), y.size))
     for train, test in StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(y.size), y):
         for k, tau in enumerate(grid):
             w, b = _reference_fit(s.X, Y_labeled[:, train], y[train], omega[train], 1e-3, tau / omega[train].sum())
-            z = w @ (s.X.T @ Y_labeled[:, test]) + b
+            z = logits[k, test] = w @ (s.X.T @ Y_labeled[:, test]) + b
             expected[k] += omega[test] @ (np.logaddexp(0, z) - y[test] * z)  # cross-entropy of held-out labels
     np.testing.assert_allclose(losses, expected / omega.sum(), rtol=1e-6)
+    np.testing.assert_allclose(validation.logits, logits, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(validation.held_out_logits, validation.logits[grid.index(prior)])
     assert losses.min() <= losses[grid.index(prior)]  # the strongest prior within one standard error
     assert all(tau <= prior or losses[k] > losses.min() for k, tau in enumerate(grid))
 
 
 def test_no_cross_validation_without_two_labeled_instances_per_class():
     p, s = make_problem(5, 60, 2, seed=1, labeled_fraction=0.0)  # the first two instances only: one per class
-    prior, losses = cross_validated_prior(p, s)
-    assert prior is None and np.isnan(losses).all()
+    validation = cross_validate(p, s)
+    assert validation.prior is None and np.isnan(validation.losses).all()
 
 
 def test_a_strong_prior_gives_nearly_equal_weights():
@@ -80,8 +83,44 @@ def test_many_labels_are_cross_validated_on_a_stratified_sample(monkeypatch):
     from cfe_fast import config
 
     p, s = make_problem(5, 400, 3, seed=8, labeled_fraction=0.9)
-    full_prior, full_losses = cross_validated_prior(p, s, grid=(0.0, 30.0))
+    full_losses = cross_validate(p, s, grid=(0.0, 30.0)).losses
     monkeypatch.setattr(config, "PRIOR_CV_INSTANCES", 60)
-    prior, losses = cross_validated_prior(p, s, grid=(0.0, 30.0))
+    validation = cross_validate(p, s, grid=(0.0, 30.0))
+    prior, losses = validation.prior, validation.losses
+    assert validation.positions.size == 60 and set(validation.y) == {0.0, 1.0}
     assert prior in (0.0, 30.0) and np.isfinite(losses).all()
     assert not np.allclose(losses, full_losses)  # fewer instances, other folds: other numbers
+
+
+def test_fit_compares_the_ensemble_with_the_mean_out_of_fold_and_warns_when_worse():
+    from sklearn.metrics import average_precision_score
+
+    data = make_ensemble(n_classifiers=8, n_instances=800, labeled_fraction=0.3, random_state=4)
+    model = CFEnsembleClassifier(latent_dim=3, max_iter=5, random_state=0).fit(data.P, data.labels)
+    labeled = ~np.isnan(data.labels)
+    assert model.held_out_average_precision_of_mean_ == pytest.approx(
+        average_precision_score(data.labels[labeled], data.P[labeled].mean(axis=1)), rel=1e-12)
+    assert model.held_out_positive_rate_ == pytest.approx(np.mean(data.labels[labeled]))
+    names = [check.name for check in model.diagnose().checks if check.category == "quality"]
+    assert names == ["worse than the mean of the classifiers (held out)", "no better than chance (held out)"]
+    def fired(ap, mean, chance, share):
+        scores = {"average_precision": ap, "mean_of_R": mean, "chance": chance, "mean_of_R_better": share}
+        return [check.collapsed for check in diagnostics.held_out_checks(scores)]
+
+    assert fired(0.5, 0.52, 0.3, 0.97) == [True, False]
+    assert fired(0.5, 0.52, 0.3, 0.80) == [False, False]  # within the noise of the held-out instances
+    assert fired(0.5, 0.505, 0.3, 1.0) == [False, False]  # within the margin
+    assert fired(0.3, 0.3, 0.3, 0.5) == [False, True]
+    assert 0.0 <= model.held_out_mean_better_share_ <= 1.0
+
+
+def test_a_failed_held_out_check_warns(monkeypatch):
+    from cfe_fast import QualityWarning
+    from cfe_fast.training import loop
+
+    data = make_ensemble(n_classifiers=8, n_instances=400, labeled_fraction=0.3, random_state=4)
+    worse = {"average_precision": 0.2, "mean_of_R": 0.6, "chance": 0.1, "mean_of_R_better": 1.0, "instances": 120}
+    monkeypatch.setattr(loop, "_held_out_check", lambda problem, validation: worse)
+    with pytest.warns(QualityWarning, match="worse than the mean of the classifiers"):
+        model = CFEnsembleClassifier(latent_dim=3, max_iter=3, random_state=0).fit(data.P, data.labels)
+    assert model.diagnose().collapsed

@@ -16,6 +16,8 @@
   (the original implementation's procedure, kept to reproduce its collapse).
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import config
@@ -177,8 +179,42 @@ PRIOR_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 PRIOR_FALLBACK = 10.0
 
 
-def cross_validated_prior(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
-    """The prior strength (of :data:`PRIOR_GRID`) whose aggregator predicts held-out labels best.
+@dataclass
+class CrossValidation:
+    """The aggregator cross-validated on the labeled instances with the factors fixed.
+
+    Attributes
+    ----------
+    prior : float or None
+        The chosen strength of the pull toward equal weights (None: too few
+        labels of a class to cross-validate).
+    grid : tuple
+        The strengths tried.
+    losses : ndarray (len(grid),)
+        Their cross-validated class-weighted cross-entropy.
+    positions : ndarray (k,)
+        The labeled instances used, as positions in labeled order.
+    y : ndarray (k,)
+        Their labels.
+    logits : ndarray (len(grid), k)
+        The held-out logits of each strength.
+    """
+
+    prior: float | None
+    grid: tuple
+    losses: np.ndarray
+    positions: np.ndarray
+    y: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def held_out_logits(self):
+        """The held-out logits of the chosen strength."""
+        return self.logits[self.grid.index(self.prior)]
+
+
+def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
+    """:class:`CrossValidation` of the aggregator over the prior strengths ``grid``.
 
     Stratified K-fold over the labeled instances (K = min(folds, n_pos,
     n_neg); a stratified sample of ``config.PRIOR_CV_INSTANCES`` of them
@@ -193,19 +229,18 @@ def cross_validated_prior(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
 
     Returns
     -------
-    prior : float or None
-        The chosen strength; None where there are fewer than two labeled
-        instances of a class.
-    losses : ndarray (len(grid),)
-        The cross-validated loss of each strength.
+    CrossValidation
     """
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     y = np.asarray(problem.to_host(problem.y_labeled), dtype=np.float64)
     omega = np.asarray(problem.to_host(problem.omega), dtype=np.float64)
+    grid = tuple(float(tau) for tau in grid)
     n_splits = min(folds, int(np.sum(y == 1)), int(np.sum(y == 0)))
     if n_splits < 2:
-        return None, np.full(len(grid), np.nan)
+        empty = np.empty(0)
+        return CrossValidation(None, grid, np.full(len(grid), np.nan), empty.astype(int), empty,
+                               np.empty((len(grid), 0)))
     positions = np.arange(y.size)
     if y.size > config.PRIOR_CV_INSTANCES:
         positions = np.sort(train_test_split(positions, train_size=config.PRIOR_CV_INSTANCES, stratify=y,
@@ -216,6 +251,7 @@ def cross_validated_prior(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
     settings, backend = problem.settings, problem.backend
     gamma = settings.focal_gamma if settings.focal_variant == "exact" else 0.0
     held_out_losses = np.zeros((len(grid), y.size))
+    logits = np.zeros((len(grid), y.size))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(y.size), y):
         Y_train = np.ascontiguousarray(Y_labeled[:, train].T).T
@@ -227,12 +263,14 @@ def cross_validated_prior(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
         for k in np.argsort(grid)[::-1]:  # strong to weak: each fit starts from the previous solution
             penalty = AggregatorPenalty(settings.penalty.l2, grid[k], omega[train].sum())
             w, b, _ = newton(evaluate, w, b, penalty)
-            held_out_losses[k, test], _, _ = sample_loss_terms((X @ w) @ Y_labeled[:, test] + b, y[test])
+            logits[k, test] = (X @ w) @ Y_labeled[:, test] + b
+            held_out_losses[k, test], _, _ = sample_loss_terms(logits[k, test], y[test])
     share = omega / omega.sum()
     losses = held_out_losses @ share
     best = int(np.argmin(losses))
-    return float(max(grid[k] for k in range(len(grid)) if _within_one_standard_error(
-        held_out_losses[k] - held_out_losses[best], share))), losses
+    prior = max(grid[k] for k in range(len(grid))
+                if _within_one_standard_error(held_out_losses[k] - held_out_losses[best], share))
+    return CrossValidation(prior, grid, losses, positions, y, logits)
 
 
 def _within_one_standard_error(difference, share):

@@ -10,7 +10,8 @@ from scipy.special import expit
 from .. import diagnostics
 from .._float64 import matvec64
 from ..errors import CollapseWarning
-from .aggregator import PRIOR_FALLBACK, cross_validated_prior
+from .aggregator import PRIOR_FALLBACK, cross_validate
+from .aggregator import PRIOR_GRID
 from .aggregator import fit as fit_aggregator
 from .state import FitState
 
@@ -56,6 +57,7 @@ class FitResult:
     n_iter: int
     converged: bool
     aggregator_prior: float = 0.0
+    held_out: dict | None = None
 
 
 def weights_collapsed(w):
@@ -139,16 +141,50 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
         if checkpoint is not None:
             checkpoint(iteration, lambda: FitState(problem.to_host(state.Y), problem.to_host(state.X), state.w,
                                                    state.b, history.records, iteration, previous, trainer.state()))
-    last_frozen = options.weighted and iteration <= options.freeze_aggregator_iters
-    if options.select_prior and options.weighted and problem.has_labels and not last_frozen:
-        _refit_with_cross_validated_prior(problem, state, history, options, spread_of_R)
-    return FitResult(state, history.records, iteration, converged, problem.settings.penalty.prior)
+    held_out = None
+    if options.weighted and problem.has_labels:
+        last_frozen = iteration <= options.freeze_aggregator_iters
+        select = options.select_prior and not last_frozen
+        validation = cross_validate(problem, state, grid=PRIOR_GRID if select else (problem.settings.penalty.prior,))
+        if select:
+            _refit_with_prior(problem, state, history, options, spread_of_R,
+                              PRIOR_FALLBACK if validation.prior is None else validation.prior)
+        held_out = _held_out_check(problem, validation)
+    return FitResult(state, history.records, iteration, converged, problem.settings.penalty.prior, held_out)
 
 
-def _refit_with_cross_validated_prior(problem, state, history, options, spread_of_R):
-    """Choose the prior by cross-validation, refit the aggregator with it, and redo the last record."""
-    prior, _ = cross_validated_prior(problem, state)
-    prior = PRIOR_FALLBACK if prior is None else prior
+#: bootstrap resamples of the held-out comparison with the mean of R
+HELD_OUT_RESAMPLES = 100
+
+
+def _held_out_check(problem, validation, seed=0):
+    """Held-out average precision of the aggregator, of the mean of R and of chance on the same labeled instances.
+
+    ``mean_of_R_better``: the share of bootstrap resamples of those instances
+    in which the mean of R has the higher average precision.
+    """
+    from sklearn.metrics import average_precision_score
+
+    if validation.prior is None:
+        return None
+    y, ours, mean = validation.y, validation.held_out_logits, problem.labeled_mean_of_R(validation.positions)
+    rng = np.random.default_rng(seed)
+    better = []
+    for _ in range(HELD_OUT_RESAMPLES):
+        rows = rng.integers(0, y.size, y.size)
+        if 0 < y[rows].sum() < y.size:
+            better.append(average_precision_score(y[rows], mean[rows]) > average_precision_score(y[rows], ours[rows]))
+    return {
+        "average_precision": float(average_precision_score(y, ours)),
+        "mean_of_R": float(average_precision_score(y, mean)),
+        "chance": float(np.mean(y)),
+        "mean_of_R_better": float(np.mean(better)) if better else 0.0,
+        "instances": int(y.size),
+    }
+
+
+def _refit_with_prior(problem, state, history, options, spread_of_R, prior):
+    """Refit the aggregator with the prior strength ``prior`` and redo the last record."""
     penalty = replace(problem.settings.penalty, prior=prior)
     problem.settings = replace(problem.settings, penalty=penalty)
     steps = fit_aggregator(problem, state)

@@ -201,6 +201,10 @@ class InMemoryProblem(ProblemLosses):
         index = self._labeled_index if positions is None else self._labeled_index[positions]
         return np.take(Y.T, index, axis=0).T
 
+    def labeled_mean_of_R(self, positions):
+        """The mean over classifiers of R for the labeled instances at ``positions`` (labeled order), on the host."""
+        return np.asarray(self.to_host(self.R[:, self._labeled_index[positions]]), dtype=np.float64).mean(axis=0)
+
     def make_evaluator(self, X, Y):
         """The fused kernel over the labeled instances (L_sup without the ridge) at fixed (X, Y).
 

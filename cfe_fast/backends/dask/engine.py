@@ -172,6 +172,7 @@ class DaskEngine:
         labels_shared = scattered(client, [labels[s:e] for s, e in spans])
         # held here: graphs derived from arrays backed by futures do not keep the futures alive
         self._sources = (P, labels_shared, confidence)
+        self.P = P
         if not isinstance(confidence, da.Array):
             confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
         self.C = confidence.T  # (m, n), the layout of docs/method.md; lazy

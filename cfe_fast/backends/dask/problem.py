@@ -28,6 +28,7 @@ class DaskProblem(ProblemLosses):
         size = min(n, config.DASK_MONITOR_SAMPLE)
         self._sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
         self._latest_Y = None  # the Y whose Grams the engine holds (None: the initial Y)
+        self._labeled_index = np.flatnonzero(labeled)
 
     @staticmethod
     def to_host(a):
@@ -56,6 +57,10 @@ class DaskProblem(ProblemLosses):
         """Y of the labeled instances (d, n_L) (those at ``positions``), gathered to the client."""
         Y_labeled = self.engine.labeled_factors()
         return Y_labeled if positions is None else Y_labeled[:, positions]
+
+    def labeled_mean_of_R(self, positions):
+        """The mean over classifiers of R for the labeled instances at ``positions`` (labeled order)."""
+        return np.asarray(self.engine.P[self._labeled_index[positions]].mean(axis=1).compute(), dtype=np.float64)
 
     def make_evaluator(self, X, Y):
         engine, settings = self.engine, self.settings
