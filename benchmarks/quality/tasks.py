@@ -11,6 +11,8 @@ order) otherwise; missing numeric values are replaced by the column median.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,82 +153,44 @@ def _digits_8():
     )
 
 
-def _spam7():
-    return _from_r(
-        "spam7", "DAAG", "spam7", "yesno", "y",
-        "spam e-mail from 6 word/character frequencies (DAAG spam7, HP Labs)")
-
-
-def _cells():
-    return _from_r(
-        "cells", "modeldata", "cells", "class", "WS",
-        "well-segmented cell from 56 image features (modeldata cells, Hill et al. 2007)",
-        drop=("case",))
-
-
-def _credit():
-    return _from_r(
-        "credit", "modeldata", "credit_data", "Status", "bad",
-        "bad credit status from 13 applicant attributes (modeldata credit_data)")
-
-
-def _attrition():
-    return _from_r(
-        "attrition", "modeldata", "attrition", "Attrition", "Yes",
-        "employee leaves from 30 HR attributes (modeldata attrition, IBM Watson sample)")
-
-
-def _churn():
-    return _from_r(
-        "churn", "modeldata", "mlc_churn", "churn", "yes",
-        "telecom customer churn from 19 account attributes (modeldata mlc_churn)")
-
-
-def _hmda():
-    return _from_r(
-        "hmda", "AER", "HMDA", "deny", "yes",
-        "mortgage application denied from 13 applicant attributes (AER HMDA, Boston 1990)")
-
-
-def _caravan():
-    return _from_r(
-        "caravan", "ISLR", "Caravan", "Purchase", "Yes",
-        "caravan insurance purchase from 85 socio-demographic attributes (ISLR Caravan, CoIL 2000)")
-
-
-def _default():
-    return _from_r(
-        "default", "ISLR", "Default", "default", "Yes",
-        "credit card default from balance, income, student (ISLR Default, simulated)")
-
-
 _DIAMOND_ORDER = {
     "cut": ["Fair", "Good", "Very Good", "Premium", "Ideal"],
     "color": ["J", "I", "H", "G", "F", "E", "D"],
 }
 
-
-def _diamonds_i1():
-    return _from_r(
-        "diamonds_i1", "ggplot2", "diamonds", "clarity", "I1",
-        "diamond of the lowest clarity grade (I1) vs the rest from carat, cut, colour, "
-        "price and dimensions (ggplot2 diamonds, one-vs-rest)",
-        ordinal=_DIAMOND_ORDER)
-
-
-LOADERS = {
-    "breast_cancer": _breast_cancer,
-    "spam7": _spam7,
-    "digits_8": _digits_8,
-    "cells": _cells,
-    "credit": _credit,
-    "attrition": _attrition,
-    "churn": _churn,
-    "hmda": _hmda,
-    "caravan": _caravan,
-    "default": _default,
-    "diamonds_i1": _diamonds_i1,
+#: the tasks from R datasets: name -> (package, item, target column, positive value, description, options)
+R_TASKS = {
+    "spam7": ("DAAG", "spam7", "yesno", "y",
+              "spam e-mail from 6 word/character frequencies (DAAG spam7, HP Labs)", {}),
+    "cells": ("modeldata", "cells", "class", "WS",
+              "well-segmented cell from 56 image features (modeldata cells, Hill et al. 2007)", {"drop": ("case",)}),
+    "credit": ("modeldata", "credit_data", "Status", "bad",
+               "bad credit status from 13 applicant attributes (modeldata credit_data)", {}),
+    "attrition": ("modeldata", "attrition", "Attrition", "Yes",
+                  "employee leaves from 30 HR attributes (modeldata attrition, IBM Watson sample)", {}),
+    "churn": ("modeldata", "mlc_churn", "churn", "yes",
+              "telecom customer churn from 19 account attributes (modeldata mlc_churn)", {}),
+    "hmda": ("AER", "HMDA", "deny", "yes",
+             "mortgage application denied from 13 applicant attributes (AER HMDA, Boston 1990)", {}),
+    "caravan": ("ISLR", "Caravan", "Purchase", "Yes",
+                "caravan insurance purchase from 85 socio-demographic attributes (ISLR Caravan, CoIL 2000)", {}),
+    "default": ("ISLR", "Default", "default", "Yes",
+                "credit card default from balance, income, student (ISLR Default, simulated)", {}),
+    "diamonds_i1": ("ggplot2", "diamonds", "clarity", "I1",
+                    "diamond of the lowest clarity grade (I1) vs the rest from carat, cut, colour, "
+                    "price and dimensions (ggplot2 diamonds, one-vs-rest)", {"ordinal": _DIAMOND_ORDER}),
 }
+
+
+def _r_loader(name):
+    package, item, target, positive, description, options = R_TASKS[name]
+    return functools.partial(_from_r, name, package, item, target, positive, description, **options)
+
+
+_OWN_LOADERS = {"breast_cancer": _breast_cancer, "digits_8": _digits_8}
+_ORDER = ("breast_cancer", "spam7", "digits_8", "cells", "credit", "attrition", "churn", "hmda", "caravan",
+          "default", "diamonds_i1")
+LOADERS = {name: _OWN_LOADERS[name] if name in _OWN_LOADERS else _r_loader(name) for name in _ORDER}
 """Task name -> loader; the order is the report order."""
 
 
