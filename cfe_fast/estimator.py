@@ -139,9 +139,11 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         array (n, m) chunked along instances, in memory or lazy (e.g. Zarr), and
         need not fit in memory (see :mod:`cfe_fast.backends.dask`).
     client : dask.distributed.Client or None, default=None
-        Cluster of the "dask" backend. None starts a ``LocalCluster`` for the
-        duration of ``fit`` and brings the fitted factors back as NumPy arrays;
-        with a client they stay on the cluster as dask arrays.
+        Cluster of the "dask" backend. None uses the active default client if
+        there is one (as dask-ml and xgboost.dask do), else starts a
+        ``LocalCluster`` for the duration of ``fit``; either way the fitted
+        factors come back as NumPy arrays. With a client they stay on the
+        cluster as dask arrays.
     solver : {"auto", "dual", "primal", "cg"}, default="auto"
         How the "als" half-steps solve their ridge systems (Numba backend; the
         NumPy reference is exact and ignores it; other backends take "auto").

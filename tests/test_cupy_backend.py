@@ -472,3 +472,17 @@ def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, mo
     expected = CFEnsembleClassifier(backend="numpy", **params).fit(P, y)
     assert rel_error(model.transductive_proba_, expected.transductive_proba_) < 1e-8
     assert rel_error(model.predict_proba(P[:30]), expected.predict_proba(P[:30])) < 1e-8
+
+
+def test_cupy_without_a_gpu_says_once_that_it_runs_on_numpy(seed_data):
+    if arrays.gpu_module() is not None:
+        pytest.skip("a GPU is present")
+    from cfe_fast.backends import cupy as cupy_backend
+
+    cupy_backend._warn_without_gpu.cache_clear()
+    P, y = seed_data.P, seed_data.labels
+    with pytest.warns(RuntimeWarning, match='backend="cupy": .*computing with NumPy'):
+        CFEnsembleClassifier(backend="cupy", latent_dim=3, max_iter=2, random_state=0).fit(P, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # once per process
+        CFEnsembleClassifier(backend="cupy", latent_dim=3, max_iter=2, random_state=0).fit(P, y)

@@ -247,3 +247,16 @@ def test_out_of_core_fit_with_memory_limited_workers(tmp_path):
         model.fit(da.from_zarr(str(tmp_path / "P.zarr")), labels)
         assert set(client.scheduler_info()["workers"]) == workers
         _assert_fit_matches(model, expected)
+
+
+def test_client_none_uses_the_active_default_client(client, data, monkeypatch):
+    """With a client active, client=None fits on it (as dask-ml and xgboost.dask do): no LocalCluster of its own."""
+    from cfe_fast.backends.dask import data as dask_data
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("started a LocalCluster although a client is active")
+
+    monkeypatch.setattr(dask_data, "LocalCluster", no_cluster)
+    assert distributed.default_client() is client
+    model = CFEnsembleClassifier(backend="dask", **FIT).fit(*data)
+    assert isinstance(model.transductive_proba_, np.ndarray)  # client=None: results come back as NumPy arrays

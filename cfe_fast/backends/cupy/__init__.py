@@ -5,10 +5,25 @@ streaming, :mod:`.solve` for the batched SPD solves. It runs the "als"
 trainer with the exact solvers chosen by its own rule (:func:`.kernels.choose_solver`).
 """
 
+import warnings
+from functools import lru_cache
+
 from .. import CAPABILITIES
 from ..in_memory import ModuleBackend
 from . import kernels
-from .arrays import to_device, to_host
+from .arrays import gpu_module, to_device, to_host
+
+
+@lru_cache(maxsize=1)
+def _warn_without_gpu():
+    """Warn once per process that backend="cupy" computes with NumPy, and why."""
+    try:
+        import cupy  # noqa: F401
+
+        why = "CuPy sees no CUDA device"
+    except ImportError:
+        why = "CuPy is not installed (pip install 'cfe_fast[gpu]')"
+    warnings.warn(f'backend="cupy": {why}; computing with NumPy on the CPU instead', RuntimeWarning, stacklevel=4)
 
 
 class CupyBackend(ModuleBackend):
@@ -20,6 +35,11 @@ class CupyBackend(ModuleBackend):
 
     def choose_solver(self, m, d, lam):
         return kernels.choose_solver(m, d, lam)
+
+    def start_fit(self, data):
+        if gpu_module() is None:
+            _warn_without_gpu()
+        return super().start_fit(data)
 
     def place(self, *arrays):
         return to_device(*arrays)

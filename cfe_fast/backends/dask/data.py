@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import dask
 import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, default_client
 
 from ... import config
 from ..._validation import FLOAT_DTYPES
@@ -14,12 +14,18 @@ from ...core.confidence import classifier_quality
 
 @contextmanager
 def client_scope(client=None):
-    """Yield ``client``, or a client of a new ``LocalCluster`` that is closed on exit."""
+    """Yield ``client``; with None the current default client, if there is one (the convention of
+    dask-ml and xgboost.dask), else a client of a new ``LocalCluster`` that is closed on exit."""
     if client is not None:
         if not isinstance(client, Client):
             raise TypeError(f"client must be a dask.distributed.Client or None, got {type(client).__name__}")
         yield client
         return
+    try:
+        yield default_client()
+        return
+    except ValueError:  # no client is active
+        pass
     with LocalCluster(dashboard_address=":0") as cluster, Client(cluster) as own:
         yield own
 
