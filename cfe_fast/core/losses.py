@@ -28,15 +28,6 @@ def supervised_weights(omega, rho):
     return (1.0 - rho) * omega / omega.sum()
 
 
-def logistic(xp):
-    """The logistic function in module ``xp`` (SciPy's for NumPy; exp(-log(1 + e^-x)) elsewhere)."""
-    if xp is np:
-        from scipy.special import expit
-
-        return expit
-    return lambda x: xp.exp(-xp.logaddexp(0.0, -x))
-
-
 def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
     """Per-instance loss, dloss/dz and curvature at logits z (vectorised, module ``xp``).
 

@@ -19,10 +19,11 @@
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from .. import config
 from .._float64 import matvec64
-from ..core.losses import AggregatorPenalty, logistic, sample_loss_terms
+from ..core.losses import AggregatorPenalty, sample_loss_terms
 
 #: relative size of the Newton decrement below which f cannot decrease measurably
 _ROUNDING = 4 * np.finfo(np.float64).eps
@@ -131,7 +132,7 @@ def _weighted_bce_fixed_point(problem, state, evaluate, max_steps):
     norm = residual(theta)
     for step in range(1, max_steps + 1):
         logit = matvec64(X64 @ theta[:-1], Y_labeled) + theta[-1]  # w^T r_hat_i without the n_L x m R_hat
-        q = logistic(np)(-(2 * y_labeled - 1) * logit)  # 1 - p_t
+        q = expit(-(2 * y_labeled - 1) * logit)  # 1 - p_t
         scale = float(np.sum(omega * q**gamma) / omega.sum())
         w_new, b_new, _ = newton(
             lambda w_, b_, hess: _scaled(evaluate(w_, b_, hess, omega * q**gamma, 0.0), scale),

@@ -104,7 +104,7 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
         ``aggregator_prior`` is the strength of the pull toward equal weights
         in force at the end. With ``options.select_prior`` it is chosen by
         cross-validation on the final factors
-        (:func:`~cfe_fast.training.aggregator.cross_validated_prior`), the
+        (:func:`~cfe_fast.training.aggregator.cross_validate`), the
         aggregator refitted with it, and the last history entry recomputed
         for the refitted aggregator.
     """
@@ -179,7 +179,6 @@ def _held_out_check(problem, validation, seed=0):
         "mean_of_R": float(average_precision_score(y, mean)),
         "chance": float(np.mean(y)),
         "mean_of_R_better": float(np.mean(better)) if better else 0.0,
-        "instances": int(y.size),
     }
 
 

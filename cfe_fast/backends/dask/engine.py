@@ -157,6 +157,8 @@ class DaskEngine:
 
     Attributes
     ----------
+    P : dask array (n, m)
+        The probabilities as given (the held-out check reads its labeled rows).
     C : dask array (m, n)
         The confidence in the layout of docs/method.md, lazy unless given persisted.
     """
@@ -171,8 +173,8 @@ class DaskEngine:
         spans = list(zip(self._offsets[:-1], self._offsets[1:]))
         labels_shared = scattered(client, [labels[s:e] for s, e in spans])
         # held here: graphs derived from arrays backed by futures do not keep the futures alive
-        self._sources = (P, labels_shared, confidence)
         self.P = P
+        self._sources = (labels_shared, confidence)
         if not isinstance(confidence, da.Array):
             confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
         self.C = confidence.T  # (m, n), the layout of docs/method.md; lazy

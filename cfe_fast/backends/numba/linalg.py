@@ -140,12 +140,6 @@ def packed_outer_rows(F, a0, a1):
     return P
 
 
-@jit
-def packed_outer(F):
-    """(k, nb) columns f -> (k (k + 1) / 2, nb) packed f f^T per column."""
-    return packed_outer_rows(F, 0, F.shape[0])
-
-
 @jit(inline="always")
 def cg_step(matvec_P, P, R, Y, diag, rz):
     """One preconditioned CG step on nb independent systems (columns), in place.
