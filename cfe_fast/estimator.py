@@ -25,7 +25,7 @@ from .io.checkpoint import Checkpointer, read_checkpoint
 from .io.model_file import ModelContent, ModelFileError, read_model, write_model
 from .parameters import DTYPES, validate_params
 from .training import loop
-from .training.aggregator import PRIOR_FALLBACK
+from .training.aggregator import PRIOR_FALLBACK, PRIOR_GRID
 from .training.problem import FitData, Settings, mean_of_reconstruction
 from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 
@@ -33,7 +33,7 @@ from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 FITTED_ATTRIBUTES = (
     "classes_", "n_features_in_", "feature_names_in_", "latent_dim_", "aggregator_", "classifier_factors_",
     "instance_factors_", "coef_", "intercept_", "classifier_quality_", "transductive_proba_", "n_iter_",
-    "converged_", "aggregator_prior_", "prior_correction_", "held_out_average_precision_",
+    "converged_", "aggregator_prior_", "aggregator_prior_center_", "prior_correction_", "held_out_average_precision_",
     "held_out_average_precision_of_mean_", "held_out_positive_rate_", "held_out_mean_better_share_",
 )
 
@@ -82,20 +82,28 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Ridge on w; keeps the Newton fit well posed when r_hat is collinear
         (it has rank d) or the labels are separable.
     aggregator_prior : float or "auto", default="auto"
-        Strength, in labeled instances, of a prior that pulls the weights w
-        toward equal weights (the ensemble toward the mean of the
-        reconstruction) without pulling their common scale or b: the
-        penalty (aggregator_prior / n_labeled / 2) ||w - mean(w)||^2. With
-        few labels the ensemble stays near the mean; with many the labels
-        decide. "auto" (the default) chooses it from
-        :data:`cfe_fast.training.aggregator.PRIOR_GRID` by stratified
+        Strength, in labeled instances, of a prior on the weights w toward
+        the centre ``aggregator_prior_center``, never on b: the penalty
+        (aggregator_prior / n_labeled / 2) ||w - centre(w)||^2. With few
+        labels the ensemble stays near the centre; with many the labels
+        decide. "auto" (the default) chooses the strength and the centre
+        from :data:`cfe_fast.training.aggregator.PRIOR_GRID` by stratified
         cross-validation of the aggregator on the labeled instances, with
-        the final factors fixed (``aggregator_prior_``), where the factors do
-        not depend on the aggregator: with trainer="als" and
-        aggregator_solver="newton"; elsewhere "auto" is 0. On the real-data
-        benchmark (``benchmarks/results/quality_cpu2.md``) it keeps
-        few-label fits near the mean of the classifiers, where a free
-        aggregator fell up to 0.3 PR-AUC below it.
+        the final factors fixed (``aggregator_prior_``,
+        ``aggregator_prior_center_``), where the factors do not depend on
+        the aggregator: with trainer="als" and aggregator_solver="newton";
+        elsewhere "auto" is 0. On the real-data benchmark
+        (``benchmarks/results/quality_cpu2.md``) it keeps few-label fits
+        near the mean of the classifiers, where a free aggregator fell up to
+        0.3 PR-AUC below it, and lets a ridge follow a dominant classifier.
+    aggregator_prior_center : {"auto", "equal", "zero"}, default="auto"
+        The prior's centre: "equal" weights at any common scale (a strong
+        prior gives the mean of the reconstruction) or "zero" (a ridge, as in
+        logistic-regression stacking: a strong prior weights each classifier
+        by the class-weighted difference of the classes' mean r_hat). "auto":
+        chosen with the strength by aggregator_prior="auto" ("zero" unless
+        the cross-validated loss of the best "equal" prior is lower by more
+        than its standard error), "equal" with a given strength.
     freeze_aggregator_iters : int, default=0
         Keep (w, b) at its initial value (w = 1/m, b = 0) for this many iterations.
     trainer : {"als", "exact", "joint"}, default="als"
@@ -204,6 +212,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     aggregator_prior_ : float or None
         The prior strength of the fitted aggregator (the cross-validated
         one with ``aggregator_prior="auto"``; None with the mean aggregator).
+    aggregator_prior_center_ : str or None
+        Its centre, "equal" or "zero" (None with the mean aggregator).
     """
 
     def __init__(
@@ -219,6 +229,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         focal_variant="exact",
         aggregator_l2=1e-3,
         aggregator_prior="auto",
+        aggregator_prior_center="auto",
         freeze_aggregator_iters=0,
         trainer="als",
         aggregator_solver="newton",
@@ -250,6 +261,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.focal_variant = focal_variant
         self.aggregator_l2 = aggregator_l2
         self.aggregator_prior = aggregator_prior
+        self.aggregator_prior_center = aggregator_prior_center
         self.freeze_aggregator_iters = freeze_aggregator_iters
         self.trainer = trainer
         self.aggregator_solver = aggregator_solver
@@ -371,9 +383,14 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.latent_dim_ = d
         self.aggregator_ = aggregator
         omega = class_weights(y_labeled, self.class_weight == "balanced")
-        select_prior = self.aggregator_prior == "auto" and self.trainer == "als" and self.aggregator_solver == "newton"
-        prior = PRIOR_FALLBACK if select_prior else 0.0 if self.aggregator_prior == "auto" else float(self.aggregator_prior)
-        penalty = AggregatorPenalty(l2=float(self.aggregator_l2), prior=prior, weight_total=max(float(omega.sum()), 1.0))
+        prior_grid = self._prior_grid()
+        center = "equal" if self.aggregator_prior_center == "auto" else self.aggregator_prior_center
+        if prior_grid is not None:
+            strength = PRIOR_FALLBACK
+        else:
+            strength = 0.0 if self.aggregator_prior == "auto" else float(self.aggregator_prior)
+        penalty = AggregatorPenalty(l2=float(self.aggregator_l2), prior=strength,
+                                    weight_total=max(float(omega.sum()), 1.0), center=center)
         settings = Settings(rho=float(self.rho), focal_gamma=float(self.focal_gamma), focal_variant=self.focal_variant,
                             penalty=penalty, weighted_aggregator=aggregator == "weighted")
         params = self.get_params(deep=False)
@@ -391,7 +408,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         options = loop.LoopOptions(max_iter=self.max_iter, tol=self.tol, weighted=aggregator == "weighted",
                                    freeze_aggregator_iters=self.freeze_aggregator_iters,
                                    reinit_collapsed_aggregator=self.reinit_collapsed_aggregator, verbose=self.verbose,
-                                   select_prior=select_prior)
+                                   prior_grid=prior_grid)
         checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels, params) if checkpoint else None
         result = loop.run(problem, state, trainer, options, progress, _spread_of_R(P), checkpointer, callback)
         self._publish(backend, problem, result, client)
@@ -410,7 +427,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.history_ = result.history
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        self.aggregator_prior_ = result.aggregator_prior if self.aggregator_ == "weighted" else None
+        weighted = self.aggregator_ == "weighted"
+        self.aggregator_prior_center_, self.aggregator_prior_ = result.aggregator_prior if weighted else (None, None)
         self.transductive_proba_ = self._proba_from_factors(self.instance_factors_)
         held_out = result.held_out or {}
         self.held_out_average_precision_ = held_out.get("average_precision")
@@ -448,6 +466,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                                                    "chance": self.held_out_positive_rate_,
                                                    "mean_of_R_better": self.held_out_mean_better_share_})
         return diagnostics.CollapseReport(self.n_iter_, checks)
+
+    def _prior_grid(self):
+        """The aggregator priors that aggregator_prior="auto" cross-validates, or None where none is chosen."""
+        if self.aggregator_prior != "auto" or self.trainer != "als" or self.aggregator_solver != "newton":
+            return None
+        center = self.aggregator_prior_center
+        return tuple(prior for prior in PRIOR_GRID if center == "auto" or prior[0] == center)
 
     def _prior_correction(self, problem):
         """log(n_neg / n_pos) of the labeled instances where balanced class weights shifted the intercept, else 0."""

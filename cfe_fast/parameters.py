@@ -28,7 +28,7 @@ import numpy as np
 
 from .backends import BACKENDS, CAPABILITIES, SOLVERS, TRAINERS
 from .core.confidence import CONFIDENCE_STRATEGIES
-from .core.losses import FOCAL_VARIANTS
+from .core.losses import FOCAL_VARIANTS, PRIOR_CENTERS
 
 AGGREGATORS = ("weighted", "mean")
 AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
@@ -224,6 +224,7 @@ PARAMETERS = _declare(
     Param("focal_variant", "choice", choices=FOCAL_VARIANTS),
     Param("aggregator_l2", "float", interval=_NON_NEGATIVE),
     Param("aggregator_prior", "float", interval=_NON_NEGATIVE, words=("auto",)),
+    Param("aggregator_prior_center", "choice", choices=("auto",) + PRIOR_CENTERS),
     Param("freeze_aggregator_iters", "int", interval=_NON_NEGATIVE),
     Param("trainer", "choice", choices=TRAINERS),
     Param("aggregator_solver", "choice", choices=AGGREGATOR_SOLVERS),

@@ -1,5 +1,7 @@
-"""The aggregator's pull toward equal weights and its cross-validated strength, against
+"""The aggregator's prior (toward equal weights or toward zero) and its cross-validated choice, against
 independent computations (SciPy's optimiser on the reference loss; the reference objective)."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,18 +10,18 @@ from sklearn.model_selection import StratifiedKFold
 
 from cfe_fast import CFEnsembleClassifier, diagnostics, make_ensemble
 from cfe_fast import reference as ref
-from cfe_fast.training.aggregator import PRIOR_GRID, cross_validate
+from cfe_fast.training.aggregator import PRIOR_GRID, choose_prior, cross_validate
 from test_trainers import make_problem
 
 
-def _reference_fit(X, Y, y, omega, l2, shrinkage):
+def _reference_fit(X, Y, y, omega, l2, shrinkage, center="equal"):
     """(w, b) minimising the reference supervised loss plus the penalty, by BFGS."""
     m = X.shape[0 if X.ndim == 1 else 1]
 
     def f(theta):
         w, b = theta[:-1], theta[-1]
         terms = ref.aggregator_terms(X, Y, y, omega, w, b)
-        centred = w - w.mean()
+        centred = w - w.mean() if center == "equal" else w
         value = terms.loss + 0.5 * l2 * w @ w + 0.5 * shrinkage * centred @ centred
         grad_w = terms.grad_w + l2 * w + shrinkage * centred
         return value, np.append(grad_w, terms.grad_b)
@@ -30,22 +32,45 @@ def _reference_fit(X, Y, y, omega, l2, shrinkage):
 
 def test_cross_validated_losses_match_an_independent_computation():
     p, s = make_problem(5, 300, 3, seed=4, labeled_fraction=0.4)
-    grid = (0.0, 10.0, 100.0)
+    grid = (("equal", 0.0), ("equal", 10.0), ("equal", 100.0), ("zero", 3.0), ("zero", 100.0))
     validation = cross_validate(p, s, grid=grid, folds=3)
     prior, losses = validation.prior, validation.losses
     Y_labeled = s.Y[:, p.labeled]
     y, omega = p.y_labeled, p.omega
     expected, logits = np.zeros(len(grid)), np.zeros((len(grid), y.size))
     for train, test in StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(y.size), y):
-        for k, tau in enumerate(grid):
-            w, b = _reference_fit(s.X, Y_labeled[:, train], y[train], omega[train], 1e-3, tau / omega[train].sum())
+        for k, (center, tau) in enumerate(grid):
+            w, b = _reference_fit(s.X, Y_labeled[:, train], y[train], omega[train], 1e-3, tau / omega[train].sum(),
+                                  center)
             z = logits[k, test] = w @ (s.X.T @ Y_labeled[:, test]) + b
             expected[k] += omega[test] @ (np.logaddexp(0, z) - y[test] * z)  # cross-entropy of held-out labels
     np.testing.assert_allclose(losses, expected / omega.sum(), rtol=1e-6)
     np.testing.assert_allclose(validation.logits, logits, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(validation.held_out_logits, validation.logits[grid.index(prior)])
-    assert losses.min() <= losses[grid.index(prior)]  # the strongest prior within one standard error
-    assert all(tau <= prior or losses[k] > losses.min() for k, tau in enumerate(grid))
+
+
+def _held_out_losses(means, noise, n=400, seed=0):
+    """Per-instance held-out losses: a shared term, the row's mean, and +-``noise`` of mean exactly zero per row."""
+    rng = np.random.default_rng(seed)
+    shared = rng.exponential(1.0, n)
+    signs = lambda: rng.permutation(np.repeat([-1.0, 1.0], n // 2))  # noqa: E731
+    return np.array([shared + mean + scale * signs() for mean, scale in zip(means, noise)])
+
+
+@pytest.mark.parametrize("means,noise,expected", [
+    # an "equal" prior clearly better than every "zero" one: chosen; so is the "zero" in the mirror case
+    ([0.30, 0.30, 0.40, 0.50, 0.60], [0.05] * 5, ("equal", 10.0)),
+    ([0.50, 0.50, 0.50, 0.20, 0.30], [0.05] * 5, ("zero", 3.0)),
+    # within a centre: the strongest prior whose excess is within one standard error of the best
+    ([0.50, 0.50, 0.50, 0.30, 0.30], [0.05] * 5, ("zero", 100.0)),
+    # a smaller gain of "equal" within the noise of the comparison (standard error ~0.07): "zero" is kept
+    ([0.49, 0.48, 0.49, 0.50, 0.50], [1.0, 1.0, 1.0, 0.0, 0.0], ("zero", 100.0)),
+])
+def test_the_choice_of_prior(means, noise, expected):
+    grid = (("equal", 0.0), ("equal", 10.0), ("equal", 100.0), ("zero", 3.0), ("zero", 100.0))
+    held_out = _held_out_losses(means, noise)
+    share = np.full(held_out.shape[1], 1.0 / held_out.shape[1])
+    assert choose_prior(grid, held_out, share) == expected
 
 
 def test_no_cross_validation_without_two_labeled_instances_per_class():
@@ -67,14 +92,16 @@ def test_auto_records_the_chosen_prior_and_the_final_aggregator_in_the_history()
     data = make_ensemble(n_classifiers=8, n_instances=800, labeled_fraction=0.2, random_state=6)
     model = CFEnsembleClassifier(latent_dim=3, max_iter=6, random_state=0, aggregator_prior="auto",
                                  confidence="label_aware", backend="numpy").fit(data.P, data.labels)
-    assert model.aggregator_prior_ in PRIOR_GRID
+    assert (model.aggregator_prior_center_, model.aggregator_prior_) in PRIOR_GRID
     labeled = ~np.isnan(data.labels)
     omega = ref.class_weights(data.labels[labeled])
     R = data.P.T
     C = ref.confidence(R, data.labels, "label_aware")
     X, Y = model.classifier_factors_, model.instance_factors_
+    strength = model.aggregator_prior_ / omega.sum()
+    pull = strength if model.aggregator_prior_center_ == "equal" else 0.0  # a "zero" centre adds to the ridge
     expected = ref.objective(X, Y, R, C, 0.1, data.labels, model.coef_, model.history_["intercept"][-1], 0.9,
-                             l2=1e-3, shrinkage=model.aggregator_prior_ / omega.sum())
+                             l2=1e-3 + strength - pull, shrinkage=pull)
     assert model.history_["loss"][-1] == pytest.approx(expected[0], rel=1e-10)
     np.testing.assert_array_equal(model.history_["coef"][-1], model.coef_)
 
@@ -83,12 +110,13 @@ def test_many_labels_are_cross_validated_on_a_stratified_sample(monkeypatch):
     from cfe_fast import config
 
     p, s = make_problem(5, 400, 3, seed=8, labeled_fraction=0.9)
-    full_losses = cross_validate(p, s, grid=(0.0, 30.0)).losses
+    grid = (("equal", 0.0), ("equal", 30.0))
+    full_losses = cross_validate(p, s, grid=grid).losses
     monkeypatch.setattr(config, "PRIOR_CV_INSTANCES", 60)
-    validation = cross_validate(p, s, grid=(0.0, 30.0))
+    validation = cross_validate(p, s, grid=grid)
     prior, losses = validation.prior, validation.losses
     assert validation.positions.size == 60 and set(validation.y) == {0.0, 1.0}
-    assert prior in (0.0, 30.0) and np.isfinite(losses).all()
+    assert prior in grid and np.isfinite(losses).all()
     assert not np.allclose(losses, full_losses)  # fewer instances, other folds: other numbers
 
 
@@ -124,3 +152,21 @@ def test_a_failed_held_out_check_warns(monkeypatch):
     with pytest.warns(QualityWarning, match="worse than the mean of the classifiers"):
         model = CFEnsembleClassifier(latent_dim=3, max_iter=3, random_state=0).fit(data.P, data.labels)
     assert model.diagnose().collapsed
+
+
+def test_the_scale_refit_keeps_the_direction_and_zeroes_the_unpenalised_gradient_along_it():
+    from cfe_fast.core.losses import AggregatorPenalty
+    from cfe_fast.training.aggregator import fit as fit_aggregator
+    from cfe_fast.training.aggregator import fit_scale
+
+    p, s = make_problem(6, 300, 3, seed=5, labeled_fraction=0.5)
+    p.settings = replace(p.settings, penalty=AggregatorPenalty(l2=1e-3, prior=300.0, weight_total=p.omega.sum(),
+                                                               center="zero"))
+    fit_aggregator(p, s)
+    shrunk = s.w.copy()
+    fit_scale(p, s)
+    scale = s.w @ shrunk / (shrunk @ shrunk)
+    np.testing.assert_allclose(s.w, scale * shrunk, rtol=1e-12)
+    assert scale > 1.5  # the strong ridge had shrunk the logits
+    terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, s.w, s.b)
+    assert abs((terms.grad_w + 1e-3 * s.w) @ shrunk) < 1e-8 and abs(terms.grad_b) < 1e-8

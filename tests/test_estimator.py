@@ -108,8 +108,9 @@ def test_aggregator_is_actually_fitted(seed_data):
     omega = ref.class_weights(y[labeled])
     fitted_b = model.intercept_ + model.prior_correction_  # the intercept of the class-weighted fit
     terms = ref.aggregator_terms(model.classifier_factors_, Yl, y[labeled], omega, model.coef_, fitted_b)
-    w = model.coef_  # the penalty's gradient: the ridge and the pull toward equal weights
-    penalty_gradient = model.aggregator_l2 * w + model.aggregator_prior_ / omega.sum() * (w - w.mean())
+    w = model.coef_  # the penalty's gradient: the ridge and the prior toward its centre
+    centre = w.mean() if model.aggregator_prior_center_ == "equal" else 0.0
+    penalty_gradient = model.aggregator_l2 * w + model.aggregator_prior_ / omega.sum() * (w - centre)
     grad = np.append(terms.grad_w + penalty_gradient, terms.grad_b)
     assert np.abs(grad).max() < 1e-6  # stationary point of the supervised objective
     assert np.abs(model.coef_ - 1 / P.shape[1]).max() > 0.1

@@ -66,43 +66,56 @@ def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
     return loss, grad, curv
 
 
+#: where the aggregator's prior centres the weights w: "equal" (equal weights at any common
+#: scale: the ensemble becomes the mean of the reconstruction) or "zero" (a ridge, as in
+#: logistic-regression stacking: the ensemble becomes the class-balanced difference of means)
+PRIOR_CENTERS = ("equal", "zero")
+
+
 @dataclass(frozen=True)
 class AggregatorPenalty:
-    """(l2 / 2) ||w||^2 + (shrinkage / 2) ||w - mean(w) 1||^2 on the aggregator's weights.
+    """(l2 / 2) ||w||^2 + (shrinkage / 2) ||w - centre(w)||^2 on the aggregator's weights.
 
-    The ridge keeps the fit well posed (r_hat has rank d; separable labels);
-    the shrinkage pulls the weights toward equal ones, i.e. the ensemble
-    toward the mean of the reconstruction, without pulling their common
-    scale or the intercept. ``prior`` is its strength in labeled instances:
-    shrinkage = prior / ``weight_total``, the total class weight of the
-    labeled instances the supervised loss averages over.
+    The ridge keeps the fit well posed (r_hat has rank d; separable labels).
+    The prior pulls the weights toward its ``center``: toward equal weights
+    (centre(w) = mean(w) 1, the ensemble toward the mean of the
+    reconstruction, without pulling their common scale) or toward zero
+    (centre(w) = 0; a strong pull leaves the direction of the first gradient
+    step, the class-weighted difference of the classes' mean r_hat); never the
+    intercept. ``prior`` is its strength in labeled instances: shrinkage =
+    prior / ``weight_total``, the total class weight of the labeled instances
+    the supervised loss averages over.
     """
 
     l2: float = 0.0
     prior: float = 0.0
     weight_total: float = 1.0
+    center: str = "equal"
 
     @property
     def shrinkage(self):
         return self.prior / self.weight_total if self.prior else 0.0
 
+    def _offset(self, w):
+        return w - w.mean() if self.center == "equal" else w
+
     def value(self, w):
         value = 0.5 * self.l2 * float(w @ w)
         if self.shrinkage:
-            centred = w - w.mean()
-            value += 0.5 * self.shrinkage * float(centred @ centred)
+            offset = self._offset(w)
+            value += 0.5 * self.shrinkage * float(offset @ offset)
         return value
 
     def gradient(self, w):
         gradient = self.l2 * w
         if self.shrinkage:
-            gradient = gradient + self.shrinkage * (w - w.mean())
+            gradient = gradient + self.shrinkage * self._offset(w)
         return gradient
 
     def hessian(self, m):
         hessian = np.diag(np.full(m, self.l2))
         if self.shrinkage:
-            hessian = hessian + self.shrinkage * (np.eye(m) - 1.0 / m)
+            hessian = hessian + self.shrinkage * (np.eye(m) - (1.0 / m if self.center == "equal" else 0.0))
         return hessian
 
 

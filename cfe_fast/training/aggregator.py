@@ -23,7 +23,7 @@ from scipy.special import expit
 
 from .. import config
 from .._float64 import matvec64
-from ..core.losses import AggregatorPenalty, sample_loss_terms
+from ..core.losses import PRIOR_CENTERS, AggregatorPenalty, AggregatorTerms, sample_loss_terms
 
 #: relative size of the Newton decrement below which f cannot decrease measurably
 _ROUNDING = 4 * np.finfo(np.float64).eps
@@ -113,6 +113,32 @@ def fit(problem, state, max_steps=20):
     return steps
 
 
+def fit_scale(problem, state, max_steps=20):
+    """Refit the scale a of the logit and b with the direction of w fixed, without the prior; returns the steps.
+
+    The prior decides which classifiers count; the labels then decide how
+    confident the ensemble is (a strong ridge shrinks every logit toward b,
+    and the probabilities toward the class balance). Minimises
+    L_sup(a w, b) + (l2 / 2) a^2 ||w||^2 over (a, b) by :func:`newton`, the
+    derivatives lifted from the aggregator's evaluator by the chain rule. A
+    positive a leaves the ranking of the instances unchanged.
+    """
+    evaluate = problem.evaluator(state)
+    direction = np.asarray(state.w, dtype=np.float64)
+    lift = np.zeros((direction.size + 1, 2))
+    lift[:-1, 0], lift[-1, 1] = direction, 1.0
+
+    def evaluate_scale(a, b, hessian=False):
+        terms = evaluate(a[0] * direction, b, hessian)
+        return AggregatorTerms(terms.loss, np.array([terms.grad_w @ direction]), terms.grad_b,
+                               None if terms.hessian is None else lift.T @ terms.hessian @ lift)
+
+    penalty = AggregatorPenalty(l2=problem.settings.penalty.l2 * float(direction @ direction))
+    a, state.b, steps = newton(evaluate_scale, np.ones(1), state.b, penalty, max_steps)
+    state.w = a[0] * direction
+    return steps
+
+
 def _weighted_bce_fixed_point(problem, state, evaluate, max_steps):
     """(w, b, steps) solving F(w, b) = 0, F being the "weighted_bce" gradient plus the ridge.
 
@@ -172,11 +198,14 @@ def gradient_steps(problem, state, solver, lr, steps, adam):
     state.w, state.b = theta[:-1].copy(), float(theta[-1])
 
 
-#: the strengths of the pull toward equal weights that ``aggregator_prior="auto"`` chooses from,
-#: in labeled instances (0: none; 1000: the mean of the reconstruction with a fitted scale)
-PRIOR_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-#: the strength a fit uses while it runs under ``aggregator_prior="auto"``, and where no
-#: cross-validation is possible (fewer than two labeled instances of a class)
+#: the strengths of the aggregator's prior that ``aggregator_prior="auto"`` chooses from, in
+#: labeled instances (0: none; 1000: the limit of the prior's centre with a fitted scale)
+PRIOR_STRENGTHS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+#: the (centre, strength) pairs ``aggregator_prior="auto"`` chooses from (strength 0 once: no prior)
+PRIOR_GRID = tuple((center, s) for center in PRIOR_CENTERS for s in PRIOR_STRENGTHS if s or center == "equal")
+#: the prior strength a fit uses while it runs under ``aggregator_prior="auto"``, and where no
+#: cross-validation is possible (fewer than two labeled instances of a class), toward equal
+#: weights unless ``aggregator_prior_center`` says otherwise
 PRIOR_FALLBACK = 10.0
 
 
@@ -186,11 +215,11 @@ class CrossValidation:
 
     Attributes
     ----------
-    prior : float or None
-        The chosen strength of the pull toward equal weights (None: too few
-        labels of a class to cross-validate).
-    grid : tuple
-        The strengths tried.
+    prior : (str, float) or None
+        The chosen prior, (centre, strength) (None: too few labels of a
+        class to cross-validate).
+    grid : tuple of (str, float)
+        The priors tried.
     losses : ndarray (len(grid),)
         Their cross-validated class-weighted cross-entropy.
     positions : ndarray (k,)
@@ -198,10 +227,10 @@ class CrossValidation:
     y : ndarray (k,)
         Their labels.
     logits : ndarray (len(grid), k)
-        The held-out logits of each strength.
+        The held-out logits of each prior.
     """
 
-    prior: float | None
+    prior: tuple | None
     grid: tuple
     losses: np.ndarray
     positions: np.ndarray
@@ -210,23 +239,21 @@ class CrossValidation:
 
     @property
     def held_out_logits(self):
-        """The held-out logits of the chosen strength."""
+        """The held-out logits of the chosen prior."""
         return self.logits[self.grid.index(self.prior)]
 
 
 def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
-    """:class:`CrossValidation` of the aggregator over the prior strengths ``grid``.
+    """:class:`CrossValidation` of the aggregator over the priors ``grid``.
 
     Stratified K-fold over the labeled instances (K = min(folds, n_pos,
     n_neg); a stratified sample of ``config.PRIOR_CV_INSTANCES`` of them
-    where there are more) with the factors fixed: for every strength the aggregator is
-    fitted on K - 1 folds (Newton, BCE or exact focal loss) and scored on
-    the held-out one by the class-weighted cross-entropy of its predictions.
-    The unlabeled instances have shaped the factors the folds share. The
-    choice follows the one-standard-error rule: the strongest prior whose
-    loss exceeds the smallest by at most the standard error of that excess
-    (over the held-out instances), since with few labels the smallest loss
-    is itself noise.
+    where there are more) with the factors fixed: for every prior
+    (centre, strength) the aggregator is fitted on K - 1 folds (Newton, BCE
+    or exact focal loss) and scored on the held-out one by the
+    class-weighted cross-entropy of its predictions. The unlabeled
+    instances have shaped the factors the folds share. The choice is
+    :func:`choose_prior`.
 
     Returns
     -------
@@ -236,7 +263,7 @@ def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
 
     y = np.asarray(problem.to_host(problem.y_labeled), dtype=np.float64)
     omega = np.asarray(problem.to_host(problem.omega), dtype=np.float64)
-    grid = tuple(float(tau) for tau in grid)
+    grid = tuple((str(center), float(strength)) for center, strength in grid)
     n_splits = min(folds, int(np.sum(y == 1)), int(np.sum(y == 0)))
     if n_splits < 2:
         empty = np.empty(0)
@@ -260,18 +287,44 @@ def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
         def evaluate(w, b, hessian=False):
             return backend.aggregator_terms(X, Y_train, y[train], omega[train], w, b, gamma, "exact", hessian)
 
-        w, b = state.w, state.b
-        for k in np.argsort(grid)[::-1]:  # strong to weak: each fit starts from the previous solution
-            penalty = AggregatorPenalty(settings.penalty.l2, grid[k], omega[train].sum())
-            w, b, _ = newton(evaluate, w, b, penalty)
-            logits[k, test] = (X @ w) @ Y_labeled[:, test] + b
-            held_out_losses[k, test], _, _ = sample_loss_terms(logits[k, test], y[test])
+        for center in dict.fromkeys(center for center, _ in grid):
+            w, b = state.w, state.b
+            family = sorted((k for k in range(len(grid)) if grid[k][0] == center), key=lambda k: -grid[k][1])
+            for k in family:  # strong to weak: each fit starts from the previous solution
+                penalty = AggregatorPenalty(settings.penalty.l2, grid[k][1], omega[train].sum(), center)
+                w, b, _ = newton(evaluate, w, b, penalty)
+                logits[k, test] = (X @ w) @ Y_labeled[:, test] + b
+                held_out_losses[k, test], _, _ = sample_loss_terms(logits[k, test], y[test])
     share = omega / omega.sum()
+    return CrossValidation(choose_prior(grid, held_out_losses, share), grid, held_out_losses @ share,
+                           positions, y, logits)
+
+
+def choose_prior(grid, held_out_losses, share):
+    """The prior to fit with, from the held-out losses of every prior in ``grid``.
+
+    Within each centre, the one-standard-error rule: the strongest prior
+    whose loss exceeds the centre's smallest by at most the standard error
+    of that excess (over the held-out instances), since with few labels the
+    smallest loss is itself noise. Between the centres' choices, "zero" (a
+    ridge) unless another centre's choice has the lower loss by more than
+    the standard error of the difference: on the real-data benchmark
+    (``benchmarks/results/quality_cpu2.md``) the ridge follows a dominant
+    classifier where equal weights cannot, and the mean wins clearly
+    enough to be chosen where the labels are too few for any weighting.
+    """
     losses = held_out_losses @ share
-    best = int(np.argmin(losses))
-    prior = max(grid[k] for k in range(len(grid))
-                if _within_one_standard_error(held_out_losses[k] - held_out_losses[best], share))
-    return CrossValidation(prior, grid, losses, positions, y, logits)
+    chosen = {}
+    for center in dict.fromkeys(center for center, _ in grid):
+        family = [k for k in range(len(grid)) if grid[k][0] == center]
+        best = min(family, key=lambda k: losses[k])
+        chosen[center] = max((k for k in family
+                              if _within_one_standard_error(held_out_losses[k] - held_out_losses[best], share)),
+                             key=lambda k: grid[k][1])
+    default = chosen.get("zero", next(iter(chosen.values())))
+    rivals = [k for k in chosen.values() if k != default
+              and not _within_one_standard_error(held_out_losses[default] - held_out_losses[k], share)]
+    return grid[min(rivals, key=lambda k: losses[k])] if rivals else grid[default]
 
 
 def _within_one_standard_error(difference, share):

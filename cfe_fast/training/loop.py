@@ -10,8 +10,7 @@ from scipy.special import expit
 from .. import diagnostics
 from .._float64 import matvec64
 from ..errors import CollapseWarning
-from .aggregator import PRIOR_FALLBACK, cross_validate
-from .aggregator import PRIOR_GRID
+from .aggregator import cross_validate, fit_scale
 from .aggregator import fit as fit_aggregator
 from .state import FitState
 
@@ -45,7 +44,7 @@ class LoopOptions:
     freeze_aggregator_iters: int = 0
     reinit_collapsed_aggregator: bool = False
     verbose: bool = False
-    select_prior: bool = False
+    prior_grid: tuple | None = None
 
 
 @dataclass
@@ -56,7 +55,7 @@ class FitResult:
     history: dict
     n_iter: int
     converged: bool
-    aggregator_prior: float = 0.0
+    aggregator_prior: tuple = ("equal", 0.0)
     held_out: dict | None = None
 
 
@@ -101,8 +100,8 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
     Returns
     -------
     FitResult
-        ``aggregator_prior`` is the strength of the pull toward equal weights
-        in force at the end. With ``options.select_prior`` it is chosen by
+        ``aggregator_prior`` is the aggregator's prior (centre, strength)
+        in force at the end. With ``options.prior_grid`` it is chosen from it by
         cross-validation on the final factors
         (:func:`~cfe_fast.training.aggregator.cross_validate`), the
         aggregator refitted with it, and the last history entry recomputed
@@ -144,13 +143,15 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
     held_out = None
     if options.weighted and problem.has_labels:
         last_frozen = iteration <= options.freeze_aggregator_iters
-        select = options.select_prior and not last_frozen
-        validation = cross_validate(problem, state, grid=PRIOR_GRID if select else (problem.settings.penalty.prior,))
-        if select:
-            _refit_with_prior(problem, state, history, options, spread_of_R,
-                              PRIOR_FALLBACK if validation.prior is None else validation.prior)
+        select = options.prior_grid is not None and not last_frozen
+        penalty = problem.settings.penalty
+        validation = cross_validate(problem, state,
+                                    grid=options.prior_grid if select else ((penalty.center, penalty.prior),))
+        if select and validation.prior is not None:  # else the prior in force stays (too few labels to choose)
+            _refit_with_prior(problem, state, history, options, spread_of_R, validation.prior)
         held_out = _held_out_check(problem, validation)
-    return FitResult(state, history.records, iteration, converged, problem.settings.penalty.prior, held_out)
+    penalty = problem.settings.penalty
+    return FitResult(state, history.records, iteration, converged, (penalty.center, penalty.prior), held_out)
 
 
 #: bootstrap resamples of the held-out comparison with the mean of R
@@ -183,10 +184,13 @@ def _held_out_check(problem, validation, seed=0):
 
 
 def _refit_with_prior(problem, state, history, options, spread_of_R, prior):
-    """Refit the aggregator with the prior strength ``prior`` and redo the last record."""
-    penalty = replace(problem.settings.penalty, prior=prior)
+    """Refit the aggregator with the prior ``prior`` = (centre, strength), then its scale without it; redo the last record."""
+    center, strength = prior
+    penalty = replace(problem.settings.penalty, center=center, prior=strength)
     problem.settings = replace(problem.settings, penalty=penalty)
     steps = fit_aggregator(problem, state)
+    if problem.settings.focal_gamma == 0 or problem.settings.focal_variant == "exact":  # a loss to minimise
+        steps += fit_scale(problem, state)
     loss, rec, sup = problem.objective(state)
     last = dict(zip(LOSSES[:4], (loss, rec, sup, history.records["aggregator_steps"][-1] + steps)))
     last.update(monitor_values(problem, state, options.weighted, spread_of_R))
