@@ -102,6 +102,7 @@ def test_reports_written(evaluated, tmp_path):
     out = tmp_path / "quality_test.md"
     run.write_csv(rows, out.with_suffix(".csv"))
     run.plot(run.cell_table(rows), ["breast_cancer"], [FRACTION], METHODS, out.with_suffix(".png"))
+    run.plot_reliability(rows, [FRACTION], METHODS, run.reliability_path(out))
     heads = run.write_markdown(out, rows, info, [FRACTION], 1, METHODS, "small", "test", 1.0)
     assert set(heads) == {METHODS[-1]} and heads[METHODS[-1]]["n_cells"] == 1
     text = out.read_text()
@@ -109,3 +110,19 @@ def test_reports_written(evaluated, tmp_path):
     with open(out.with_suffix(".csv")) as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
     assert out.with_suffix(".png").stat().st_size > 1000
+    assert "## Calibration" in text and run.reliability_path(out).name in text
+    assert run.reliability_path(out).stat().st_size > 1000
+
+
+def test_reliability_sums_and_calibration_error_against_a_direct_computation():
+    rng = np.random.default_rng(3)
+    score = rng.uniform(size=500)
+    y = (rng.uniform(size=500) < score ** 2).astype(float)
+    sums = run.reliability_sums(y, score)
+    bins = np.minimum(np.floor(score * 10), 9)
+    gaps = [abs(score[bins == k].mean() - y[bins == k].mean()) * np.mean(bins == k)
+            for k in range(10) if np.any(bins == k)]
+    assert sums[0].sum() == 500 and sums[2].sum() == y.sum()
+    assert run.expected_calibration_error(sums) == pytest.approx(sum(gaps), rel=1e-12)
+    assert run.expected_calibration_error(run.reliability_sums(y, y)) == 0.0  # labels as predictions
+

@@ -3,8 +3,9 @@
 For each task, labeled fraction and repeat, a stratified random set of rows
 is labeled (at least 2 rows of each class) and every method predicts the
 other rows; PR-AUC (average precision), ROC-AUC, Brier score and fit time are
-measured on those unlabeled rows. The report (markdown), the raw per-repeat
-results (CSV) and a PR-AUC plot (PNG) are written side by side.
+measured on those unlabeled rows, with the expected calibration error and a
+reliability curve. The report (markdown), the raw per-repeat results (CSV), a
+PR-AUC plot and the reliability curves (PNG) are written side by side.
 
 Usage::
 
@@ -112,13 +113,38 @@ def draw_labeled(y, fraction, seed, min_per_class=2):
     return labeled
 
 
+RELIABILITY_BINS = 10
+"""Equal-width bins of predicted probability for the reliability curve and the ECE."""
+
+
+def reliability_sums(y_true, score, bins=RELIABILITY_BINS):
+    """Per probability bin: the number of rows, the sum of their predictions and of their labels.
+
+    Returns
+    -------
+    ndarray of shape (3, bins)
+    """
+    s = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
+    which = np.minimum((s * bins).astype(int), bins - 1)
+    return np.array([np.bincount(which, weights=w, minlength=bins)
+                     for w in (np.ones_like(s), s, np.asarray(y_true, dtype=float))])
+
+
+def expected_calibration_error(sums):
+    """sum over bins of (rows in bin / rows) |mean prediction - positive rate| (from :func:`reliability_sums`)."""
+    count, predicted, positive = sums
+    filled = count > 0
+    return float(np.sum(np.abs(predicted[filled] - positive[filled])) / count.sum())
+
+
 def score_metrics(y_true, score):
-    """PR-AUC (average precision), ROC-AUC and Brier score of one prediction."""
+    """PR-AUC (average precision), ROC-AUC, Brier score and expected calibration error of one prediction."""
     s = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
     return {
         "pr_auc": float(average_precision_score(y_true, s)),
         "roc_auc": float(roc_auc_score(y_true, s)),
         "brier": float(brier_score_loss(y_true, s)),
+        "ece": expected_calibration_error(reliability_sums(y_true, s)),
     }
 
 
@@ -160,6 +186,7 @@ def evaluate_pool(task_name, P, y, names, fractions, repeats, methods, log=print
                            fraction=fraction, repeat=rep, method=meth.spec,
                            n_labeled=int(labeled.sum()), n_labeled_pos=int(y[labeled].sum()),
                            **score_metrics(y_unl, pred.score), fit_s=secs,
+                           reliability=json.dumps(reliability_sums(y_unl, pred.score).round(6).tolist()),
                            info=json.dumps(pred.info, sort_keys=True))
                 rows.append(row)
                 if log:
@@ -219,7 +246,7 @@ def cell_table(rows):
         out[key] = {}
         for meth, rs in by_method.items():
             out[key][meth] = {m: (float(np.mean([r[m] for r in rs])), float(np.std([r[m] for r in rs])))
-                              for m in ("pr_auc", "roc_auc", "brier", "fit_s")}
+                              for m in ("pr_auc", "roc_auc", "brier", "ece", "fit_s")}
         any_rs = next(iter(by_method.values()))
         out[key]["_labeled"] = (float(np.mean([r["n_labeled"] for r in any_rs])),
                                 float(np.mean([r["n_labeled_pos"] for r in any_rs])))
@@ -263,7 +290,7 @@ def _pm(ms, digits=3):
 def write_csv(rows, path):
     """Write the raw per-repeat rows."""
     fields = ["task", "n", "positive_rate", "fraction", "repeat", "method", "n_labeled",
-              "n_labeled_pos", "pr_auc", "roc_auc", "brier", "fit_s", "info"]
+              "n_labeled_pos", "pr_auc", "roc_auc", "brier", "ece", "fit_s", "reliability", "info"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
@@ -306,6 +333,46 @@ def plot(cells, task_order, fractions, methods, path):
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(rows, fractions, methods, path):
+    """Reliability curves: positive rate against mean prediction per bin, one panel per labeled fraction.
+
+    Every task weighs the same: a task's bin sums are divided by its number
+    of predicted rows before they are added over tasks and re-draws.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.4 * len(fractions), 4.4), squeeze=False)
+    for ax, fraction in zip(axes.flat, fractions):
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1, label="perfectly calibrated")
+        for meth in methods:
+            sums = sum(np.array(json.loads(r["reliability"])) / (r["n"] - r["n_labeled"])
+                       for r in rows if r["method"] == meth and r["fraction"] == fraction)
+            filled = sums[0] > 0
+            ax.plot(sums[1][filled] / sums[0][filled], sums[2][filled] / sums[0][filled], marker="o",
+                    markersize=3, linewidth=1.2, label=meth)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_title(f"labeled fraction {fraction:g}", fontsize=10)
+        ax.set_xlabel("mean predicted probability (bin)", fontsize=8)
+        ax.set_ylabel("positive rate (bin)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(labels) // 4), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def reliability_path(path):
+    """Where the reliability plot of the report at ``path`` goes."""
+    path = Path(path)
+    return path.with_name(path.stem + "_reliability.png")
 
 
 def write_markdown(path, rows, task_info, fractions, repeats, methods, pool, command,
@@ -374,15 +441,27 @@ def write_markdown(path, rows, task_info, fractions, repeats, methods, pool, com
                 row.append(f"{heads[cfe_specs[0]]['deltas'].get((task, f), float('nan')):+.4f}")
             lines.append("| " + " | ".join(row) + " |")
 
+    lines += ["", "## Calibration", "",
+              "Brier score and expected calibration error (ECE, "
+              f"{RELIABILITY_BINS} equal-width bins) on the unlabeled rows, averaged over the tasks "
+              "(each task's mean over re-draws first).", "",
+              "| method | " + " | ".join(f"Brier, {f:g} labeled | ECE, {f:g} labeled" for f in fractions) + " |",
+              "|---|" + "---:|---:|" * len(fractions)]
+    for m in methods:
+        vals = []
+        for f in fractions:
+            vals += [f"{np.mean([cells[(t, f)][m][k][0] for t in task_order]):.4f}" for k in ("brier", "ece")]
+        lines.append(f"| `{m}` | " + " | ".join(vals) + " |")
+    lines += ["", f"![Reliability curves]({reliability_path(path).name})"]
     lines += ["", "## All metrics", "",
-              "| task | fraction | method | PR-AUC | ROC-AUC | Brier | fit (s) |",
-              "|---|---:|---|---:|---:|---:|---:|"]
+              "| task | fraction | method | PR-AUC | ROC-AUC | Brier | ECE | fit (s) |",
+              "|---|---:|---|---:|---:|---:|---:|---:|"]
     for task in task_order:
         for f in fractions:
             c = cells[(task, f)]
             for m in methods:
                 lines.append(f"| {task} | {f:g} | `{m}` | {_pm(c[m]['pr_auc'])} | "
-                             f"{_pm(c[m]['roc_auc'])} | {_pm(c[m]['brier'], 4)} | "
+                             f"{_pm(c[m]['roc_auc'])} | {_pm(c[m]['brier'], 4)} | {_pm(c[m]['ece'], 4)} | "
                              f"{c[m]['fit_s'][0]:.2f} |")
     lines += ["", f"Raw per-repeat results: `{Path(path).with_suffix('.csv').name}`; "
               f"plot: `{Path(path).with_suffix('.png').name}`.", "",
@@ -449,12 +528,13 @@ def main(argv=None):
     write_csv(rows, out.with_suffix(".csv"))
     plot(cell_table(rows), [t["name"] for t in task_info], fractions, args.methods,
          out.with_suffix(".png"))
+    plot_reliability(rows, fractions, args.methods, reliability_path(out))
     heads = write_markdown(out, rows, task_info, fractions, repeats, args.methods, pool,
                            command, elapsed, note=args.note)
     for spec, h in heads.items():
         print(f"{spec}: >= max(mean, LR) - {TIE} in {h['matches']}/{h['n_cells']} cells; "
               f"best in {h['best']}/{h['n_cells']}")
-    print(f"wrote {out} (+ .csv, .png) in {elapsed:.1f} s")
+    print(f"wrote {out} (+ .csv, .png, {reliability_path(out).name}) in {elapsed:.1f} s")
     return 0
 
 
