@@ -47,6 +47,8 @@ OPTIONAL_ARRAYS = {
     "classifier_quality_": ("m",),
 }
 REQUIRED_SCALARS = ("intercept_", "n_features_in_", "latent_dim_", "aggregator_")
+#: dtype kinds of the fitted arrays: numbers, except the class labels (numbers, booleans or text)
+ARRAY_KINDS = {"classes_": "biufU"}
 
 
 @dataclass
@@ -99,7 +101,14 @@ def _check_fitted_arrays(path, attributes, arrays):
         arr = arrays[name]
         expected = tuple(sizes.get(dim) for dim in dims)
         require(arr.shape == expected, path, f"fitted array {name} has shape {arr.shape}, expected {expected}")
-        require(arr.dtype.kind in "fi", path, f"fitted array {name} has dtype {arr.dtype}, expected numbers")
+        kinds = ARRAY_KINDS.get(name, "fi")
+        require(arr.dtype.kind in kinds, path, f"fitted array {name} has dtype {arr.dtype}, expected "
+                                               f"{'labels' if name in ARRAY_KINDS else 'numbers'}")
+    if "feature_names_in_" in arrays:
+        names = arrays["feature_names_in_"]
+        require(names.dtype.kind == "U" and names.shape == (sizes["m"],), path,
+                f"fitted array feature_names_in_ has dtype {names.dtype} and shape {names.shape}, expected "
+                f"{sizes['m']} names")
 
 
 def read_model(path, known_params):
