@@ -47,18 +47,33 @@ def as_float_array(a, name, ndim, dtype=None):
     return arr
 
 
+def refuse_1d(X, name="X"):
+    """Refuse a 1-D X (one instance or one classifier?) with scikit-learn's advice; other shapes pass."""
+    if (X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim) == 1:  # no array function: array-likes pass
+        raise ValueError(f"Expected 2D array, got 1D array instead: {name} has shape {np.shape(X)}. Reshape your "
+                         "data either using array.reshape(-1, 1) if it holds a single classifier or "
+                         "array.reshape(1, -1) if it holds a single instance.")
+    return X
+
+
 def check_probabilities(R, name="R", dtype=None):
     """Check a probability matrix: finite, 2-D, every entry in [0, 1]."""
     return check_probability_range(as_float_array(R, name, 2, dtype), name)
 
 
-def check_probability_range(R, name="R"):
-    """Check that a finite 2-D float array is non-empty with entries in [0, 1]."""
+def check_not_empty(R, name="R"):
+    """Check that a 2-D array has at least one row and one column."""
     if R.size == 0:
         raise ValueError(
             f"{name} is empty: {R.shape[0]} sample(s), {R.shape[1]} feature(s) (shape={R.shape}) "
             "while a minimum of 1 is required."
         )
+    return R
+
+
+def check_probability_range(R, name="R"):
+    """Check that a finite 2-D float array is non-empty with entries in [0, 1]."""
+    check_not_empty(R, name)
     lo, hi = R.min(), R.max()
     if lo < 0:
         raise ValueError(f"Negative values in data passed to {name}: it must hold probabilities in [0, 1]; "

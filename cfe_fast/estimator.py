@@ -18,7 +18,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import diagnostics
 from ._float64 import matvec64
 from ._threads import single_threaded_blas
-from ._validation import AUTO_UNLABELED, check_sample_weight, encode_labels
+from ._validation import (
+    AUTO_UNLABELED,
+    as_float_array,
+    check_not_empty,
+    check_sample_weight,
+    encode_labels,
+    refuse_1d,
+)
 from .backends import get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
 from .core.losses import AggregatorPenalty
@@ -26,6 +33,7 @@ from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
 from .io.model_file import ModelContent, ModelFileError, read_model, write_model
 from .parameters import DTYPES, validate_params
+from .scores import fit_quantiles, to_unit_interval
 from .training import loop
 from .training.aggregator import PRIOR_FALLBACK
 from .training.problem import FitData, Settings, mean_of_reconstruction
@@ -37,6 +45,7 @@ FITTED_ATTRIBUTES = (
     "instance_factors_", "coef_", "intercept_", "classifier_quality_", "transductive_proba_", "n_iter_",
     "converged_", "aggregator_prior_", "prior_correction_", "held_out_average_precision_",
     "held_out_average_precision_of_mean_", "held_out_positive_rate_", "held_out_mean_better_share_",
+    "score_quantiles_",
 )
 
 
@@ -165,6 +174,14 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         (which always do). "auto": -1 too where the labels are numbers (the
         scikit-learn semi-supervised convention); None: NaN and None only
         (so that -1 can be a class, e.g. labels {-1, 1}).
+    input_type : {"probabilities", "scores"}, default="probabilities"
+        What X holds. "probabilities": each classifier's probability of
+        ``classes_[1]``, in [0, 1]. "scores": any real-valued outputs that
+        grow with the odds of ``classes_[1]`` (``decision_function``,
+        margins, log-odds); each classifier's scores are mapped into [0, 1]
+        by their rank among the fitted instances, labeled or not
+        (:mod:`cfe_fast.scores`; ``score_quantiles_``), before the
+        factorisation, and new instances the same way. Not with backend="dask".
     verbose : bool, default=False
 
     Attributes
@@ -218,6 +235,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         than chance. Optimistic where the factors used the labels
         (``confidence="label_aware"``, the exact and joint trainers). None
         without two labeled instances of each class.
+    score_quantiles_ : ndarray (q, m)
+        With input_type="scores": the quantiles of each classifier's fitted
+        scores that map scores into [0, 1].
     aggregator_prior_ : float or None
         The prior strength of the fitted aggregator (the cross-validated
         one with ``aggregator_prior="auto"``; None with the mean aggregator).
@@ -255,6 +275,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         dtype="float64",
         threshold=0.5,
         unlabeled=AUTO_UNLABELED,
+        input_type="probabilities",
         verbose=False,
     ):
         self.latent_dim = latent_dim
@@ -287,11 +308,12 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.dtype = dtype
         self.threshold = threshold
         self.unlabeled = unlabeled
+        self.input_type = input_type
         self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True  # probabilities; values above 1 are refused too
+        tags.input_tags.positive_only = self.input_type == "probabilities"  # values above 1 are refused too
         tags.classifier_tags.multi_class = False
         return tags
 
@@ -383,6 +405,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         """Check the data, start the backend's problem, run the loop, publish the result."""
         validate_data(self, X, reset=True, skip_check_array=True)  # feature_names_in_, n_features_in_
         classes, codes = encode_labels(y, unlabeled=self.unlabeled)
+        vars(self).pop("score_quantiles_", None)
+        if self.input_type == "scores":
+            scores = check_not_empty(as_float_array(X, "X", 2), "X")
+            self.score_quantiles_ = fit_quantiles(scores)
+            X = to_unit_interval(scores, self.score_quantiles_, DTYPES[self.dtype])
         P, labels = backend.check_data(X, codes, DTYPES[self.dtype], client)
         m = P.shape[1]
         d = self._latent_dim(m)
@@ -506,8 +533,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         """Instance factors Y (d, n_new) of new instances (a lazy dask array for dask input)."""
         check_is_fitted(self, "classifier_factors_")
         backend = get_backend(self.backend)
-        X = self._in_fitted_column_order(X)
+        X = self._in_fitted_column_order(refuse_1d(X))
         validate_data(self, X, reset=False, skip_check_array=True)  # column names and count as in fit
+        if self.input_type == "scores":
+            X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2), "X"), self.score_quantiles_,
+                                 DTYPES[self.dtype])
         P = backend.check_new_data(X, DTYPES[self.dtype])
         confidence = functools.partial(confidence_chunk, labels=None, strategy=fold_in_strategy(self._strategy()),
                                        quality=getattr(self, "classifier_quality_", None))
@@ -559,6 +589,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         factors = content.fitted["classifier_factors_"]
         if factors.dtype != np.dtype(estimator.dtype):
             raise ModelFileError(f"{path}: classifier_factors_ has dtype {factors.dtype} but dtype={estimator.dtype!r}")
+        if (estimator.input_type == "scores") != ("score_quantiles_" in content.fitted):
+            raise ModelFileError(f"{path}: input_type={estimator.input_type!r} but the file "
+                                 f"{'lacks' if estimator.input_type == 'scores' else 'has'} score_quantiles_")
         for name, value in content.fitted.items():
             # string arrays (feature_names_in_) are object arrays in scikit-learn
             is_text = isinstance(value, np.ndarray) and value.dtype.kind == "U"

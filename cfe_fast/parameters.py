@@ -31,6 +31,7 @@ from .core.confidence import CONFIDENCE_STRATEGIES
 from .core.losses import FOCAL_VARIANTS
 
 AGGREGATORS = ("weighted", "mean")
+INPUT_TYPES = ("probabilities", "scores")
 AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
 LR_SCHEDULES = ("warmup_cosine", "constant")
 DTYPES = MappingProxyType({"float64": np.float64, "float32": np.float32})
@@ -251,6 +252,7 @@ PARAMETERS = _declare(
     Param("dtype", "choice", choices=tuple(DTYPES)),
     Param("threshold", "float", interval=Interval(0, 1, "both")),
     Param("unlabeled", "label", none=True),
+    Param("input_type", "choice", choices=INPUT_TYPES),
     Param("verbose", "bool"),
 )
 
@@ -270,6 +272,12 @@ def _exact_trainer(p):
 def _solver_of_trainer(p):
     if p["solver"] != "auto" and p["trainer"] != "als":
         return f"solver={p['solver']!r} applies to trainer='als' only (the others solve exactly)"
+
+
+def _scores_in_memory(p):
+    if p["input_type"] == "scores" and p["backend"] == "dask":
+        return ("input_type='scores' maps each classifier's scores by their quantiles over all instances, "
+                "in memory: use an in-memory backend, or map the scores into [0, 1] before a dask fit")
 
 
 def _backend_capabilities(p):
@@ -295,6 +303,7 @@ CROSS_RULES = (
     CrossRule(("trainer", "rho", "focal_variant"),
               "trainer='exact' needs rho > 0 and focal_variant='exact'", _exact_trainer),
     CrossRule(("solver", "trainer"), "solver != 'auto' needs trainer='als'", _solver_of_trainer),
+    CrossRule(("input_type", "backend"), "input_type='scores' needs backend != 'dask'", _scores_in_memory),
     CrossRule(("backend", "trainer", "solver", "focal_gamma", "focal_variant"),
               "the backend supports the trainer, the solver and the focal variant (cfe_fast.backends.CAPABILITIES)",
               _backend_capabilities),
