@@ -569,7 +569,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def predict(self, X):
         """Class labels of new instances: ``classes_[1]`` where its probability is >= ``threshold``."""
         positive = self.predict_proba(X)[:, 1] >= self.threshold  # first: raises NotFittedError before fit
-        return self.classes_[positive.astype(np.intp)]
+        negative_class, positive_class = self.classes_
+        return np.where(positive, positive_class, negative_class).astype(self.classes_.dtype)  # lazy for dask
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
