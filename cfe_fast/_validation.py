@@ -277,10 +277,11 @@ def encode_labels(y, n=None, unlabeled=AUTO_UNLABELED, name="y"):
     return encoder.classes_, full
 
 
-def check_sample_weight(sample_weight, n, name="sample_weight"):
-    """Sample weights as float64 (n,): finite and non-negative; None gives ones."""
+def check_sample_weight(sample_weight, n, labeled, name="sample_weight"):
+    """The weights (n_labeled,) of the ``labeled`` instances (a mask over n), checked finite and non-negative
+    over all n; None gives ones."""
     if sample_weight is None:
-        return np.ones(n)
+        return np.ones(int(np.count_nonzero(labeled)))
     weights = as_float_array(sample_weight, name, 1, np.float64)
     if weights.shape[0] != n:
         raise ValueError(f"{name} has {weights.shape[0]} entries but there are {n} instances")
@@ -288,7 +289,7 @@ def check_sample_weight(sample_weight, n, name="sample_weight"):
         rows = np.flatnonzero(weights < 0)
         raise ValueError(f"{name} must be non-negative; found {weights[rows[0]]:g} at row {rows[0]} "
                          f"({rows.size} negative)")
-    return weights
+    return weights[labeled]
 
 
 def check_positive_int(value, name):

@@ -403,19 +403,12 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     def _fit(self, backend, X, y, sample_weight, client, checkpoint, checkpoint_every, resume_from, callback):
         """Check the data, start the backend's problem, run the loop, publish the result."""
-        validate_data(self, X, reset=True, skip_check_array=True)  # feature_names_in_, n_features_in_
-        classes, codes = encode_labels(y, unlabeled=self.unlabeled)
-        vars(self).pop("score_quantiles_", None)
-        if self.input_type == "scores":
-            scores = check_not_empty(as_float_array(X, "X", 2), "X")
-            self.score_quantiles_ = fit_quantiles(scores)
-            X = to_unit_interval(scores, self.score_quantiles_, DTYPES[self.dtype])
-        P, labels = backend.check_data(X, codes, DTYPES[self.dtype], client)
+        P, labels, classes = self._checked_data(backend, X, y, client)
         m = P.shape[1]
         d = self._latent_dim(m)
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
-        weights = check_sample_weight(sample_weight, labels.size)[labeled]
+        weights = check_sample_weight(sample_weight, labels.size, labeled)
         aggregator = self.aggregator
         if not labeled.any():
             warnings.warn(
@@ -457,6 +450,21 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         result = loop.run(problem, state, trainer, options, progress, _spread_of_R(P), checkpointer, callback)
         self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
+
+    def _checked_data(self, backend, X, y, client):
+        """(P, labels, classes): the probabilities, the labels as 0/1 codes (NaN where unlabeled) and the classes.
+
+        Sets ``feature_names_in_``, ``n_features_in_`` and, for scores, ``score_quantiles_``.
+        """
+        validate_data(self, X, reset=True, skip_check_array=True)
+        classes, codes = encode_labels(y, unlabeled=self.unlabeled)
+        vars(self).pop("score_quantiles_", None)
+        if self.input_type == "scores":
+            scores = check_not_empty(as_float_array(X, "X", 2), "X")
+            self.score_quantiles_ = fit_quantiles(scores)
+            X = to_unit_interval(scores, self.score_quantiles_, DTYPES[self.dtype])
+        P, labels = backend.check_data(X, codes, DTYPES[self.dtype], client)
+        return P, labels, classes
 
     def _publish(self, backend, problem, result, client):
         """Set the fitted attributes from a loop's result and warn of every collapse check that fires."""
