@@ -519,7 +519,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         return diagnostics.CollapseReport(self.n_iter_, checks)
 
     def _prior_correction(self, y_labeled, weights):
-        """log(W_neg / W_pos), the classes' total weights, where balanced class weights shifted the intercept, else 0."""
+        """The intercept's shift by balanced class weights: log(W_neg / W_pos), W a class's total weight; else 0."""
         if self.class_weight != "balanced" or self.aggregator_ != "weighted":
             return 0.0
         positive = float(weights[y_labeled == 1].sum())
