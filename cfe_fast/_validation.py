@@ -272,6 +272,11 @@ def encode_labels(y, n=None, unlabeled=AUTO_UNLABELED, name="y"):
     if encoder.classes_.size > 2:
         raise ValueError(f"{name} has {encoder.classes_.size} classes {_show_labels(encoder.classes_, 10)} "
                          "besides the unlabeled ones: Only binary classification is supported.")
+    auto = isinstance(unlabeled, str) and unlabeled == AUTO_UNLABELED
+    if encoder.classes_.size == 1 and auto and arr.dtype.kind in "iuf" and (arr == -1).any():
+        raise ValueError(f"{name} has labeled instances of one class only ({encoder.classes_.tolist()[0]!r}) "
+                         "besides -1, which marks unlabeled instances by default; pass unlabeled=None "
+                         "if -1 is a class")
     full = np.full(arr.shape[0], np.nan)
     full[~missing] = codes
     return encoder.classes_, full

@@ -77,7 +77,8 @@ def test_pandas_labels_with_missing_values(data, binary_fit):
     (lambda y: relabel(y, "a", 2, None), TypeError, r"y mixes numbers and other labels, e\.g\. \['a', 2\]"),
     (lambda y: relabel(y, 0.25, 1.0, np.nan, np.float64), ValueError, r"continuous values \[0\.25\]"),
     (lambda y: relabel(y, "only", "only", None), ValueError, r"one class only \('only'\)"),
-    (lambda y: relabel(y, -1, 1, np.nan, np.float64), ValueError, r"one class only \(1\.0\)"),  # -1: unlabeled
+    (lambda y: relabel(y, -1, 1, np.nan, np.float64), ValueError,
+     r"one class only \(1\.0\) besides -1, which marks unlabeled instances by default; pass unlabeled=None"),
 ])
 def test_bad_labels_are_named(data, change, error, match):
     P, y = data
