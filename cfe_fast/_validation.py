@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import scipy.sparse
 from sklearn.exceptions import DataConversionWarning
+from sklearn.preprocessing import LabelEncoder
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -46,18 +47,33 @@ def as_float_array(a, name, ndim, dtype=None):
     return arr
 
 
+def refuse_1d(X, name="X"):
+    """Refuse a 1-D X (one instance or one classifier?) with scikit-learn's advice; other shapes pass."""
+    if (X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim) == 1:  # no array function: array-likes pass
+        raise ValueError(f"Expected 2D array, got 1D array instead: {name} has shape {np.shape(X)}. Reshape your "
+                         "data either using array.reshape(-1, 1) if it holds a single classifier or "
+                         "array.reshape(1, -1) if it holds a single instance.")
+    return X
+
+
 def check_probabilities(R, name="R", dtype=None):
     """Check a probability matrix: finite, 2-D, every entry in [0, 1]."""
     return check_probability_range(as_float_array(R, name, 2, dtype), name)
 
 
-def check_probability_range(R, name="R"):
-    """Check that a finite 2-D float array is non-empty with entries in [0, 1]."""
+def check_not_empty(R, name="R"):
+    """Check that a 2-D array has at least one row and one column."""
     if R.size == 0:
         raise ValueError(
             f"{name} is empty: {R.shape[0]} sample(s), {R.shape[1]} feature(s) (shape={R.shape}) "
             "while a minimum of 1 is required."
         )
+    return R
+
+
+def check_probability_range(R, name="R"):
+    """Check that a finite 2-D float array is non-empty with entries in [0, 1]."""
+    check_not_empty(R, name)
     lo, hi = R.min(), R.max()
     if lo < 0:
         raise ValueError(f"Negative values in data passed to {name}: it must hold probabilities in [0, 1]; "
@@ -108,11 +124,29 @@ def check_solvable(C, lam, latent_dim, axis):
         )
 
 
+def _column(values, n, name):
+    """``values`` as a 1-D array of n entries (any number for n=None; a column vector is raveled with a warning)."""
+    arr = np.asarray(values)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected; it is raveled",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but there are {n} instances")
+    return arr
+
+
 def check_labels(labels, n, name="y"):
-    """Normalise labels to float64 with NaN for unlabeled.
+    """Normalise 0/1 labels to float64 with NaN for unlabeled.
 
     Accepts 0/1 for labeled and NaN or -1 (the scikit-learn semi-supervised
-    convention) for unlabeled instances; anything else is refused.
+    convention) for unlabeled instances; anything else is refused. Labels of
+    any other kind are encoded to this form by :func:`encode_labels`.
     """
     if labels is None:
         raise ValueError(f"this estimator requires y to be passed, but the target {name} is None")
@@ -123,17 +157,7 @@ def check_labels(labels, n, name="y"):
         arr = arr.astype(np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"Unknown label type: {name} must hold 0, 1, and NaN or -1 for unlabeled") from None
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        warnings.warn(
-            f"A column-vector {name} was passed when a 1d array was expected; it is raveled",
-            DataConversionWarning,
-            stacklevel=3,
-        )
-        arr = arr.ravel()
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} entries but there are {n} instances")
+    arr = _column(arr, n, name)
     if np.isinf(arr).any():
         raise ValueError(f"{name} contains infinite values")
     arr = np.where(arr == -1, np.nan, arr)
@@ -145,6 +169,132 @@ def check_labels(labels, n, name="y"):
         )
         raise ValueError(f"{name} must hold 0, 1, or NaN/-1 for unlabeled; found {kind}: {values[:5]}")
     return arr
+
+
+#: the ``unlabeled`` value that marks NaN and None, and -1 among numeric labels, as unlabeled
+AUTO_UNLABELED = "auto"
+
+
+def _label_values(y):
+    """y as a NumPy array; pandas' missing values (NA, NaN, NaT) become None."""
+    arr = np.asarray(y)
+    if arr.dtype == object and hasattr(y, "to_numpy"):  # a pandas Series of a nullable or categorical dtype
+        arr = y.to_numpy(dtype=object, na_value=None)
+    return arr
+
+
+def _is_missing(value):
+    return value is None or (isinstance(value, (float, np.floating)) and value != value)
+
+
+def _show_labels(values, limit=5):
+    """Up to ``limit`` distinct values for a message."""
+    shown = list(dict.fromkeys(values.tolist()))
+    return f"{shown[:limit]}{' ...' if len(shown) > limit else ''}"
+
+
+def _matches(arr, value):
+    """Where the entries of ``arr`` equal the scalar ``value`` (never across numbers and text)."""
+    number = isinstance(value, (numbers.Number, np.bool_))
+    if arr.dtype.kind in "biuf":
+        return arr == value if number else np.zeros(arr.shape, bool)
+    if arr.dtype.kind in "US":
+        return arr == value if isinstance(value, str) else np.zeros(arr.shape, bool)
+    return np.fromiter((v == value for v in arr.ravel()), bool, arr.size).reshape(arr.shape)
+
+
+def unlabeled_mask(y, unlabeled=AUTO_UNLABELED, name="y"):
+    """(labels, mask): y as an array of one kind of label, and where it marks an unlabeled instance.
+
+    Unlabeled are NaN and None, and: -1 among numeric labels when
+    ``unlabeled="auto"``; the value ``unlabeled`` otherwise (None: NaN and
+    None only, so that -1 can be a class). An object array of numbers
+    becomes a numeric array (its unlabeled entries then hold a labeled value).
+    """
+    if y is None:
+        raise ValueError(f"this estimator requires y to be passed, but the target {name} is None")
+    arr = _label_values(y)
+    if arr.dtype.kind not in "biufUSO":
+        raise TypeError(f"Unknown label type: {name} must hold class labels (numbers, strings or booleans), "
+                        f"got dtype {arr.dtype}")
+    if arr.dtype == object:
+        missing = np.fromiter((_is_missing(v) for v in arr.ravel()), bool, arr.size).reshape(arr.shape)
+        labeled = arr[~missing]
+        is_number = [isinstance(v, (numbers.Number, np.bool_)) for v in labeled]
+        if labeled.size and all(is_number):  # a numeric array of the labels' own type (bool, int or float)
+            arr = np.asarray(np.where(missing, labeled[0], arr).tolist())
+        elif any(is_number):
+            raise TypeError(f"Unknown label type: {name} mixes numbers and other labels, e.g. "
+                            f"{_show_labels(labeled)}; use one kind of label")
+    else:
+        missing = np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, bool)
+    if isinstance(unlabeled, str) and unlabeled == AUTO_UNLABELED:
+        if arr.dtype.kind in "iuf":
+            missing = missing | (arr == -1)
+    elif unlabeled is not None:
+        missing = missing | _matches(arr, unlabeled)
+    return arr, missing
+
+
+def encode_labels(y, n=None, unlabeled=AUTO_UNLABELED, name="y"):
+    """(classes, codes): the sorted classes of the labeled instances, and y as their indices.
+
+    Labels are anything :class:`sklearn.preprocessing.LabelEncoder` accepts
+    (numbers, strings, booleans); unlabeled instances are marked as
+    :func:`unlabeled_mask` says. ``codes`` is float64 (n,): the index of each
+    label in ``classes``, NaN where unlabeled. ``n``: the number of instances
+    (None: any; the caller checks it).
+
+    Raises
+    ------
+    TypeError
+        Labels of mixed or unknown kind.
+    ValueError
+        Continuous values, more than two classes, infinite values or a wrong
+        shape; the message names the offending values.
+    """
+    arr, missing = unlabeled_mask(y, unlabeled, name)
+    arr = _column(arr, n, name)
+    missing = missing.reshape(arr.shape)
+    values = arr[~missing]
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} contains infinite values")
+        fractional = values[values != np.round(values)]
+        if fractional.size:
+            raise ValueError(f"Unknown label type: continuous. {name} must hold class labels; found continuous "
+                             f"values {_show_labels(fractional)}")
+    encoder = LabelEncoder()
+    try:
+        codes = encoder.fit_transform(values)
+    except TypeError as error:
+        raise TypeError(f"Unknown label type: {name} holds labels of mixed kinds ({error})") from None
+    if encoder.classes_.size > 2:
+        raise ValueError(f"{name} has {encoder.classes_.size} classes {_show_labels(encoder.classes_, 10)} "
+                         "besides the unlabeled ones: Only binary classification is supported.")
+    auto = isinstance(unlabeled, str) and unlabeled == AUTO_UNLABELED
+    if encoder.classes_.size == 1 and auto and arr.dtype.kind in "iuf" and (arr == -1).any():
+        raise ValueError(f"{name} has labeled instances of one class only ({encoder.classes_.tolist()[0]!r}) "
+                         "besides -1, which marks unlabeled instances by default; pass unlabeled=None "
+                         "if -1 is a class")
+    full = np.full(arr.shape[0], np.nan)
+    full[~missing] = codes
+    return encoder.classes_, full
+
+
+def check_sample_weight(sample_weight, n, labeled, name="sample_weight"):
+    """The weights (n_labeled,) of the ``labeled`` instances (a mask over n), checked finite and non-negative
+    over all n; None gives ones."""
+    if sample_weight is None:
+        return np.ones(int(np.count_nonzero(labeled)))
+    weights = as_float_array(sample_weight, name, 1, np.float64)
+    if weights.shape[0] != n:
+        raise ValueError(f"{name} has {weights.shape[0]} entries but there are {n} instances")
+    if weights.size and weights.min() < 0:
+        rows = np.flatnonzero(weights < 0)
+        raise ValueError(f"{name} must be non-negative; found {weights[rows[0]]:g} at row {rows[0]} "
+                         f"({rows.size} negative)")
+    return weights[labeled]
 
 
 def check_positive_int(value, name):

@@ -23,7 +23,8 @@ CLI_SETS = {"verbose": False}
 CLI_DEFAULTS = {"random_state": 0}
 #: Option names that differ from --parameter-name.
 FLAGS = {"random_state": "--seed"}
-#: Kinds of parameter (cfe_fast.parameters.KINDS) that a command line can give; "object" (client) cannot.
+#: Kinds of parameter (cfe_fast.parameters.KINDS) that a command line can give; "object" (client) cannot,
+#: nor "label" (unlabeled): the table readers read 0/1 labels with NaN or -1 for unlabeled.
 CLI_KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed")
 TRUE_WORDS = ("yes", "true", "on", "1")
 FALSE_WORDS = ("no", "false", "off", "0")

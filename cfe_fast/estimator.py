@@ -11,19 +11,29 @@ import warnings
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import diagnostics
 from ._float64 import matvec64
 from ._threads import single_threaded_blas
+from ._validation import (
+    AUTO_UNLABELED,
+    as_float_array,
+    check_not_empty,
+    check_sample_weight,
+    encode_labels,
+    refuse_1d,
+)
 from .backends import get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
-from .core.losses import AggregatorPenalty, class_weights
+from .core.losses import AggregatorPenalty
 from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
 from .io.model_file import ModelContent, ModelFileError, read_model, write_model
 from .parameters import DTYPES, validate_params
+from .scores import fit_quantiles, to_unit_interval
 from .training import loop
 from .training.aggregator import PRIOR_FALLBACK, PRIOR_GRID
 from .training.problem import FitData, Settings, mean_of_reconstruction
@@ -35,10 +45,11 @@ FITTED_ATTRIBUTES = (
     "instance_factors_", "coef_", "intercept_", "classifier_quality_", "transductive_proba_", "n_iter_",
     "converged_", "aggregator_prior_", "aggregator_prior_center_", "prior_correction_", "held_out_average_precision_",
     "held_out_average_precision_of_mean_", "held_out_positive_rate_", "held_out_mean_better_share_",
+    "score_quantiles_",
 )
 
 
-class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Combine the probability outputs of many classifiers with CF-Ensemble.
 
     The classifiers x instances probability matrix R is factorised by
@@ -162,16 +173,39 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         n_classifiers; the factors trail those of exact ALS).
     dtype : {"float64", "float32"}, default="float64"
     threshold : float in [0, 1], default=0.5
-        :meth:`predict` says 1 where P(y = 1) >= threshold. The probabilities
-        follow the labeled data's class balance (see ``prior_correction_``), so
-        with rare positives a threshold near their rate flags more of them.
+        :meth:`predict` says ``classes_[1]`` where its probability is >=
+        threshold. The probabilities follow the labeled data's class balance
+        (see ``prior_correction_``), so with rare positives a threshold near
+        their rate flags more of them.
+    unlabeled : "auto", a label or None, default="auto"
+        The value of y that marks an unlabeled instance, besides NaN and None
+        (which always do). "auto": -1 too where the labels are numbers (the
+        scikit-learn semi-supervised convention); None: NaN and None only
+        (so that -1 can be a class, e.g. labels {-1, 1}).
+    input_type : {"probabilities", "scores"}, default="probabilities"
+        What X holds. "probabilities": each classifier's probability of
+        ``classes_[1]``, in [0, 1]. "scores": any real-valued outputs that
+        grow with the odds of ``classes_[1]`` (``decision_function``,
+        margins, log-odds); each classifier's scores are mapped into [0, 1]
+        by their rank among the fitted instances, labeled or not
+        (:mod:`cfe_fast.scores`; ``score_quantiles_``), before the
+        factorisation, and new instances the same way. Not with backend="dask".
     verbose : bool, default=False
 
     Attributes
     ----------
-    classes_ : ndarray [0, 1]
+    classes_ : ndarray (2,)
+        The two classes of the labeled instances, sorted (as
+        :class:`~sklearn.preprocessing.LabelEncoder` sorts them); column j of
+        :meth:`predict_proba` is the probability of ``classes_[j]``. [0, 1]
+        when y has no labeled instance.
     n_features_in_ : int
         Number of classifiers m.
+    feature_names_in_ : ndarray (m,) of str
+        The column names of X, where X was a DataFrame with string column
+        names. :meth:`predict_proba` and :meth:`transform` then match the
+        columns of a DataFrame by name: the same names in another order give
+        the same result; missing or unknown names are an error naming them.
     latent_dim_ : int
     classifier_factors_ : ndarray (d, m)
         X.
@@ -182,11 +216,11 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         fitted intercept minus ``prior_correction_``, so that probabilities
         follow the labeled data's class balance (docs/method.md, "Calibration").
     prior_correction_ : float
-        log(n_negative / n_positive) of the labeled instances with
-        ``class_weight="balanced"``: the shift the balanced weights give the
-        fitted intercept (0 without class weights).
+        log(n_negative / n_positive) of the labeled instances (their total
+        sample weights) with ``class_weight="balanced"``: the shift the
+        balanced weights give the fitted intercept (0 without class weights).
     transductive_proba_ : ndarray (n,)
-        P(y = 1) for every fitted instance, labeled or not (a dask array with
+        P(y = classes_[1]) for every fitted instance, labeled or not (a dask array with
         backend="dask" and a client).
     history_ : dict of lists
         Per iteration: "loss", "reconstruction", "supervised", "aggregator_steps",
@@ -209,6 +243,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         than chance. Optimistic where the factors used the labels
         (``confidence="label_aware"``, the exact and joint trainers). None
         without two labeled instances of each class.
+    score_quantiles_ : ndarray (q, m)
+        With input_type="scores": the quantiles of each classifier's fitted
+        scores that map scores into [0, 1].
     aggregator_prior_ : float or None
         The prior strength of the fitted aggregator (the cross-validated
         one with ``aggregator_prior="auto"``; None with the mean aggregator).
@@ -248,6 +285,8 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         solver="auto",
         dtype="float64",
         threshold=0.5,
+        unlabeled=AUTO_UNLABELED,
+        input_type="probabilities",
         verbose=False,
     ):
         self.latent_dim = latent_dim
@@ -280,11 +319,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.solver = solver
         self.dtype = dtype
         self.threshold = threshold
+        self.unlabeled = unlabeled
+        self.input_type = input_type
         self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True  # probabilities; values above 1 are refused too
+        tags.input_tags.positive_only = self.input_type == "probabilities"  # values above 1 are refused too
         tags.classifier_tags.multi_class = False
         return tags
 
@@ -323,21 +364,36 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return JointTrainer(self.max_iter, self.learning_rate, self.joint_steps_per_iter,
                             self.lr_schedule, clip_norm=self.clip_norm)
 
-    def fit(self, X, y, *, checkpoint=None, checkpoint_every=1, resume_from=None, callback=None):
+    def fit(self, X, y, sample_weight=None, *, checkpoint=None, checkpoint_every=1, resume_from=None,
+            callback=None):
         """Fit on the probability matrix X = P (n_instances, n_classifiers) and labels y.
 
-        y holds 0/1 for labeled instances and NaN or -1 for unlabeled ones. All
-        instances take part in the factorisation (transductive); the
-        probabilities of the fitted instances end up in ``transductive_proba_``.
-        A :class:`~cfe_fast.CollapseWarning` is raised for every collapse check
+        y holds the class of each labeled instance and marks unlabeled ones
+        (NaN, None, or as ``unlabeled`` says). All instances take part in
+        the factorisation (transductive); the probabilities of the fitted
+        instances end up in ``transductive_proba_``. A
+        :class:`~cfe_fast.CollapseWarning` is raised for every collapse check
         that fires on the final state (see :meth:`diagnose`).
 
         Parameters
         ----------
-        X : array (n_instances, n_classifiers)
-            Probabilities in [0, 1] (a dask array, possibly lazy, with backend="dask").
+        X : array or DataFrame (n_instances, n_classifiers)
+            Probabilities in [0, 1] (a dask array, possibly lazy, with
+            backend="dask"); column j holds classifier j's probability of
+            ``classes_[1]``. A DataFrame's column names become ``feature_names_in_``.
         y : array (n_instances,)
-            0/1, NaN or -1 for unlabeled.
+            Two classes of any kind :class:`~sklearn.preprocessing.LabelEncoder`
+            accepts (numbers, strings, booleans), and unlabeled marks.
+        sample_weight : array (n_instances,) or None
+            Non-negative weight of each labeled instance in the supervised
+            term: it multiplies the class weights (and "balanced" class
+            weights count classes by total weight), so an integer weight k
+            weighs an instance as k copies of it would in the aggregator's
+            loss, and weight 0 leaves it out of the supervised term as if it
+            were unlabeled. The reconstruction term is not weighted: with
+            trainer="als" the factors do not depend on the weights; with
+            "exact" and "joint" they follow the weighted supervised term. The
+            weights of unlabeled instances are ignored.
         checkpoint : path or None  (not with backend="dask")
             Write the fit state to this file (safe format of
             :mod:`cfe_fast.io.archive`, replaced atomically) every
@@ -354,16 +410,17 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
         # the kernels parallelise themselves: idle BLAS threads would spin
         with single_threaded_blas(), backend.session(self.client) as client:
-            self._fit(backend, X, y, client, checkpoint, checkpoint_every, resume_from, callback)
+            self._fit(backend, X, y, sample_weight, client, checkpoint, checkpoint_every, resume_from, callback)
         return self
 
-    def _fit(self, backend, X, y, client, checkpoint, checkpoint_every, resume_from, callback):
+    def _fit(self, backend, X, y, sample_weight, client, checkpoint, checkpoint_every, resume_from, callback):
         """Check the data, start the backend's problem, run the loop, publish the result."""
-        P, labels = backend.check_data(X, y, DTYPES[self.dtype], client)
+        P, labels, classes = self._checked_data(backend, X, y, client)
         m = P.shape[1]
         d = self._latent_dim(m)
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
+        weights = check_sample_weight(sample_weight, labels.size, labeled)
         aggregator = self.aggregator
         if not labeled.any():
             warnings.warn(
@@ -373,16 +430,13 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 stacklevel=3,
             )
             aggregator = "mean"
-        elif np.unique(y_labeled).size < 2:
-            raise ValueError(
-                f"y has labeled instances of one class only ({int(y_labeled[0])}); "
-                "the aggregator needs both classes"
-            )
-        self.classes_ = np.array([0, 1])
-        self.n_features_in_ = m
+            classes = np.array([0, 1])
+        else:
+            _check_both_classes(classes, y_labeled, weights)
+        self.classes_ = classes
         self.latent_dim_ = d
         self.aggregator_ = aggregator
-        omega = class_weights(y_labeled, self.class_weight == "balanced")
+        omega = _instance_weights(y_labeled, weights, self.class_weight == "balanced")
         prior_grid = self._prior_grid()
         center = "equal" if self.aggregator_prior_center == "auto" else self.aggregator_prior_center
         if prior_grid is not None:
@@ -411,7 +465,23 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                                    prior_grid=prior_grid)
         checkpointer = Checkpointer(checkpoint, checkpoint_every, P, labels, params) if checkpoint else None
         result = loop.run(problem, state, trainer, options, progress, _spread_of_R(P), checkpointer, callback)
+        self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
+
+    def _checked_data(self, backend, X, y, client):
+        """(P, labels, classes): the probabilities, the labels as 0/1 codes (NaN where unlabeled) and the classes.
+
+        Sets ``feature_names_in_``, ``n_features_in_`` and, for scores, ``score_quantiles_``.
+        """
+        validate_data(self, X, reset=True, skip_check_array=True)
+        classes, codes = encode_labels(y, unlabeled=self.unlabeled)
+        vars(self).pop("score_quantiles_", None)
+        if self.input_type == "scores":
+            scores = check_not_empty(as_float_array(X, "X", 2), "X")
+            self.score_quantiles_ = fit_quantiles(scores)
+            X = to_unit_interval(scores, self.score_quantiles_, DTYPES[self.dtype])
+        P, labels = backend.check_data(X, codes, DTYPES[self.dtype], client)
+        return P, labels, classes
 
     def _publish(self, backend, problem, result, client):
         """Set the fitted attributes from a loop's result and warn of every collapse check that fires."""
@@ -422,7 +492,6 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.classifier_factors_ = np.ascontiguousarray(backend.to_host(state.X))
         self.instance_factors_ = backend.to_host(state.Y)
         self.coef_ = np.asarray(state.w, dtype=np.float64)
-        self.prior_correction_ = self._prior_correction(problem)
         self.intercept_ = float(state.b) - self.prior_correction_
         self.history_ = result.history
         self.n_iter_ = result.n_iter
@@ -474,16 +543,15 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         center = self.aggregator_prior_center
         return tuple(prior for prior in PRIOR_GRID if center == "auto" or prior[0] == center)
 
-    def _prior_correction(self, problem):
-        """log(n_neg / n_pos) of the labeled instances where balanced class weights shifted the intercept, else 0."""
-        y = np.asarray(problem.to_host(problem.y_labeled))
-        n_pos = int(np.sum(y == 1))
-        if self.class_weight != "balanced" or self.aggregator_ != "weighted" or n_pos in (0, y.size):
+    def _prior_correction(self, y_labeled, weights):
+        """The intercept's shift by balanced class weights: log(W_neg / W_pos), W a class's total weight; else 0."""
+        if self.class_weight != "balanced" or self.aggregator_ != "weighted":
             return 0.0
-        return float(np.log((y.size - n_pos) / n_pos))
+        positive = float(weights[y_labeled == 1].sum())
+        return float(np.log((float(weights.sum()) - positive) / positive))
 
     def _proba_from_factors(self, Y):
-        """P(y = 1) from instance factors, via v = X w (R_hat never formed; lazy for dask)."""
+        """P(y = classes_[1]) from instance factors, via v = X w (R_hat never formed; lazy for dask)."""
         X = np.asarray(self.classifier_factors_, dtype=np.float64)
         if self.aggregator_ == "mean":
             return np.clip(mean_of_reconstruction(X, Y), 0.0, 1.0)
@@ -498,15 +566,33 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """Instance factors Y (d, n_new) of new instances (a lazy dask array for dask input)."""
         check_is_fitted(self, "classifier_factors_")
         backend = get_backend(self.backend)
+        X = self._in_fitted_column_order(refuse_1d(X))
+        validate_data(self, X, reset=False, skip_check_array=True)  # column names and count as in fit
+        if self.input_type == "scores":
+            X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2), "X"), self.score_quantiles_,
+                                 DTYPES[self.dtype])
         P = backend.check_new_data(X, DTYPES[self.dtype])
-        if P.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {P.shape[1]} classifiers; the model was fitted on {self.n_features_in_}")
         confidence = functools.partial(confidence_chunk, labels=None, strategy=fold_in_strategy(self._strategy()),
                                        quality=getattr(self, "classifier_quality_", None))
         return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence)
 
+    def _in_fitted_column_order(self, X):
+        """A DataFrame holding the fitted column names in another order, reordered to the fitted order."""
+        names = getattr(self, "feature_names_in_", None)
+        columns = getattr(X, "columns", None)
+        if names is None or columns is None or len(columns) != len(names):
+            return X
+        if list(columns) != list(names) and set(columns) == set(names):
+            return X[list(names)]
+        return X
+
+    @property
+    def _n_features_out(self):
+        """The number of columns of :meth:`transform` (its names: ``get_feature_names_out()``)."""
+        return self.latent_dim_
+
     def predict_proba(self, X):
-        """Class probabilities (n_new, 2) of new instances (inductive fold-in).
+        """Class probabilities (n_new, 2) of new instances (inductive fold-in), columns in ``classes_`` order.
 
         A lazy dask array for dask input with backend="dask".
         """
@@ -514,9 +600,10 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
-        """Class labels (0/1) of new instances: 1 where P(y = 1) >= ``threshold``."""
+        """Class labels of new instances: ``classes_[1]`` where its probability is >= ``threshold``."""
         positive = self.predict_proba(X)[:, 1] >= self.threshold  # first: raises NotFittedError before fit
-        return positive.astype(self.classes_.dtype)  # classes_ is [0, 1]
+        negative_class, positive_class = self.classes_
+        return np.where(positive, positive_class, negative_class).astype(self.classes_.dtype)  # lazy for dask
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
@@ -536,6 +623,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         factors = content.fitted["classifier_factors_"]
         if factors.dtype != np.dtype(estimator.dtype):
             raise ModelFileError(f"{path}: classifier_factors_ has dtype {factors.dtype} but dtype={estimator.dtype!r}")
+        if (estimator.input_type == "scores") != ("score_quantiles_" in content.fitted):
+            raise ModelFileError(f"{path}: input_type={estimator.input_type!r} but the file "
+                                 f"{'lacks' if estimator.input_type == 'scores' else 'has'} score_quantiles_")
         for name, value in content.fitted.items():
             # string arrays (feature_names_in_) are object arrays in scikit-learn
             is_text = isinstance(value, np.ndarray) and value.dtype.kind == "U"
@@ -553,6 +643,30 @@ def save_model(estimator, path, *, overwrite=False):
 def load_model(path):
     """Load a model saved by :func:`save_model`; it predicts bit-identically."""
     return CFEnsembleClassifier.load(path)
+
+
+def _check_both_classes(classes, y_labeled, weights):
+    """Refuse labeled instances of one class only, or weights that leave one class weightless."""
+    present = np.unique(y_labeled).astype(np.intp)
+    if present.size < 2:
+        raise ValueError(f"y has labeled instances of one class only ({classes.tolist()[present[0]]!r}); "
+                         "the aggregator needs both classes")
+    for code in (0, 1):
+        if not weights[y_labeled == code].sum() > 0:
+            raise ValueError(f"sample_weight is zero on every labeled instance of class {classes.tolist()[code]!r}; "
+                             "the aggregator needs both classes")
+
+
+def _instance_weights(y_labeled, weights, balanced):
+    """omega of the labeled instances: the sample weights times the class weights.
+
+    "balanced" class weights are W / (2 W_class), W being total weights (scikit-learn's
+    :func:`~sklearn.utils.class_weight.compute_class_weight` with sample weights).
+    """
+    if not balanced or y_labeled.size == 0:
+        return weights
+    per_class = compute_class_weight("balanced", classes=np.array([0.0, 1.0]), y=y_labeled, sample_weight=weights)
+    return weights * per_class[y_labeled.astype(np.intp)]
 
 
 def _spread_of_R(P):

@@ -31,12 +31,13 @@ from .core.confidence import CONFIDENCE_STRATEGIES
 from .core.losses import FOCAL_VARIANTS, PRIOR_CENTERS
 
 AGGREGATORS = ("weighted", "mean")
+INPUT_TYPES = ("probabilities", "scores")
 AGGREGATOR_SOLVERS = ("newton", "gd", "adam")
 LR_SCHEDULES = ("warmup_cosine", "constant")
 DTYPES = MappingProxyType({"float64": np.float64, "float32": np.float32})
 
 #: the kinds of :attr:`Param.kind`
-KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed", "object")
+KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed", "label", "object")
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -101,7 +102,7 @@ class Param:
     kind: one of :data:`KINDS`. ``choices``: the allowed values of a "choice"
     (None may be one of them) or the strategy names of a "str-or-array".
     ``interval``: the range of an "int" or "float". ``none``: None is allowed
-    too (for "int" / "float"). ``words``: strings allowed besides the numbers
+    too (for "int", "float" and "label"). ``words``: strings allowed besides the numbers
     of a "float" (e.g. "auto"). ``unknown``: the noun of the message for a
     value that is not one of the choices ("unknown backend 'x'"); None gives
     "must be one of".
@@ -199,6 +200,14 @@ class Param:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
             self._fail(f"must be None, an integer >= 0 or a numpy.random.Generator, got {_show(value)}")
 
+    def _check_label(self, value):
+        """A class label: a string (including words such as "auto"), a finite number or a bool; None if allowed."""
+        if (value is None and self.none) or isinstance(value, (str, bool, np.bool_)):
+            return
+        if not isinstance(value, numbers.Integral) and not (isinstance(value, numbers.Real) and _finite(value)):
+            self._fail(f"must be a label (a string, a finite number or a bool){' or None' if self.none else ''}, "
+                       f"got {type(value).__name__} {_show(value)}")
+
     def _check_object(self, value):
         """Anything: checked where it is used (the dask backend checks its client)."""
 
@@ -243,6 +252,8 @@ PARAMETERS = _declare(
     Param("solver", "choice", choices=SOLVERS),
     Param("dtype", "choice", choices=tuple(DTYPES)),
     Param("threshold", "float", interval=Interval(0, 1, "both")),
+    Param("unlabeled", "label", none=True),
+    Param("input_type", "choice", choices=INPUT_TYPES),
     Param("verbose", "bool"),
 )
 
@@ -262,6 +273,12 @@ def _exact_trainer(p):
 def _solver_of_trainer(p):
     if p["solver"] != "auto" and p["trainer"] != "als":
         return f"solver={p['solver']!r} applies to trainer='als' only (the others solve exactly)"
+
+
+def _scores_in_memory(p):
+    if p["input_type"] == "scores" and p["backend"] == "dask":
+        return ("input_type='scores' maps each classifier's scores by their quantiles over all instances, "
+                "in memory: use an in-memory backend, or map the scores into [0, 1] before a dask fit")
 
 
 def _backend_capabilities(p):
@@ -287,6 +304,7 @@ CROSS_RULES = (
     CrossRule(("trainer", "rho", "focal_variant"),
               "trainer='exact' needs rho > 0 and focal_variant='exact'", _exact_trainer),
     CrossRule(("solver", "trainer"), "solver != 'auto' needs trainer='als'", _solver_of_trainer),
+    CrossRule(("input_type", "backend"), "input_type='scores' needs backend != 'dask'", _scores_in_memory),
     CrossRule(("backend", "trainer", "solver", "focal_gamma", "focal_variant"),
               "the backend supports the trainer, the solver and the focal variant (cfe_fast.backends.CAPABILITIES)",
               _backend_capabilities),

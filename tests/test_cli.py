@@ -174,7 +174,8 @@ def test_every_estimator_parameter_has_an_option():
     fit = build_parser()._subparsers._group_actions[0].choices["fit"]
     dests = {action.dest for action in fit._actions}
     params = set(CFEnsembleClassifier().get_params()) - {"verbose"}
-    assert {f"param_{name}" for name in params} - {"param_client"} <= dests  # a client cannot be typed
+    # a client cannot be typed; unlabeled: the table readers read 0/1 labels with NaN or -1 for unlabeled
+    assert {f"param_{name}" for name in params} - {"param_client", "param_unlabeled"} <= dests
     assert {d for d in dests if d.startswith("param_")} <= {f"param_{name}" for name in params}
 
 
@@ -233,7 +234,7 @@ def parse(*options):
 
 def test_help_shows_the_true_default_of_every_option():
     actions = model_actions()
-    assert set(actions) == set(SIGNATURE) - {"client", "verbose"}  # a client cannot be typed; verbose: the bar
+    assert set(actions) == set(SIGNATURE) - {"client", "unlabeled", "verbose"}  # as above; verbose: the bar
     for name, action in actions.items():
         shown = re.search(r"default: ([^;)\s]+)", action.help % {}).group(1)
         value = action.type(shown)

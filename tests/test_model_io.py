@@ -95,6 +95,12 @@ def _forge(path, change):
     _rewrite(path, members)
 
 
+def _add(metadata, members, name, value):
+    """A fitted array the file did not hold."""
+    metadata["arrays"].append(name)
+    members[f"attr/{name}"] = value
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
@@ -105,6 +111,11 @@ def _forge(path, change):
         (lambda md, mb: mb.update({"attr/coef_": np.zeros(3)}), r"coef_ has shape \(3,\), expected \(7,\)"),
         (lambda md, mb: mb.update({"extra": np.zeros(1)}), r"unexpected member\(s\) \['extra'\]"),
         (lambda md, mb: md["attributes"].pop("latent_dim_"), "missing fitted attribute latent_dim_"),
+        (lambda md, mb: mb.update({"attr/classes_": np.array([0.5j, 1j])}), "classes_ has dtype complex128"),
+        (lambda md, mb: _add(md, mb, "feature_names_in_", np.arange(7)), "feature_names_in_ has dtype int64"),
+        (lambda md, mb: _add(md, mb, "score_quantiles_", np.ones((1, 7))),
+         r"score_quantiles_ has shape \(1, 7\), expected \(2, 7\)"),
+        (lambda md, mb: _add(md, mb, "score_quantiles_", -np.eye(7)), "score_quantiles_ is not finite and non-decreasing"),
     ],
 )
 def test_forged_or_incompatible_files_are_refused(tmp_path, fitted, change, match):

@@ -108,6 +108,8 @@ def bad_values(param):
         out = ["nope", 3.0, np.ones(3), np.ones((2, 2, 2)), [[1, 2], [3]], object()]
     elif kind == "seed":
         out = [-1, 1.5, "0", True, np.random.RandomState(0), np.nan]
+    elif kind == "label":
+        out = [np.nan, np.inf, 1 + 2j, [1], np.array([1]), object()]
     else:
         out = []
     if not param.as_dict()["none"] and kind not in ("seed", "object"):
@@ -283,6 +285,9 @@ def passes_its_kind(param, value):
         return isinstance(value, str) and value in param.choices
     if kind == "str-or-array":
         return value in param.choices if isinstance(value, str) else np.ndim(value) == 2
+    if kind == "label":
+        return isinstance(value, (str, bool, np.bool_, int, np.integer)) or (
+            isinstance(value, (float, np.floating)) and math.isfinite(value))
     if kind == "seed":
         return isinstance(value, np.random.Generator) or (
             isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0)

@@ -94,10 +94,12 @@ def fit_data(seed_data):
 @pytest.mark.parametrize(
     "params,y_change,error,match",
     [
-        ({}, lambda y: np.where(y == 1, 3, y), ValueError, "y must hold 0, 1"),
+        ({}, lambda y: np.where(y == 1, np.arange(y.size) % 2 + 2, y), ValueError,
+         r"y has 3 classes \[0.0, 2.0, 3.0\]"),
+        ({}, lambda y: np.where(y == 1, 0.5, y), ValueError, r"continuous values \[0.5\]"),
         ({}, lambda y: np.where(np.isnan(y), np.nan, 0.0), ValueError, "one class only"),
         ({}, lambda y: y[:-1], ValueError, "entries but there are"),
-        ({}, lambda y: y.astype(str), TypeError, "y must be numeric"),
+        ({}, lambda y: np.where(y == 1, "yes", y.astype(object)), TypeError, "y mixes numbers and other labels"),
         ({"latent_dim": 0}, None, ValueError, "latent_dim must be an integer >= 1"),
         ({"lam": -0.1}, None, ValueError, "lam must be >= 0"),
         ({"rho": 1.5}, None, ValueError, "rho must be in"),
@@ -124,7 +126,7 @@ def test_estimator_rejects_bad_probabilities(fit_data):
     with pytest.raises(ValueError, match=r"X must hold probabilities in \[0, 1\]"):
         CFEnsembleClassifier(max_iter=2).fit(P * 2, y)
     model = CFEnsembleClassifier(max_iter=2, latent_dim=3).fit(P, y)
-    with pytest.raises(ValueError, match="X has 9 classifiers"):
+    with pytest.raises(ValueError, match="X has 9 features, but CFEnsembleClassifier is expecting 10"):
         model.predict_proba(P[:, :-1])
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
         model.predict_proba(P + 1)

@@ -45,8 +45,11 @@ OPTIONAL_ARRAYS = {
     "instance_factors_": ("d", "n"),
     "transductive_proba_": ("n",),
     "classifier_quality_": ("m",),
+    "score_quantiles_": ("q", "m"),
 }
 REQUIRED_SCALARS = ("intercept_", "n_features_in_", "latent_dim_", "aggregator_")
+#: dtype kinds of the fitted arrays: numbers, except the class labels (numbers, booleans or text)
+ARRAY_KINDS = {"classes_": "biufU"}
 
 
 @dataclass
@@ -92,6 +95,8 @@ def _check_fitted_arrays(path, attributes, arrays):
     sizes = {"m": attributes["n_features_in_"], "d": attributes["latent_dim_"], 2: 2}
     if "instance_factors_" in arrays:
         sizes["n"] = arrays["instance_factors_"].shape[-1]
+    if "score_quantiles_" in arrays:
+        sizes["q"] = max(2, arrays["score_quantiles_"].shape[0])
     for name, dims in {**REQUIRED_ARRAYS, **OPTIONAL_ARRAYS}.items():
         if name not in arrays:
             require(name not in REQUIRED_ARRAYS, path, f"missing fitted array {name}")
@@ -99,7 +104,18 @@ def _check_fitted_arrays(path, attributes, arrays):
         arr = arrays[name]
         expected = tuple(sizes.get(dim) for dim in dims)
         require(arr.shape == expected, path, f"fitted array {name} has shape {arr.shape}, expected {expected}")
-        require(arr.dtype.kind in "fi", path, f"fitted array {name} has dtype {arr.dtype}, expected numbers")
+        kinds = ARRAY_KINDS.get(name, "fi")
+        require(arr.dtype.kind in kinds, path, f"fitted array {name} has dtype {arr.dtype}, expected "
+                                               f"{'labels' if name in ARRAY_KINDS else 'numbers'}")
+    if "score_quantiles_" in arrays:
+        quantiles = arrays["score_quantiles_"]
+        require(bool(np.isfinite(quantiles).all() and (np.diff(quantiles, axis=0) >= 0).all()), path,
+                "fitted array score_quantiles_ is not finite and non-decreasing down each column")
+    if "feature_names_in_" in arrays:
+        names = arrays["feature_names_in_"]
+        require(names.dtype.kind == "U" and names.shape == (sizes["m"],), path,
+                f"fitted array feature_names_in_ has dtype {names.dtype} and shape {names.shape}, expected "
+                f"{sizes['m']} names")
 
 
 def read_model(path, known_params):
