@@ -503,10 +503,20 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path):
-        """Load a model written by :meth:`save`; it predicts bit-identically."""
-        content = read_model(path, cls().get_params(deep=False))
+        """Load a model written by :meth:`save`; it predicts bit-identically.
+
+        The file is validated like ``fit``'s inputs: its fitted values against
+        :data:`cfe_fast.io.model_file.SCHEMA` and its parameters by
+        :func:`~cfe_fast.parameters.validate_params`; anything else is a
+        :class:`~cfe_fast.ModelFileError` naming the file.
+        """
+        content = read_model(path, cls().get_params(deep=False), required_history=loop.LOSSES)
         if content.estimator != cls.__name__:
             raise ModelFileError(f"{path}: holds a {content.estimator!r}, not a {cls.__name__}")
+        try:
+            validate_params(content.params)
+        except ValueError as error:
+            raise ModelFileError(f"{path}: invalid parameter: {error}") from None
         estimator = cls(**content.params)
         factors = content.fitted["classifier_factors_"]
         if factors.dtype != np.dtype(estimator.dtype):
