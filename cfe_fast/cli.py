@@ -290,7 +290,7 @@ def _predict(args):
     from .io.tables import read_table, select_columns, write_predictions
 
     model = load_model(args.model)
-    table = read_table(args.input, args.label_col, args.id_col)
+    table = read_table(args.input, args.label_col, args.id_col, ignore_bad_labels=True)
     names = getattr(model, "feature_names_in_", None)
     P = table.P if names is None or Path(args.input).suffix.lower() in (".npy", ".npz") else select_columns(
         table, list(names), args.input
@@ -353,12 +353,12 @@ def _common_options():
 
 
 def _table_options(parser):
-    parser.add_argument("--label-col", default="label", metavar="NAME",
-                        help="label column (CSV/Parquet) or member (.npz): 0/1, empty/NaN/-1 = unlabeled; "
-                        "used when present (default 'label')")
-    parser.add_argument("--id-col", default="id", metavar="NAME",
-                        help="instance id column or member, copied to the predictions; used when present "
-                        "(default 'id')")
+    parser.add_argument("--label-col", metavar="NAME",
+                        help="label column (CSV/Parquet) or member (.npz): 0/1, empty/NaN/-1 = unlabeled; a "
+                        "name given must exist (default: 'label' when present)")
+    parser.add_argument("--id-col", metavar="NAME",
+                        help="instance id column or member, copied to the predictions; a name given must exist "
+                        "(default: 'id' when present)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for Numba and BLAS (default: all cores)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
