@@ -8,7 +8,9 @@ written atomically and an existing file is only replaced with ``--force``.
 import argparse
 import inspect
 import re
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -236,23 +238,52 @@ def _refuse_existing(paths, force):
 
 # ------------------------------------------------------------------ commands
 def _fit(args):
-    from .report import write_report
-    from .io.tables import read_table, write_predictions
+    from .io.outputs import OutputSet
+    from .io.tables import read_table
 
     model = _estimator_from(args)  # bad parameters are refused before the table is read
     table = read_table(args.input, args.label_col, args.id_col)
     out = Path(args.output_dir)
     suffix = ".parquet" if Path(args.input).suffix.lower() == ".parquet" else ".csv"
-    predictions, model_path, checkpoint = out / f"predictions{suffix}", out / "model.npz", out / "checkpoint.npz"
+    predictions, checkpoint = f"predictions{suffix}", out / "checkpoint.npz"
     picture = not args.no_report and _has_matplotlib(args)
-    reports = [out / "report.md"] + ([out / "report.png"] if picture else [])
-    _refuse_existing([predictions, model_path, *reports], args.force)
+    names = [predictions, "model.npz", "report.md"] + (["report.png"] if picture else [])
+    outputs = OutputSet(out, names, obsolete=[checkpoint.name])
+    if outputs.interrupted():
+        if args.resume:
+            written = outputs.finish_interrupted()
+            _say(args, f"fit: finished writing the outputs of the interrupted run: {', '.join(map(str, written))}")
+            return 0
+        if not args.force:
+            raise InputError(f"{out} holds the outputs of a run killed while writing them: use --resume to "
+                             "finish writing them or --force to start again")
+    _refuse_existing([out / name for name in names], args.force)
     if args.resume and not checkpoint.exists():
         raise InputError(f"--resume: no checkpoint at {checkpoint}")
     if checkpoint.exists() and not (args.resume or args.force):
         raise InputError(f"{checkpoint} exists (an interrupted fit?): use --resume to continue it or --force to restart")
     labels = table.labels if table.labels is not None else np.full(len(table.P), np.nan)
-    out.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        outputs.start()  # a folder that cannot be written is found before the fit
+    except OSError as error:
+        raise InputError(f"cannot write to {out}: {error.strerror or error}") from None
+    try:
+        _fit_and_write(args, model, table, labels, outputs, checkpoint, picture)
+    except BaseException:
+        outputs.abort()
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return 0
+
+
+def _fit_and_write(args, model, table, labels, outputs, checkpoint, picture):
+    """Fit, write every output into the staging folder, then publish them together."""
+    from .report import write_report
+    from .io.tables import write_predictions
+
     progress = _Progress(model.max_iter, args.quiet)
     start = time.perf_counter()
     try:
@@ -266,14 +297,13 @@ def _fit(args):
     finally:
         progress.close()
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
-    write_predictions(predictions, model.transductive_proba_, table.ids, table.id_name, overwrite=args.force)
-    model.save(model_path, overwrite=args.force)
-    write_report(model, out, labels, overwrite=args.force, picture=picture)
-    checkpoint.unlink(missing_ok=True)
+    predictions = outputs.names[0]
+    write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name, overwrite=True)
+    model.save(outputs.path("model.npz"), overwrite=True)
+    write_report(model, outputs.staging, labels, overwrite=True, picture=picture)
+    written = outputs.commit()
     _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
-               f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {predictions}, {model_path}, "
-               f"{', '.join(str(r) for r in reports)}")
-    return 0
+               f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {', '.join(map(str, written))}")
 
 
 def _has_matplotlib(args):
@@ -439,14 +469,29 @@ def build_parser():
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (partial outputs removed, checkpoint kept)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None):
-    """Entry point of the ``cfe-fast`` console script; returns the exit code."""
+    """Entry point of the ``cfe-fast`` console script; returns the exit code.
+
+    Ctrl-C exits with 130 and SIGTERM with 143, each after removing partial
+    outputs (a checkpoint is kept for ``--resume``).
+    """
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("cfe-fast: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, _Terminated)
+        print(f"cfe-fast: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except Exception as error:
         if args.debug:
             raise
@@ -454,6 +499,9 @@ def main(argv=None):
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"cfe-fast: error: {message}", file=sys.stderr)
         return code
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
