@@ -28,8 +28,12 @@ def _is_npy(path):
         return file.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
 
 
-def _gib(nbytes):
-    return f"{nbytes / 2**30:.3g} GiB"
+def _size(nbytes):
+    """``nbytes`` in readable units."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes} bytes"
 
 
 class NpzReader:
@@ -107,8 +111,8 @@ class NpzReader:
             raise self._fail(f"member {name!r} declares {info.file_size} bytes but its header {shape} {dtype} "
                              f"needs {header_bytes + nbytes}: the file is corrupt")
         if nbytes > config.NPZ_MEMBER_MAX_BYTES:
-            raise self._fail(f"member {name!r} would decompress to {_gib(nbytes)} (shape {shape}, {dtype}), more "
-                             f"than the limit of {_gib(config.NPZ_MEMBER_MAX_BYTES)} "
+            raise self._fail(f"member {name!r} would decompress to {_size(nbytes)} (shape {shape}, {dtype}), more "
+                             f"than the limit of {_size(config.NPZ_MEMBER_MAX_BYTES)} "
                              "(cfe_fast.config.NPZ_MEMBER_MAX_BYTES)")
         return shape, dtype, fortran
 
