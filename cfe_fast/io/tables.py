@@ -130,10 +130,10 @@ def _numbers(path, name, column):
     raise ValueError(f"{path}: column {name!r} holds {kind} values, not numbers")
 
 
-def _labels(path, name, values, n, ignore_bad):
-    """Checked labels, or None with a warning when ``ignore_bad`` and they are not labels."""
+def _labels(path, name, read, n, ignore_bad):
+    """Checked labels from ``read()``, or None with a warning when ``ignore_bad`` and they are not labels."""
     try:
-        return check_labels(values, n, f"{path}: label column {name!r}")
+        return check_labels(read(), n, f"{path}: label column {name!r}")
     except (TypeError, ValueError) as error:
         if not ignore_bad:
             raise
@@ -152,7 +152,7 @@ def _from_arrow(path, table, label_col, id_col, ignore_bad_labels):
     if table.num_rows == 0:
         raise ValueError(f"{path}: no data rows (only the header)")
     labels = None if label is None else _labels(
-        path, label, _numbers(path, label, table.column(label)), table.num_rows, ignore_bad_labels)
+        path, label, lambda: _numbers(path, label, table.column(label)), table.num_rows, ignore_bad_labels)
     ids = None if ident is None else np.asarray(table.column(ident).to_numpy(zero_copy_only=False))
     columns = {name: _check_probabilities(path, name, _numbers(path, name, table.column(name)))
                for name in names if name not in (label, ident)}
@@ -205,11 +205,11 @@ def _matrix(path, P, what):
         raise ValueError(f"{path}: {what} must be a 2-D numeric matrix (instances x classifiers), "
                          f"got shape {P.shape} and dtype {P.dtype}")
     P = P.astype(np.float64, copy=False)
-    bad = np.argwhere(~((P >= 0) & (P <= 1)))
+    bad = np.argwhere(~((P >= 0) & (P <= 1)))  # NaN too
     if bad.size:
         row, column = bad[0]
-        raise ValueError(f"{path}: {what}[{row}, {column}] (row {row + 1}, classifier_{column}) is {P[row, column]!r}, "
-                         "not a probability in [0, 1]")
+        raise ValueError(f"{path}: {what}, row {row + 1}, column {column + 1} (classifier_{column}): "
+                         f"{float(P[row, column])!r} is not a probability in [0, 1]")
     return P
 
 
@@ -234,7 +234,7 @@ def _read_npz(path, label_col, id_col, ignore_bad_labels):
         if key is None:
             raise ValueError(f"{path}: expected a member 'P' (the probability matrix); found {sorted(names)}")
         P = _matrix(path, reader.read(key), f"member {key!r}")
-        labels = None if label is None else _labels(path, label, reader.read(label), len(P), ignore_bad_labels)
+        labels = None if label is None else _labels(path, label, lambda: reader.read(label), len(P), ignore_bad_labels)
         ids = None if ident is None else reader.read(ident)
     if ids is not None and ids.ndim != 1:
         raise ValueError(f"{path}: id member {ident!r} must be 1-D, got shape {ids.shape}")
