@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .parameters import PARAMETERS, validate_params
+from .parameters import PARAMETERS, Interval, validate_params
 
 #: Parameters the command line sets itself (progress is shown by a bar, not by verbose prints).
 CLI_SETS = {"verbose": False}
@@ -102,6 +102,19 @@ def _or_none(convert, allowed, words=()):
         return None if allowed and text.lower() == "none" else convert(text)
 
     parse.__name__ = convert.__name__  # argparse's "invalid int value" message
+    return parse
+
+
+def _ranged(convert, interval):
+    """``convert`` (int or float), refusing a finite value outside ``interval`` (a parameters.Interval)."""
+
+    def parse(text):
+        value = convert(text)
+        if not (np.isfinite(value) and value in interval):
+            raise argparse.ArgumentTypeError(f"must be {interval}, got {text!r}")
+        return value
+
+    parse.__name__ = convert.__name__
     return parse
 
 
@@ -350,6 +363,10 @@ def _demo(args):
         positive_rate=args.positive_rate, quality=args.quality, random_state=args.seed,
     )
     held_out = np.isnan(data.labels)
+    for part, name in ((~held_out, "labeled"), (held_out, "held-out")):
+        if np.unique(data.y_true[part]).size < 2:
+            raise InputError(f"the example data has {name} instances of one class only: raise --instances, "
+                             "--positive-rate or move --labeled toward 0.5")
     model = CFEnsembleClassifier(backend=args.backend, dtype=args.dtype, random_state=args.seed)
     start = time.perf_counter()
     model.fit(data.P, data.labels)
@@ -401,12 +418,16 @@ def _add_demo(commands, common):
         description="Fit CF-Ensemble on built-in example data (correlated classifier errors, imbalanced "
         "classes) and print held-out PR-AUC / ROC-AUC next to the mean of R and the best single classifier.",
     )
-    demo.add_argument("--classifiers", type=int, default=10, help="number of base classifiers (default %(default)s)")
-    demo.add_argument("--instances", type=int, default=5000, help="number of instances (default %(default)s)")
-    demo.add_argument("--labeled", type=float, default=0.5, help="labeled fraction (default %(default)s)")
-    demo.add_argument("--positive-rate", type=float, default=0.1, help="fraction of positives (default %(default)s)")
-    demo.add_argument("--quality", type=float, default=0.7,
-                      help="PR-AUC of one base classifier (default %(default)s)")
+    demo.add_argument("--classifiers", type=_ranged(int, Interval(2, None)), default=10,
+                      help="number of base classifiers, >= 2 (default %(default)s)")
+    demo.add_argument("--instances", type=_ranged(int, Interval(10, None)), default=5000,
+                      help="number of instances, >= 10 (default %(default)s)")
+    demo.add_argument("--labeled", type=_ranged(float, Interval(0, 1, "neither")), default=0.5,
+                      help="labeled fraction, in (0, 1): the rest is scored (default %(default)s)")
+    demo.add_argument("--positive-rate", type=_ranged(float, Interval(0, 1, "neither")), default=0.1,
+                      help="fraction of positives, in (0, 1) (default %(default)s)")
+    demo.add_argument("--quality", type=_ranged(float, Interval(0, 1, "right")), default=0.7,
+                      help="PR-AUC of one base classifier, in (0, 1] (default %(default)s)")
     for name in ("backend", "dtype"):  # the estimator's options, with its defaults
         for flag, option in _option(name, default=inspect.signature(_estimator_class()).parameters[name].default):
             demo.add_argument(flag, **dict(option, dest=name))

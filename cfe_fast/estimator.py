@@ -7,6 +7,7 @@ backend's capabilities, hands the data to the backend
 """
 
 import functools
+import os
 import warnings
 
 import numpy as np
@@ -283,12 +284,30 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         validate_params(self.get_params(deep=False))
         return get_backend(self.backend)
 
-    def _latent_dim(self, n_classifiers):
-        """The latent dimension for m classifiers (warns where it makes the factorisation trivial)."""
+    def _latent_dim(self, P):
+        """The latent dimension for the data P (warns where it makes the factorisation trivial).
+
+        Refused above n_classifiers (R is reproduced exactly at n_classifiers;
+        each dimension more only adds cost, cubic in latent_dim) and where the
+        factors would not fit in this machine's memory.
+        """
+        n_instances, n_classifiers = P.shape
         if self.latent_dim is None:
             return max(1, min(20, n_classifiers // 2))
         d = int(self.latent_dim)
-        if d >= n_classifiers:
+        if d > n_classifiers:
+            raise ValueError(
+                f"latent_dim={d} > n_classifiers={n_classifiers}: at latent_dim = n_classifiers the factorisation "
+                "already reproduces R exactly and each dimension more only adds cost; use latent_dim <= "
+                f"{n_classifiers} (below it for a factorisation that does something)"
+            )
+        factor_bytes = 2 * d * (n_instances + n_classifiers) * P.dtype.itemsize  # X, Y and one working copy
+        memory = _physical_memory()
+        if isinstance(P, np.ndarray) and memory is not None and factor_bytes > memory:
+            raise ValueError(f"latent_dim={d} needs about {factor_bytes / 2**30:.3g} GiB for the factors of "
+                             f"{n_instances} instances, more than this machine's {memory / 2**30:.3g} GiB; "
+                             "use a smaller latent_dim")
+        if d == n_classifiers:
             warnings.warn(
                 f"latent_dim={d} >= n_classifiers={n_classifiers}: the factorisation can "
                 "reproduce R exactly and the collaborative-filtering step does nothing; "
@@ -349,7 +368,7 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """Check the data, start the backend's problem, run the loop, publish the result."""
         P, labels = backend.check_data(X, y, DTYPES[self.dtype], client)
         m = P.shape[1]
-        d = self._latent_dim(m)
+        d = self._latent_dim(P)
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
         aggregator = self.aggregator
@@ -538,6 +557,14 @@ def save_model(estimator, path, *, overwrite=False):
 def load_model(path):
     """Load a model saved by :func:`save_model`; it predicts bit-identically."""
     return CFEnsembleClassifier.load(path)
+
+
+def _physical_memory():
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _spread_of_R(P):
