@@ -514,10 +514,20 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
-        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.io.model_file`)."""
+        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.io.model_file`).
+
+        A model fitted with a dask ``client`` is saved with its fitted arrays
+        computed and ``client=None``.
+        """
         check_is_fitted(self, "classifier_factors_")
-        fitted = {name: getattr(self, name) for name in FITTED_ATTRIBUTES if hasattr(self, name)}
-        content = ModelContent(type(self).__name__, self.get_params(deep=False), fitted, self.history_)
+        # a model fitted with a dask client: its factors on the cluster come back as NumPy arrays,
+        # and the client (a live connection, not part of the model) is stored as None
+        fitted = {}
+        for name in (name for name in FITTED_ATTRIBUTES if hasattr(self, name)):
+            value = getattr(self, name)
+            fitted[name] = np.asarray(value) if hasattr(value, "dask") else value
+        params = {**self.get_params(deep=False), "client": None}
+        content = ModelContent(type(self).__name__, params, fitted, self.history_)
         write_model(path, content, overwrite=overwrite)
 
     @classmethod
