@@ -2,7 +2,8 @@
 
 Errors are one line on stderr with exit code 2 (bad input or files) or 1
 (anything else); ``--debug`` shows the traceback instead. Every output is
-written atomically and an existing file is only replaced with ``--force``.
+written atomically, fit's outputs appear together (:mod:`cfe_fast.io.outputs`),
+and an existing file is only replaced with ``--force``.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .parameters import PARAMETERS, Interval, validate_params
+from .parameters import PARAMETERS, validate_params
 
 #: Parameters the command line sets itself (progress is shown by a bar, not by verbose prints).
 CLI_SETS = {"verbose": False}
@@ -27,6 +28,8 @@ CLI_DEFAULTS = {"random_state": 0}
 FLAGS = {"random_state": "--seed"}
 #: Kinds of parameter (cfe_fast.parameters.KINDS) that a command line can give; "object" (client) cannot.
 CLI_KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed")
+#: fit's checkpoint in OUTPUT_DIR (--checkpoint-every, --resume)
+CHECKPOINT = "checkpoint.npz"
 TRUE_WORDS = ("yes", "true", "on", "1")
 FALSE_WORDS = ("no", "false", "off", "0")
 
@@ -102,19 +105,6 @@ def _or_none(convert, allowed, words=()):
         return None if allowed and text.lower() == "none" else convert(text)
 
     parse.__name__ = convert.__name__  # argparse's "invalid int value" message
-    return parse
-
-
-def _ranged(convert, interval):
-    """``convert`` (int or float), refusing a finite value outside ``interval`` (a parameters.Interval)."""
-
-    def parse(text):
-        value = convert(text)
-        if not (np.isfinite(value) and value in interval):
-            raise argparse.ArgumentTypeError(f"must be {interval}, got {text!r}")
-        return value
-
-    parse.__name__ = convert.__name__
     return parse
 
 
@@ -258,7 +248,7 @@ def _fit(args):
     table = read_table(args.input, args.label_col, args.id_col)
     out = Path(args.output_dir)
     suffix = ".parquet" if Path(args.input).suffix.lower() == ".parquet" else ".csv"
-    predictions, checkpoint = f"predictions{suffix}", out / "checkpoint.npz"
+    predictions, checkpoint = f"predictions{suffix}", out / CHECKPOINT
     picture = not args.no_report and _has_matplotlib(args)
     names = [predictions, "model.npz", "report.md"] + (["report.png"] if picture else [])
     outputs = OutputSet(out, names, obsolete=[checkpoint.name])
@@ -283,7 +273,7 @@ def _fit(args):
     except OSError as error:
         raise InputError(f"cannot write to {out}: {error.strerror or error}") from None
     try:
-        _fit_and_write(args, model, table, labels, outputs, checkpoint, picture)
+        _fit_and_write(args, model, table, labels, outputs, predictions, picture)
     except BaseException:
         outputs.abort()
         if created and not any(out.iterdir()):
@@ -292,7 +282,7 @@ def _fit(args):
     return 0
 
 
-def _fit_and_write(args, model, table, labels, outputs, checkpoint, picture):
+def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     """Fit, write every output into the staging folder, then publish them together."""
     from .report import write_report
     from .io.tables import write_predictions
@@ -303,14 +293,13 @@ def _fit_and_write(args, model, table, labels, outputs, checkpoint, picture):
         with _threads(args.threads):
             model.fit(
                 table.P, labels, callback=progress,
-                checkpoint=checkpoint if args.checkpoint_every else None,
+                checkpoint=outputs.folder / CHECKPOINT if args.checkpoint_every else None,
                 checkpoint_every=args.checkpoint_every or 1,
-                resume_from=checkpoint if args.resume else None,
+                resume_from=outputs.folder / CHECKPOINT if args.resume else None,
             )
     finally:
         progress.close()
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
-    predictions = outputs.names[0]
     write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name, overwrite=True)
     model.save(outputs.path("model.npz"), overwrite=True)
     write_report(model, outputs.staging, labels, overwrite=True, picture=picture)
@@ -365,8 +354,9 @@ def _demo(args):
     held_out = np.isnan(data.labels)
     for part, name in ((~held_out, "labeled"), (held_out, "held-out")):
         if np.unique(data.y_true[part]).size < 2:
-            raise InputError(f"the example data has {name} instances of one class only: raise --instances, "
-                             "--positive-rate or move --labeled toward 0.5")
+            raise InputError(f"the example data's {part.sum()} {name} instances do not hold both classes, so "
+                             "the comparison cannot be scored: raise --instances or --positive-rate, or bring "
+                             "--labeled toward 0.5")
     model = CFEnsembleClassifier(backend=args.backend, dtype=args.dtype, random_state=args.seed)
     start = time.perf_counter()
     model.fit(data.P, data.labels)
@@ -418,16 +408,13 @@ def _add_demo(commands, common):
         description="Fit CF-Ensemble on built-in example data (correlated classifier errors, imbalanced "
         "classes) and print held-out PR-AUC / ROC-AUC next to the mean of R and the best single classifier.",
     )
-    demo.add_argument("--classifiers", type=_ranged(int, Interval(2, None)), default=10,
-                      help="number of base classifiers, >= 2 (default %(default)s)")
-    demo.add_argument("--instances", type=_ranged(int, Interval(10, None)), default=5000,
-                      help="number of instances, >= 10 (default %(default)s)")
-    demo.add_argument("--labeled", type=_ranged(float, Interval(0, 1, "neither")), default=0.5,
+    demo.add_argument("--classifiers", type=int, default=10, help="number of base classifiers (default %(default)s)")
+    demo.add_argument("--instances", type=int, default=5000, help="number of instances (default %(default)s)")
+    demo.add_argument("--labeled", type=float, default=0.5,
                       help="labeled fraction, in (0, 1): the rest is scored (default %(default)s)")
-    demo.add_argument("--positive-rate", type=_ranged(float, Interval(0, 1, "neither")), default=0.1,
-                      help="fraction of positives, in (0, 1) (default %(default)s)")
-    demo.add_argument("--quality", type=_ranged(float, Interval(0, 1, "right")), default=0.7,
-                      help="PR-AUC of one base classifier, in (0, 1] (default %(default)s)")
+    demo.add_argument("--positive-rate", type=float, default=0.1, help="fraction of positives (default %(default)s)")
+    demo.add_argument("--quality", type=float, default=0.7,
+                      help="PR-AUC of one base classifier (default %(default)s)")
     for name in ("backend", "dtype"):  # the estimator's options, with its defaults
         for flag, option in _option(name, default=inspect.signature(_estimator_class()).parameters[name].default):
             demo.add_argument(flag, **dict(option, dest=name))

@@ -51,7 +51,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     ----------
     latent_dim : int or None, default=None
         Latent dimension d. None picks ``max(1, min(20, n_classifiers // 2))``.
-        A value >= n_classifiers warns: the factorisation can then copy R.
+        At most n_classifiers: there the factorisation can copy R (it warns);
+        above it each dimension only adds cost, so it is refused, as is a
+        value whose factors would not fit in memory.
     rho : float in [0, 1], default=0.9
         Weight of the reconstruction term in the objective (docs/method.md). It
         shapes the fit of the "exact" and "joint" trainers (the "als"
@@ -122,7 +124,9 @@ class CFEnsembleClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Reset (w, b) to the mean (with a CollapseWarning) when ||w|| falls below
         ``diagnostics.WEIGHT_NORM_MIN`` or sum(w) <= 0 during training.
     learning_rate : float, default=0.01
-        Adam step size of the "joint" trainer.
+        Adam step size of the "joint" trainer. A fit whose objective becomes
+        non-finite or explodes stops with a ``FloatingPointError`` naming the
+        remedy (a smaller learning_rate, clip_norm).
     joint_steps_per_iter : int, default=20
         Adam steps per iteration of the "joint" trainer.
     lr_schedule : {"warmup_cosine", "constant"}, default="warmup_cosine"
