@@ -236,3 +236,13 @@ def test_resuming_with_a_max_iter_below_the_checkpoint_is_refused(tmp_path, data
     CFEnsembleClassifier(**BASE).fit(data.P, data.labels, checkpoint=checkpoint, checkpoint_every=6)
     with pytest.raises(ModelFileError, match="at iteration 6, beyond max_iter=1; use max_iter >= 6"):
         CFEnsembleClassifier(**{**BASE, "max_iter": 1}).fit(data.P, data.labels, resume_from=checkpoint)
+
+
+def test_a_member_stored_twice_is_refused(tmp_path, saved):
+    """Two zip entries of one name: which one NumPy would read is not defined, so neither is trusted."""
+    path = tmp_path / "model.npz"
+    path.write_bytes(saved)
+    with zipfile.ZipFile(path, "a") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("attr/coef_.npy", archive.read("attr/coef_.npy"))
+    with pytest.raises(ModelFileError, match="holds member 'attr/coef_' twice"):
+        CFEnsembleClassifier.load(path)

@@ -72,6 +72,7 @@ def test_latent_dim_beyond_the_memory_is_refused_before_allocating(data, monkeyp
         CFEnsembleClassifier(latent_dim=5).fit(data.P, data.labels)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow on the way to a non-finite objective
 @pytest.mark.parametrize("learning_rate", [1e3, 1e6, 1e300])
 def test_a_diverging_joint_fit_stops_naming_the_remedy(data, learning_rate):
     model = CFEnsembleClassifier(trainer="joint", learning_rate=learning_rate, max_iter=5, random_state=0)

@@ -87,6 +87,7 @@ def test_the_cli_refuses_a_mistyped_label_column(tmp_path, table_file, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.filterwarnings("ignore::cfe_fast.CollapseWarning", "ignore::cfe_fast.QualityWarning")
 def test_predict_ignores_a_bad_label_column_with_a_warning(tmp_path, table_file):
     train = table_file(good_columns(40), "train.csv")
     assert main(["fit", str(train), "-o", str(tmp_path / "out"), *FAST]) == 0

@@ -172,7 +172,7 @@ def _read_csv(path, label_col, id_col, ignore_bad_labels):
         header.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: the header is not UTF-8 text ({error})") from None
-    text_columns = {name: pa.string() for name in (id_col or DEFAULT_ID,)}
+    text_columns = {id_col or DEFAULT_ID: pa.string()}  # ids stay text ("007" is not 7)
 
     def read(threads):
         return arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=threads),
