@@ -27,7 +27,8 @@ def write(path, n, m):
         writer = csv.writer(file)
         writer.writerow(["id"] + [f"m{j}" for j in range(m)] + ["label"])
         for i in range(n):
-            writer.writerow([f"r{i}"] + [repr(float(v)) for v in P[i]] + ["" if np.isnan(labels[i]) else int(labels[i])])
+            label = "" if np.isnan(labels[i]) else int(labels[i])
+            writer.writerow([f"r{i}"] + [repr(float(v)) for v in P[i]] + [label])
 
 
 def measure(path):
