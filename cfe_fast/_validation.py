@@ -16,6 +16,21 @@ from sklearn.preprocessing import LabelEncoder
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
+def as_array(a, name):
+    """``np.asarray(a)``, with a ragged nested list refused by name (NumPy's own message names nothing)."""
+    try:
+        return np.asarray(a)
+    except ValueError as error:
+        raise ValueError(f"{name} is ragged or not array-like: its rows have different lengths ({error})") from None
+
+
+def check_real(value, name):
+    """Check a scalar that must be a finite real number (not a bool, a string or None)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
 def _numeric(arr, name):
     """A numeric array; an object array is converted to float64 if it holds numbers."""
     if arr.dtype == object:
@@ -36,7 +51,7 @@ def as_float_array(a, name, ndim, dtype=None):
     """
     if scipy.sparse.issparse(a):
         raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
-    arr = _numeric(np.asarray(a), name)
+    arr = _numeric(as_array(a, name), name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
     arr = arr.astype(dtype, copy=False)
@@ -150,7 +165,7 @@ def check_labels(labels, n, name="y"):
     """
     if labels is None:
         raise ValueError(f"this estimator requires y to be passed, but the target {name} is None")
-    arr = np.asarray(labels)
+    arr = as_array(labels, name)
     if arr.dtype.kind not in "fiub" and arr.dtype != object:
         raise TypeError(f"{name} must be numeric (0, 1, and NaN or -1 for unlabeled), got dtype {arr.dtype}")
     try:

@@ -2,13 +2,16 @@
 
 Errors are one line on stderr with exit code 2 (bad input or files) or 1
 (anything else); ``--debug`` shows the traceback instead. Every output is
-written atomically and an existing file is only replaced with ``--force``.
+written atomically, fit's outputs appear together (:mod:`cfe_fast.io.outputs`),
+and an existing file is only replaced with ``--force``.
 """
 
 import argparse
 import inspect
 import re
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,8 @@ FLAGS = {"random_state": "--seed"}
 #: Kinds of parameter (cfe_fast.parameters.KINDS) that a command line can give; "object" (client) cannot,
 #: nor "label" (unlabeled): the table readers read 0/1 labels with NaN or -1 for unlabeled.
 CLI_KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed")
+#: fit's checkpoint in OUTPUT_DIR (--checkpoint-every, --resume)
+CHECKPOINT = "checkpoint.npz"
 TRUE_WORDS = ("yes", "true", "on", "1")
 FALSE_WORDS = ("no", "false", "off", "0")
 
@@ -237,44 +242,71 @@ def _refuse_existing(paths, force):
 
 # ------------------------------------------------------------------ commands
 def _fit(args):
-    from .report import write_report
-    from .io.tables import read_table, write_predictions
+    from .io.outputs import OutputSet
+    from .io.tables import read_table
 
     model = _estimator_from(args)  # bad parameters are refused before the table is read
     table = read_table(args.input, args.label_col, args.id_col)
     out = Path(args.output_dir)
     suffix = ".parquet" if Path(args.input).suffix.lower() == ".parquet" else ".csv"
-    predictions, model_path, checkpoint = out / f"predictions{suffix}", out / "model.npz", out / "checkpoint.npz"
+    predictions, checkpoint = f"predictions{suffix}", out / CHECKPOINT
     picture = not args.no_report and _has_matplotlib(args)
-    reports = [out / "report.md"] + ([out / "report.png"] if picture else [])
-    _refuse_existing([predictions, model_path, *reports], args.force)
+    names = [predictions, "model.npz", "report.md"] + (["report.png"] if picture else [])
+    outputs = OutputSet(out, names, obsolete=[checkpoint.name])
+    if outputs.interrupted():
+        if args.resume:
+            written = outputs.finish_interrupted()
+            _say(args, f"fit: finished writing the outputs of the interrupted run: {', '.join(map(str, written))}")
+            return 0
+        if not args.force:
+            raise InputError(f"{out} holds the outputs of a run killed while writing them: use --resume to "
+                             "finish writing them or --force to start again")
+    _refuse_existing([out / name for name in names], args.force)
     if args.resume and not checkpoint.exists():
         raise InputError(f"--resume: no checkpoint at {checkpoint}")
     if checkpoint.exists() and not (args.resume or args.force):
         raise InputError(f"{checkpoint} exists (an interrupted fit?): use --resume to continue it or --force to restart")
     labels = table.labels if table.labels is not None else np.full(len(table.P), np.nan)
-    out.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        outputs.start()  # a folder that cannot be written is found before the fit
+    except OSError as error:
+        raise InputError(f"cannot write to {out}: {error.strerror or error}") from None
+    try:
+        _fit_and_write(args, model, table, labels, outputs, predictions, picture)
+    except BaseException:
+        outputs.abort()
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return 0
+
+
+def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
+    """Fit, write every output into the staging folder, then publish them together."""
+    from .report import write_report
+    from .io.tables import write_predictions
+
     progress = _Progress(model.max_iter, args.quiet)
     start = time.perf_counter()
     try:
         with _threads(args.threads):
             model.fit(
                 table.P, labels, callback=progress,
-                checkpoint=checkpoint if args.checkpoint_every else None,
+                checkpoint=outputs.folder / CHECKPOINT if args.checkpoint_every else None,
                 checkpoint_every=args.checkpoint_every or 1,
-                resume_from=checkpoint if args.resume else None,
+                resume_from=outputs.folder / CHECKPOINT if args.resume else None,
             )
     finally:
         progress.close()
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
-    write_predictions(predictions, model.transductive_proba_, table.ids, table.id_name, overwrite=args.force)
-    model.save(model_path, overwrite=args.force)
-    write_report(model, out, labels, overwrite=args.force, picture=picture)
-    checkpoint.unlink(missing_ok=True)
+    write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name, overwrite=True)
+    model.save(outputs.path("model.npz"), overwrite=True)
+    write_report(model, outputs.staging, labels, overwrite=True, picture=picture)
+    written = outputs.commit()
     _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
-               f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {predictions}, {model_path}, "
-               f"{', '.join(str(r) for r in reports)}")
-    return 0
+               f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {', '.join(map(str, written))}")
 
 
 def _has_matplotlib(args):
@@ -291,7 +323,7 @@ def _predict(args):
     from .io.tables import read_table, select_columns, write_predictions
 
     model = load_model(args.model)
-    table = read_table(args.input, args.label_col, args.id_col)
+    table = read_table(args.input, args.label_col, args.id_col, ignore_bad_labels=True)
     names = getattr(model, "feature_names_in_", None)
     P = table.P if names is None or Path(args.input).suffix.lower() in (".npy", ".npz") else select_columns(
         table, list(names), args.input
@@ -321,6 +353,11 @@ def _demo(args):
         positive_rate=args.positive_rate, quality=args.quality, random_state=args.seed,
     )
     held_out = np.isnan(data.labels)
+    for part, name in ((~held_out, "labeled"), (held_out, "held-out")):
+        if np.unique(data.y_true[part]).size < 2:
+            raise InputError(f"the example data's {part.sum()} {name} instances do not hold both classes, so "
+                             "the comparison cannot be scored: raise --instances or --positive-rate, or bring "
+                             "--labeled toward 0.5")
     model = CFEnsembleClassifier(backend=args.backend, dtype=args.dtype, random_state=args.seed)
     start = time.perf_counter()
     model.fit(data.P, data.labels)
@@ -354,12 +391,12 @@ def _common_options():
 
 
 def _table_options(parser):
-    parser.add_argument("--label-col", default="label", metavar="NAME",
-                        help="label column (CSV/Parquet) or member (.npz): 0/1, empty/NaN/-1 = unlabeled; "
-                        "used when present (default 'label')")
-    parser.add_argument("--id-col", default="id", metavar="NAME",
-                        help="instance id column or member, copied to the predictions; used when present "
-                        "(default 'id')")
+    parser.add_argument("--label-col", metavar="NAME",
+                        help="label column (CSV/Parquet) or member (.npz): 0/1, empty/NaN/-1 = unlabeled; a "
+                        "name given must exist (default: 'label' when present)")
+    parser.add_argument("--id-col", metavar="NAME",
+                        help="instance id column or member, copied to the predictions; a name given must exist "
+                        "(default: 'id' when present)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads for Numba and BLAS (default: all cores)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -374,7 +411,8 @@ def _add_demo(commands, common):
     )
     demo.add_argument("--classifiers", type=int, default=10, help="number of base classifiers (default %(default)s)")
     demo.add_argument("--instances", type=int, default=5000, help="number of instances (default %(default)s)")
-    demo.add_argument("--labeled", type=float, default=0.5, help="labeled fraction (default %(default)s)")
+    demo.add_argument("--labeled", type=float, default=0.5,
+                      help="labeled fraction, in (0, 1): the rest is scored (default %(default)s)")
     demo.add_argument("--positive-rate", type=float, default=0.1, help="fraction of positives (default %(default)s)")
     demo.add_argument("--quality", type=float, default=0.7,
                       help="PR-AUC of one base classifier (default %(default)s)")
@@ -440,14 +478,29 @@ def build_parser():
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (partial outputs removed, checkpoint kept)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None):
-    """Entry point of the ``cfe-fast`` console script; returns the exit code."""
+    """Entry point of the ``cfe-fast`` console script; returns the exit code.
+
+    Ctrl-C exits with 130 and SIGTERM with 143, each after removing partial
+    outputs (a checkpoint is kept for ``--resume``).
+    """
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("cfe-fast: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, _Terminated)
+        print(f"cfe-fast: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except Exception as error:
         if args.debug:
             raise
@@ -455,6 +508,9 @@ def main(argv=None):
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"cfe-fast: error: {message}", file=sys.stderr)
         return code
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ CHUNK_BYTES = {"numpy": 64 * 2**20, "cupy": 2 * 2**30}
 #: share of free device memory that the data may fill to stay on the GPU across iterations
 DEVICE_FRACTION = 0.5
 
+# ------------------------------------------------------------------------ files
+#: the most bytes one member of an .npz file (input table, model, checkpoint) may
+#: decompress to; checked from the member's header before anything is decompressed
+NPZ_MEMBER_MAX_BYTES = 8 * 2**30
+
 # ----------------------------------------------------------------------------- Dask
 #: partial sums added per task of the tree reduction
 DASK_SPLIT_EVERY = 8

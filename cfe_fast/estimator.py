@@ -7,6 +7,7 @@ backend's capabilities, hands the data to the backend
 """
 
 import functools
+import os
 import warnings
 
 import numpy as np
@@ -61,7 +62,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     ----------
     latent_dim : int or None, default=None
         Latent dimension d. None picks ``max(1, min(20, n_classifiers // 2))``.
-        A value >= n_classifiers warns: the factorisation can then copy R.
+        At most n_classifiers: there the factorisation can copy R (it warns);
+        above it each dimension only adds cost, so it is refused, as is a
+        value whose factors would not fit in memory.
     rho : float in [0, 1], default=0.9
         Weight of the reconstruction term in the objective (docs/method.md). It
         shapes the fit of the "exact" and "joint" trainers (the "als"
@@ -140,7 +143,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         Reset (w, b) to the mean (with a CollapseWarning) when ||w|| falls below
         ``diagnostics.WEIGHT_NORM_MIN`` or sum(w) <= 0 during training.
     learning_rate : float, default=0.01
-        Adam step size of the "joint" trainer.
+        Adam step size of the "joint" trainer. A fit whose objective becomes
+        non-finite or explodes stops with a ``FloatingPointError`` naming the
+        remedy (a smaller learning_rate, clip_norm).
     joint_steps_per_iter : int, default=20
         Adam steps per iteration of the "joint" trainer.
     lr_schedule : {"warmup_cosine", "constant"}, default="warmup_cosine"
@@ -336,12 +341,30 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         validate_params(self.get_params(deep=False))
         return get_backend(self.backend)
 
-    def _latent_dim(self, n_classifiers):
-        """The latent dimension for m classifiers (warns where it makes the factorisation trivial)."""
+    def _latent_dim(self, P):
+        """The latent dimension for the data P (warns where it makes the factorisation trivial).
+
+        Refused above n_classifiers (R is reproduced exactly at n_classifiers;
+        each dimension more only adds cost, cubic in latent_dim) and where the
+        factors would not fit in this machine's memory.
+        """
+        n_instances, n_classifiers = P.shape
         if self.latent_dim is None:
             return max(1, min(20, n_classifiers // 2))
         d = int(self.latent_dim)
-        if d >= n_classifiers:
+        if d > n_classifiers:
+            raise ValueError(
+                f"latent_dim={d} > n_classifiers={n_classifiers}: at latent_dim = n_classifiers the factorisation "
+                "already reproduces R exactly and each dimension more only adds cost; use latent_dim <= "
+                f"{n_classifiers} (below it for a factorisation that does something)"
+            )
+        factor_bytes = 2 * d * (n_instances + n_classifiers) * P.dtype.itemsize  # X, Y and one working copy
+        memory = _physical_memory()
+        if isinstance(P, np.ndarray) and memory is not None and factor_bytes > memory:
+            raise ValueError(f"latent_dim={d} needs about {factor_bytes / 2**30:.3g} GiB for the factors of "
+                             f"{n_instances} instances, more than this machine's {memory / 2**30:.3g} GiB; "
+                             "use a smaller latent_dim")
+        if d == n_classifiers:
             warnings.warn(
                 f"latent_dim={d} >= n_classifiers={n_classifiers}: the factorisation can "
                 "reproduce R exactly and the collaborative-filtering step does nothing; "
@@ -416,8 +439,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def _fit(self, backend, X, y, sample_weight, client, checkpoint, checkpoint_every, resume_from, callback):
         """Check the data, start the backend's problem, run the loop, publish the result."""
         P, labels, classes = self._checked_data(backend, X, y, client)
-        m = P.shape[1]
-        d = self._latent_dim(m)
+        d = self._latent_dim(P)
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
         weights = check_sample_weight(sample_weight, labels.size, labeled)
@@ -607,18 +629,38 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     # ------------------------------------------------------------ files
     def save(self, path, *, overwrite=False):
-        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.io.model_file`)."""
+        """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.io.model_file`).
+
+        A model fitted with a dask ``client`` is saved with its fitted arrays
+        computed and ``client=None``.
+        """
         check_is_fitted(self, "classifier_factors_")
-        fitted = {name: getattr(self, name) for name in FITTED_ATTRIBUTES if hasattr(self, name)}
-        content = ModelContent(type(self).__name__, self.get_params(deep=False), fitted, self.history_)
+        # a model fitted with a dask client: its factors on the cluster come back as NumPy arrays,
+        # and the client (a live connection, not part of the model) is stored as None
+        fitted = {}
+        for name in (name for name in FITTED_ATTRIBUTES if hasattr(self, name)):
+            value = getattr(self, name)
+            fitted[name] = np.asarray(value) if hasattr(value, "dask") else value
+        params = {**self.get_params(deep=False), "client": None}
+        content = ModelContent(type(self).__name__, params, fitted, self.history_)
         write_model(path, content, overwrite=overwrite)
 
     @classmethod
     def load(cls, path):
-        """Load a model written by :meth:`save`; it predicts bit-identically."""
-        content = read_model(path, cls().get_params(deep=False))
+        """Load a model written by :meth:`save`; it predicts bit-identically.
+
+        The file is validated like ``fit``'s inputs: its fitted values against
+        :data:`cfe_fast.io.model_file.SCHEMA` and its parameters by
+        :func:`~cfe_fast.parameters.validate_params`; anything else is a
+        :class:`~cfe_fast.ModelFileError` naming the file.
+        """
+        content = read_model(path, cls().get_params(deep=False), required_history=loop.LOSSES)
         if content.estimator != cls.__name__:
             raise ModelFileError(f"{path}: holds a {content.estimator!r}, not a {cls.__name__}")
+        try:
+            validate_params(content.params)
+        except ValueError as error:
+            raise ModelFileError(f"{path}: invalid parameter: {error}") from None
         estimator = cls(**content.params)
         factors = content.fitted["classifier_factors_"]
         if factors.dtype != np.dtype(estimator.dtype):
@@ -667,6 +709,14 @@ def _instance_weights(y_labeled, weights, balanced):
         return weights
     per_class = compute_class_weight("balanced", classes=np.array([0.0, 1.0]), y=y_labeled, sample_weight=weights)
     return weights * per_class[y_labeled.astype(np.intp)]
+
+
+def _physical_memory():
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _spread_of_R(P):

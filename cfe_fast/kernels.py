@@ -14,10 +14,12 @@ from ._validation import (
     check_labels,
     check_lam,
     check_probabilities,
+    check_real,
     check_solvable,
 )
 from .backends import get_backend
-from .core.losses import FOCAL_VARIANTS, class_weights
+from .core.losses import class_weights
+from .parameters import PARAMETERS
 
 
 def _check_problem(F, R, C, lam, factor_name, factor_axis):
@@ -137,17 +139,16 @@ def aggregator_loss_grad(X, Y, labels, w, b, *, class_weight=True, focal_gamma=0
     w = as_float_array(w, "w", 1, np.float64)
     if w.shape[0] != X.shape[1]:
         raise ValueError(f"w has {w.shape[0]} entries but X has {X.shape[1]} classifiers")
-    if not np.isfinite(b):
-        raise ValueError("b must be finite")
-    if focal_gamma < 0:
-        raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
-    if focal_variant not in FOCAL_VARIANTS:
-        raise ValueError(f"focal_variant must be one of {FOCAL_VARIANTS}, got {focal_variant!r}")
+    b = check_real(b, "b")
+    PARAMETERS["focal_gamma"].check(focal_gamma)
+    PARAMETERS["focal_variant"].check(focal_variant)
+    if not isinstance(class_weight, (bool, np.bool_)):
+        raise TypeError(f"class_weight must be True or False, got {class_weight!r}")
     labeled = ~np.isnan(labels)
     if not labeled.any():
         raise ValueError("labels has no labeled instance: the supervised loss is undefined")
     y = labels[labeled]
     terms = get_backend(backend).aggregator_terms(
-        X, Y[:, labeled], y, class_weights(y, class_weight), w, float(b), float(focal_gamma), focal_variant, False
+        X, Y[:, labeled], y, class_weights(y, class_weight), w, b, float(focal_gamma), focal_variant, False
     )
     return terms.loss, terms.grad_w, terms.grad_b

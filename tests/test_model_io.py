@@ -9,7 +9,7 @@ from sklearn.base import clone
 import pytest
 
 from cfe_fast import CFEnsembleClassifier, ModelFileError, make_ensemble
-from cfe_fast.io.archive import FORMAT_VERSION, METADATA_KEY
+from cfe_fast.io.archive import FORMAT_VERSION, METADATA_KEY, content_digest
 
 BASE = dict(latent_dim=3, max_iter=12, tol=0.0, random_state=0)
 
@@ -87,10 +87,14 @@ def test_save_refuses_to_overwrite_and_unfitted(tmp_path, fitted):
         CFEnsembleClassifier().save(tmp_path / "other.npz")
 
 
-def _forge(path, change):
+def _forge(path, change, checksum=True):
+    """Rewrite the file with ``change`` applied, as a forger would: members list and checksum made to match."""
     members = _members(path)
-    metadata = json.loads(str(members[METADATA_KEY]))
+    metadata = json.loads(str(members.pop(METADATA_KEY)))
     change(metadata, members)
+    if checksum:
+        metadata["members"] = sorted(members)
+        metadata["checksum"] = content_digest(metadata, members)
     members[METADATA_KEY] = np.array(json.dumps(metadata))
     _rewrite(path, members)
 
@@ -104,7 +108,7 @@ def _add(metadata, members, name, value):
 @pytest.mark.parametrize(
     "change, match",
     [
-        (lambda md, mb: md.update(format_version=FORMAT_VERSION + 1), "format version 2"),
+        (lambda md, mb: md.update(format_version=FORMAT_VERSION + 1), f"format version {FORMAT_VERSION + 1}"),
         (lambda md, mb: md.update(format="cfe_fast.checkpoint"), "not a cfe_fast.model file"),
         (lambda md, mb: md["params"].update(warp_drive="on"), r"parameter\(s\) \['warp_drive'\] unknown"),
         (lambda md, mb: mb.pop("attr/coef_"), "missing member 'attr/coef_'"),

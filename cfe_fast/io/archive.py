@@ -3,23 +3,31 @@
 An archive is written with ``allow_pickle=False`` and read back with
 ``allow_pickle=False``, so reading one can never execute code. It holds a
 0-d unicode member ``__metadata__`` with a JSON object (``format``,
-``format_version``, ``package_version`` and the writer's own fields) and
-any number of plain numeric or string arrays. Model files
-(:mod:`.model_file`) and checkpoints (:mod:`.checkpoint`) are archives.
+``format_version``, ``package_version``, ``members``: the names of the
+other members, ``checksum``: the SHA-256 of :func:`content_digest`, and the
+writer's own fields) and the listed plain numeric or string arrays. Reading
+refuses unlisted members before decompressing anything, checks every
+member's header and declared size first (:mod:`.npz`), and refuses a
+checksum that does not match, so an edited or damaged file is not
+loaded. Model files (:mod:`.model_file`) and checkpoints (:mod:`.checkpoint`)
+are archives.
 """
 
+import hashlib
 import json
 import numbers
 import warnings
-import zipfile
-import zlib
 
 import numpy as np
 
 from .atomic import atomic_write
+from .npz import NpzReader
 
-FORMAT_VERSION = 1
+#: version 2: the metadata lists the members and holds a checksum of the content
+FORMAT_VERSION = 2
 METADATA_KEY = "__metadata__"
+#: the largest metadata member read (JSON text; the arrays are members of their own)
+METADATA_MAX_BYTES = 16 * 2**20
 
 
 class ModelFileError(ValueError):
@@ -89,48 +97,37 @@ def history_payload(history):
     return {"keys": list(history), "kinds": kinds}, arrays
 
 
+def content_digest(metadata, arrays):
+    """SHA-256 of the metadata (less its ``checksum``) and of every member's name, dtype, shape and data."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in metadata.items() if k != "checksum"}, sort_keys=True).encode())
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        digest.update(f"\0{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        digest.update(arr.reshape(-1).view(np.uint8) if arr.size else b"")
+    return "sha256:" + digest.hexdigest()
+
+
 def write_archive(path, fmt, metadata, arrays, overwrite):
-    """Write ``arrays`` and the JSON ``metadata`` (plus format fields) atomically."""
+    """Write ``arrays`` and the JSON ``metadata`` (plus format fields, member list and checksum) atomically."""
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
     header = {"format": fmt, "format_version": FORMAT_VERSION, "package_version": _package_version()}
-    members = {METADATA_KEY: np.array(json.dumps({**header, **metadata}))}
+    metadata = {**header, **metadata, "members": sorted(arrays)}
+    metadata["checksum"] = content_digest(metadata, arrays)
+    members = {METADATA_KEY: np.array(json.dumps(metadata))}
     members.update(arrays)
     atomic_write(path, lambda file: np.savez(file, allow_pickle=False, **members), overwrite=overwrite)
 
 
 # ----------------------------------------------------------------- reading
-def _read_members(path, fmt):
-    """Every member of an .npz archive, read with allow_pickle=False."""
-    archive = np.load(path, allow_pickle=False)
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ModelFileError(f"{path} is a single .npy array, not a cfe_fast {fmt} file")
-    with archive:
-        arrays = {}
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as error:
-                if "allow_pickle" not in str(error):
-                    raise
-                raise ModelFileError(
-                    f"{path} holds a pickled object array ({key!r}); pickles can run code, so this file is refused"
-                ) from None
-    return arrays
-
-
-def read_archive(path, fmt):
-    """(metadata, arrays) of a safe archive, checked for format name and version."""
-    try:
-        arrays = _read_members(path, fmt)
-    except ModelFileError:
-        raise
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
-        raise ModelFileError(f"{path} is truncated or corrupt, or not a cfe_fast {fmt} file ({error})") from None
-    if METADATA_KEY not in arrays:
+def _read_metadata(path, fmt, reader):
+    if METADATA_KEY not in reader.names:
         raise ModelFileError(f"{path} has no {METADATA_KEY} member: not a cfe_fast {fmt} file")
+    shape, dtype = reader.header(METADATA_KEY)
+    require(shape == () and dtype.kind == "U" and dtype.itemsize <= METADATA_MAX_BYTES, path,
+            f"its {METADATA_KEY} member is not a JSON text of at most {METADATA_MAX_BYTES} bytes")
     try:
-        metadata = json.loads(str(arrays.pop(METADATA_KEY)))
+        metadata = json.loads(str(reader.read(METADATA_KEY)))
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{path}: its metadata is not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != fmt:
@@ -143,6 +140,29 @@ def read_archive(path, fmt):
             f"{metadata.get('package_version', '?')}; this cfe_fast ({_package_version()}) reads "
             f"version {FORMAT_VERSION} only: use a matching cfe_fast version"
         )
+    return metadata
+
+
+def read_archive(path, fmt):
+    """(metadata, arrays) of a safe archive, checked for format name and version, members and checksum.
+
+    The metadata is read first; a member it does not list is refused before
+    any data is decompressed, and every member's header is checked (see
+    :class:`~.npz.NpzReader`) before its data is.
+    """
+    with NpzReader(path, ModelFileError) as reader:
+        metadata = _read_metadata(path, fmt, reader)
+        listed = metadata.get("members")
+        require(isinstance(listed, list) and all(isinstance(n, str) for n in listed), path,
+                "its metadata has no list of members")
+        present = [name for name in reader.names if name != METADATA_KEY]
+        require(not set(present) - set(listed), path, f"unexpected member(s) {sorted(set(present) - set(listed))}")
+        require(not set(listed) - set(present), path, f"missing member(s) {sorted(set(listed) - set(present))}")
+        for name in present:
+            reader.header(name)  # every header and size before any data
+        arrays = {name: reader.read(name) for name in present}
+    require(metadata.get("checksum") == content_digest(metadata, arrays), path,
+            "its content does not match its checksum: the file was changed after it was written, or is corrupt")
     return metadata, arrays
 
 
@@ -171,16 +191,31 @@ def restore_params(path, metadata, arrays, known):
     return restored
 
 
-def restore_history(path, description, arrays):
-    """The ``history_`` dict of lists (scalars as Python numbers, vectors as arrays)."""
+def restore_history(path, description, arrays, required=()):
+    """The ``history_`` dict of lists (scalars as Python numbers, vectors as arrays).
+
+    Every entry must be numeric with one value per iteration, and the keys
+    ``required`` must be there.
+    """
     if description is None:
         return None
-    history = {}
-    for key in description["keys"]:
+    keys = description.get("keys") if isinstance(description, dict) else None
+    kinds = description.get("kinds") if isinstance(description, dict) else None
+    require(isinstance(keys, list) and isinstance(kinds, dict) and all(isinstance(k, str) for k in keys), path,
+            "its history description is malformed")
+    missing = [key for key in required if key not in keys]
+    require(not missing, path, f"its history lacks the entries {missing}")
+    history, length = {}, None
+    for key in keys:
         member = f"history/{key}"
         require(member in arrays, path, f"missing history member {member!r}")
+        require(kinds.get(key) in ("vector", "scalar"), path, f"history entry {key!r} has no kind")
         values = arrays.pop(member)
-        vector = description["kinds"][key] == "vector"
-        require(values.ndim == (2 if vector else 1), path, f"history member {member!r} has shape {values.shape}")
+        vector = kinds[key] == "vector"
+        require(values.ndim == (2 if vector else 1) and values.dtype.kind in "biuf", path,
+                f"history member {member!r} has shape {values.shape} and dtype {values.dtype}")
+        require(length is None or len(values) == length, path,
+                f"history member {member!r} has {len(values)} entries, the others {length}")
+        length = len(values)
         history[key] = list(values) if vector else values.tolist()
     return history

@@ -14,6 +14,7 @@ import hashlib
 import numpy as np
 
 from .._validation import check_positive_int
+from ..training.loop import LOSSES
 from ..training.state import FitState
 from .archive import ModelFileError, history_payload, params_payload, read_archive, restore_history, write_archive
 
@@ -90,13 +91,22 @@ def read_checkpoint(path, parameters, P, labels):
     try:
         state = FitState(
             Y=arrays["state/Y"], X=arrays["state/X"], w=arrays["state/w"], b=float(metadata["b"]),
-            history=restore_history(path, metadata["history"], arrays),
+            history=restore_history(path, metadata["history"], arrays, LOSSES),
             iteration=int(metadata["iteration"]), previous=metadata["previous"],
             trainer={key[len("trainer/"):]: value for key, value in arrays.items() if key.startswith("trainer/")},
         )
     except KeyError as error:
         raise ModelFileError(f"{path}: incomplete checkpoint, missing {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: malformed checkpoint ({error})") from None
     d = parameters["latent_dim"] if parameters["latent_dim"] is not None else state.Y.shape[0]
     if state.Y.shape != (d, P.shape[0]) or state.X.shape != (d, P.shape[1]) or state.w.shape != (P.shape[1],):
         raise ModelFileError(f"{path}: checkpoint arrays do not match the data's shape {P.shape}")
+    if not all(np.isfinite(a).all() for a in (state.Y, state.X, state.w, state.b)):
+        raise ModelFileError(f"{path}: the checkpoint's factors or weights hold NaN or infinite values")
+    if state.iteration > parameters["max_iter"]:
+        raise ModelFileError(
+            f"{path} is at iteration {state.iteration}, beyond max_iter={parameters['max_iter']}; "
+            f"use max_iter >= {state.iteration} to resume it"
+        )
     return state

@@ -1,6 +1,6 @@
 """Model files that cannot run code: what a fitted estimator is, in a safe archive.
 
-Format (``format_version`` 1, an archive of :mod:`.archive` with format name
+Format (``format_version`` 2, an archive of :mod:`.archive` with format name
 "cfe_fast.model"): the metadata holds ``estimator`` (class name), ``params``
 (every ``get_params()`` value; an array parameter such as a user confidence
 matrix appears as ``{"__array__": member}``), ``attributes`` (fitted
@@ -9,9 +9,11 @@ names of the fitted array attributes) and ``history`` (key order and, per
 key, whether its entries are scalars or vectors); the members
 ``param/<name>``, ``attr/<name>`` and ``history/<key>`` hold the arrays.
 
-Reading checks the format name and version, refuses pickled (object)
-members, unknown members, unknown parameters, and missing or inconsistent
-fitted arrays, and reports a truncated or corrupt archive as such; every
+Reading checks what :func:`~.archive.read_archive` checks (format, version,
+members, headers and sizes before data, checksum), refuses pickled (object)
+members and unknown parameters, and checks every fitted value against
+:data:`SCHEMA`: its name, type, shape (in terms of m, d and n) and range,
+numbers finite. The estimator validates the parameters as ``fit`` does. Every
 refusal is a :class:`~.archive.ModelFileError` naming the file. This module
 reads and writes :class:`ModelContent`; the estimator provides and restores it.
 """
@@ -35,21 +37,110 @@ from .archive import (
 
 MODEL_FORMAT = "cfe_fast.model"
 
-#: Fitted arrays that predict_proba needs: name -> shape in terms of m, d, n.
-REQUIRED_ARRAYS = {
-    "classifier_factors_": ("d", "m"),
-    "coef_": ("m",),
-    "classes_": (2,),
+
+@dataclass(frozen=True)
+class Fitted:
+    """The rule of one fitted value of a model file.
+
+    ``shape``: None for a JSON scalar, else the array's shape in terms of m
+    (classifiers), d (latent dimension), n (fitted instances) or numbers.
+    ``kinds``: the allowed numpy dtype kinds (arrays) or Python types
+    (scalars). ``low``/``high``: inclusive bounds of every number (numbers
+    are finite). ``choices``: the allowed values of a text scalar.
+    ``required``: predict needs it. ``none``: a scalar may be None.
+    """
+
+    shape: tuple | None = None
+    kinds: object = "f"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    required: bool = False
+    none: bool = False
+
+
+_NUMBER = (int, float)
+#: every fitted value a model file may hold; anything else is refused
+SCHEMA = {
+    "classes_": Fitted((2,), kinds="biufU", required=True),
+    "n_features_in_": Fitted(kinds=(int,), low=1, required=True),
+    "feature_names_in_": Fitted(("m",), kinds="U"),
+    "latent_dim_": Fitted(kinds=(int,), low=1, required=True),
+    "aggregator_": Fitted(kinds=(str,), choices=("weighted", "mean"), required=True),
+    "classifier_factors_": Fitted(("d", "m"), required=True),
+    "instance_factors_": Fitted(("d", "n")),
+    "coef_": Fitted(("m",), required=True),
+    "intercept_": Fitted(kinds=_NUMBER, required=True),
+    "classifier_quality_": Fitted(("m",)),
+    "transductive_proba_": Fitted(("n",), low=0, high=1),
+    "n_iter_": Fitted(kinds=(int,), low=0),
+    "converged_": Fitted(kinds=(bool,)),
+    "aggregator_prior_": Fitted(kinds=_NUMBER, low=0, none=True),
+    "aggregator_prior_center_": Fitted(kinds=(str,), choices=("equal", "zero"), none=True),
+    "score_quantiles_": Fitted(("q", "m")),
+    "prior_correction_": Fitted(kinds=_NUMBER),
+    "held_out_average_precision_": Fitted(kinds=_NUMBER, low=0, high=1, none=True),
+    "held_out_average_precision_of_mean_": Fitted(kinds=_NUMBER, low=0, high=1, none=True),
+    "held_out_positive_rate_": Fitted(kinds=_NUMBER, low=0, high=1, none=True),
+    "held_out_mean_better_share_": Fitted(kinds=_NUMBER, low=0, high=1, none=True),
 }
-OPTIONAL_ARRAYS = {
-    "instance_factors_": ("d", "n"),
-    "transductive_proba_": ("n",),
-    "classifier_quality_": ("m",),
-    "score_quantiles_": ("q", "m"),
-}
-REQUIRED_SCALARS = ("intercept_", "n_features_in_", "latent_dim_", "aggregator_")
-#: dtype kinds of the fitted arrays: numbers, except the class labels (numbers, booleans or text)
-ARRAY_KINDS = {"classes_": "biufU"}
+
+
+def _check_numbers(path, name, rule, values):
+    values = np.asarray(values, dtype=np.float64)
+    require(np.isfinite(values).all(), path, f"fitted {name} holds NaN or infinite values")
+    if values.size:
+        require(rule.low is None or values.min() >= rule.low, path, f"fitted {name} is below {rule.low}")
+        require(rule.high is None or values.max() <= rule.high, path, f"fitted {name} is above {rule.high}")
+
+
+def _check_scalar(path, name, rule, value):
+    if value is None:
+        require(rule.none, path, f"fitted attribute {name} is None")
+        return
+    exact_bool = isinstance(value, bool)
+    require(isinstance(value, rule.kinds) and (exact_bool == (rule.kinds == (bool,))), path,
+            f"fitted attribute {name} is {value!r}, expected {' or '.join(t.__name__ for t in rule.kinds)}")
+    if rule.choices is not None:
+        require(value in rule.choices, path, f"fitted attribute {name} is {value!r}, expected one of {rule.choices}")
+    elif not exact_bool and not isinstance(value, str):
+        _check_numbers(path, name, rule, value)
+
+
+def _check_array(path, name, rule, arr, sizes):
+    expected = tuple(sizes.get(dim, dim) for dim in rule.shape)
+    require(arr.shape == expected, path, f"fitted array {name} has shape {arr.shape}, expected {expected}")
+    require(arr.dtype.kind in rule.kinds, path, f"fitted array {name} has dtype {arr.dtype}")
+    if arr.dtype.kind in "biuf":
+        _check_numbers(path, name, rule, arr)
+
+
+def check_fitted(path, fitted):
+    """Check the fitted values of a model file against :data:`SCHEMA` (names, types, shapes, ranges)."""
+    unknown = sorted(set(fitted) - set(SCHEMA))
+    require(not unknown, path, f"unknown fitted attribute(s) {unknown}")
+    for name, rule in SCHEMA.items():
+        require(name in fitted or not rule.required, path, f"missing fitted attribute {name}")
+    for name, value in fitted.items():
+        require((SCHEMA[name].shape is None) != isinstance(value, np.ndarray), path,
+                f"fitted attribute {name} is stored as {'an array' if isinstance(value, np.ndarray) else 'a scalar'}")
+    for name, rule in SCHEMA.items():
+        if name in fitted and rule.shape is None:
+            _check_scalar(path, name, rule, fitted[name])
+    sizes = {"m": fitted["n_features_in_"], "d": fitted["latent_dim_"]}
+    if "instance_factors_" in fitted:
+        sizes["n"] = fitted["instance_factors_"].shape[-1]
+    elif "transductive_proba_" in fitted:
+        sizes["n"] = fitted["transductive_proba_"].shape[0]
+    if "score_quantiles_" in fitted:
+        sizes["q"] = max(2, fitted["score_quantiles_"].shape[0])
+    for name, rule in SCHEMA.items():
+        if name in fitted and rule.shape is not None:
+            _check_array(path, name, rule, fitted[name], sizes)
+    require(np.unique(fitted["classes_"]).size == 2, path, f"fitted classes_ {fitted['classes_']} are not two classes")
+    if "score_quantiles_" in fitted:
+        require(bool((np.diff(fitted["score_quantiles_"], axis=0) >= 0).all()), path,
+                "fitted array score_quantiles_ is not non-decreasing down each column")
 
 
 @dataclass
@@ -88,38 +179,10 @@ def write_model(path, content, *, overwrite=False):
     write_archive(path, MODEL_FORMAT, metadata, arrays, overwrite)
 
 
-def _check_fitted_arrays(path, attributes, arrays):
-    """Shapes and dtypes of the fitted arrays against m, d and n."""
-    for name in REQUIRED_SCALARS:
-        require(name in attributes, path, f"missing fitted attribute {name}")
-    sizes = {"m": attributes["n_features_in_"], "d": attributes["latent_dim_"], 2: 2}
-    if "instance_factors_" in arrays:
-        sizes["n"] = arrays["instance_factors_"].shape[-1]
-    if "score_quantiles_" in arrays:
-        sizes["q"] = max(2, arrays["score_quantiles_"].shape[0])
-    for name, dims in {**REQUIRED_ARRAYS, **OPTIONAL_ARRAYS}.items():
-        if name not in arrays:
-            require(name not in REQUIRED_ARRAYS, path, f"missing fitted array {name}")
-            continue
-        arr = arrays[name]
-        expected = tuple(sizes.get(dim) for dim in dims)
-        require(arr.shape == expected, path, f"fitted array {name} has shape {arr.shape}, expected {expected}")
-        kinds = ARRAY_KINDS.get(name, "fi")
-        require(arr.dtype.kind in kinds, path, f"fitted array {name} has dtype {arr.dtype}, expected "
-                                               f"{'labels' if name in ARRAY_KINDS else 'numbers'}")
-    if "score_quantiles_" in arrays:
-        quantiles = arrays["score_quantiles_"]
-        require(bool(np.isfinite(quantiles).all() and (np.diff(quantiles, axis=0) >= 0).all()), path,
-                "fitted array score_quantiles_ is not finite and non-decreasing down each column")
-    if "feature_names_in_" in arrays:
-        names = arrays["feature_names_in_"]
-        require(names.dtype.kind == "U" and names.shape == (sizes["m"],), path,
-                f"fitted array feature_names_in_ has dtype {names.dtype} and shape {names.shape}, expected "
-                f"{sizes['m']} names")
-
-
-def read_model(path, known_params):
+def read_model(path, known_params, required_history=()):
     """The :class:`ModelContent` of a model file, checked; ``known_params``: the estimator's parameter names.
+
+    ``required_history``: the history entries a model must have.
 
     Raises
     ------
@@ -129,16 +192,22 @@ def read_model(path, known_params):
     """
     metadata, arrays = read_archive(path, MODEL_FORMAT)
     params = restore_params(path, metadata, arrays, known_params)
-    history = restore_history(path, metadata.get("history"), arrays)
-    fitted = {}
-    for name in metadata.get("arrays", []):
+    history = restore_history(path, metadata.get("history"), arrays, required_history)
+    attributes, names = metadata.get("attributes"), metadata.get("arrays")
+    require(isinstance(attributes, dict) and isinstance(names, list), path, "its metadata lacks the fitted values")
+    fitted = dict(attributes)
+    for name in names:
         member = f"attr/{name}"
-        require(member in arrays, path, f"missing member {member!r}")
+        require(isinstance(name, str) and member in arrays and name not in fitted, path,
+                f"missing member {member!r}")
         fitted[name] = arrays.pop(member)
     require(not arrays, path, f"unexpected member(s) {sorted(arrays)}")
-    attributes = metadata.get("attributes", {})
-    _check_fitted_arrays(path, attributes, fitted)
-    return ModelContent(metadata.get("estimator"), params, {**attributes, **fitted}, history)
+    check_fitted(path, fitted)
+    if history is not None and "n_iter_" in fitted:
+        lengths = {len(values) for values in history.values()}
+        require(lengths <= {fitted["n_iter_"]}, path,
+                f"its history has {sorted(lengths)} entries for n_iter_={fitted['n_iter_']}")
+    return ModelContent(metadata.get("estimator"), params, fitted, history)
 
 
-__all__ = ["MODEL_FORMAT", "ModelContent", "ModelFileError", "read_model", "write_model"]
+__all__ = ["MODEL_FORMAT", "SCHEMA", "ModelContent", "ModelFileError", "read_model", "write_model"]

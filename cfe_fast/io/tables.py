@@ -6,28 +6,39 @@ Input formats (by suffix):
     One matrix (n_instances, n_classifiers); no labels.
 ``.npz``
     Member ``P`` (or the only member) is the matrix; optional members named by
-    ``label_col`` (0/1, NaN or -1 = unlabeled) and ``id_col``.
+    ``label_col`` (0/1, NaN or -1 = unlabeled) and ``id_col``. Members are
+    checked from their headers before they are decompressed (:mod:`.npz`).
 ``.csv``
     A header row, one column per classifier; optional label column (empty,
-    NaN or -1 = unlabeled) and id column (kept as text).
+    NaN or -1 = unlabeled) and id column (kept as text). Read by pyarrow,
+    column by column and typed; a UTF-8 byte-order mark is dropped.
 ``.parquet``
-    Same columns as CSV (needs pyarrow); nulls in the label column are unlabeled.
+    Same columns as CSV; nulls in the label column are unlabeled.
 
-Every file is read without unpickling anything; a malformed file raises
-``ValueError`` naming the file (and the column or line).
+A label or id column named by the caller must be there; without a name,
+``label`` and ``id`` are used when present, and a classifier column whose
+name looks like a label (:data:`LABEL_LIKE`) draws a warning. Every
+probability must be a number in [0, 1]: an empty, non-numeric or
+out-of-range cell is an error naming the file, the column and the data row.
+Nothing is unpickled.
 """
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from .atomic import atomic_write
+from .npz import NpzReader
 from .._validation import check_labels
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+DEFAULT_LABEL, DEFAULT_ID = "label", "id"
+#: column names (any case) that suggest a label when they are read as a classifier
+LABEL_LIKE = ("label", "labels", "target", "y", "class", "truth", "outcome")
 
 
 class Table(NamedTuple):
@@ -52,112 +63,211 @@ def _suffix(path):
     return suffix
 
 
-def _pyarrow_parquet():
+def _pyarrow():
     try:
-        import pyarrow.parquet as pq
+        import pyarrow
     except ImportError:
-        raise ImportError("Parquet files need pyarrow: pip install 'cfe_fast[parquet]'") from None
-    return pq
+        raise ImportError("CSV and Parquet files need pyarrow: pip install pyarrow") from None
+    return pyarrow
 
 
-def _float_column(values, path, column):
-    """A float64 column from text or numbers; empty/NaN text is NaN."""
-    out = np.empty(len(values))
-    for row, value in enumerate(values):
-        text = value.strip() if isinstance(value, str) else value
-        try:
-            out[row] = np.nan if text in ("", None) else float(text)
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: column {column!r}, data row {row + 1}: {value!r} is not a number") from None
-    return out
+# ------------------------------------------------------------ the columns
+def _pick(path, names, wanted, default, what):
+    """The column or member to use as label / id: ``wanted`` must exist; the default is used when present."""
+    if wanted is None:
+        return default if default in names else None
+    if wanted not in names:
+        raise ValueError(f"{path}: no {what} column {wanted!r}; the columns are {list(names)[:20]}")
+    return wanted
 
 
-def _assemble(path, columns, label_col, id_col):
-    """Table from {name: values} in file order."""
-    labels = ids = id_name = None
-    if label_col in columns:
-        values = _float_column(columns.pop(label_col), path, label_col)
-        labels = check_labels(values, values.size, f"{path}: {label_col}")
-    if id_col in columns:
-        ids, id_name = np.asarray(columns.pop(id_col)), id_col
+def _warn_label_like(path, columns, labels_found):
+    suspicious = [name for name in columns if str(name).strip().lower() in LABEL_LIKE]
+    if suspicious:
+        warnings.warn(f"{path}: column(s) {suspicious} look like a label but are read as classifiers; "
+                      "name the label column (--label-col) if one of them is it", UserWarning, stacklevel=4)
+    elif not labels_found:
+        binary = [name for name, values in columns.items() if values.size and np.isin(values, (0.0, 1.0)).all()]
+        if binary:
+            warnings.warn(f"{path}: no label column, and classifier column(s) {binary[:5]} hold only 0 and 1; "
+                          "name the label column (--label-col) if one of them is it", UserWarning, stacklevel=4)
+
+
+def _bad_cell(path, name, rows, values, why):
+    row = int(rows[0])
+    return ValueError(f"{path}: column {name!r}, data row {row + 1}: {values[row]!r} {why}")
+
+
+def _check_probabilities(path, name, values):
+    """``values`` of classifier column ``name``: every entry a probability, or an error naming the row."""
+    bad = np.flatnonzero(~((values >= 0) & (values <= 1)))  # NaN too
+    if bad.size:
+        why = "is empty or missing (only the label column may be)" if np.isnan(values[bad[0]]) else (
+            "is not a probability in [0, 1]")
+        raise _bad_cell(path, name, bad, values.tolist(), why)
+    return values
+
+
+def _numbers(path, name, column):
+    """A pyarrow column as float64 (nulls are NaN), or an error naming the first cell that is not a number."""
+    pa = _pyarrow()
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) \
+            or pa.types.is_null(kind) or pa.types.is_decimal(kind):
+        return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    cells = column.to_pylist()
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values = np.empty(len(cells))
+        for row, cell in enumerate(cells):
+            try:
+                values[row] = np.nan if cell is None or not cell.strip() else float(cell)
+            except ValueError:
+                raise _bad_cell(path, name, [row], cells, "is not a number") from None
+        return values
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        row = next(row for row, cell in enumerate(cells) if cell is not None)
+        raise _bad_cell(path, name, [row], cells, "is not UTF-8 text")
+    raise ValueError(f"{path}: column {name!r} holds {kind} values, not numbers")
+
+
+def _labels(path, name, read, n, ignore_bad):
+    """Checked labels from ``read()``, or None with a warning when ``ignore_bad`` and they are not labels."""
+    try:
+        return check_labels(read(), n, f"{path}: label column {name!r}")
+    except (TypeError, ValueError) as error:
+        if not ignore_bad:
+            raise
+        warnings.warn(f"{error}; the label column is ignored", UserWarning, stacklevel=4)
+        return None
+
+
+def _from_arrow(path, table, label_col, id_col, ignore_bad_labels):
+    """Table from a pyarrow table (CSV or Parquet)."""
+    names = table.column_names
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: duplicate column name(s) {duplicates}")
+    label = _pick(path, names, label_col, DEFAULT_LABEL, "label")
+    ident = _pick(path, names, id_col, DEFAULT_ID, "id")
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no data rows (only the header)")
+    labels = None if label is None else _labels(
+        path, label, lambda: _numbers(path, label, table.column(label)), table.num_rows, ignore_bad_labels)
+    ids = None if ident is None else np.asarray(table.column(ident).to_numpy(zero_copy_only=False))
+    columns = {name: _check_probabilities(path, name, _numbers(path, name, table.column(name)))
+               for name in names if name not in (label, ident)}
     if not columns:
         raise ValueError(f"{path}: no classifier column (only the label/id columns)")
-    P = np.column_stack([_float_column(values, path, name) for name, values in columns.items()])
-    return Table(P, list(columns), labels, ids, id_name)
+    _warn_label_like(path, columns, label is not None)
+    return Table(np.column_stack(list(columns.values())), list(columns), labels, ids, ident)
 
 
-def _read_csv(path, label_col, id_col):
-    with open(path, newline="", encoding="utf-8") as file:
-        rows = list(csv.reader(file))
-    if not rows:
-        raise ValueError(f"{path}: empty CSV file (a header row is required)")
-    header, body = rows[0], rows[1:]
-    if len(set(header)) != len(header):
-        raise ValueError(f"{path}: duplicate column names in the header {header}")
-    for line, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
-    return _assemble(path, {name: [row[j] for row in body] for j, name in enumerate(header)}, label_col, id_col)
+def _read_csv(path, label_col, id_col, ignore_bad_labels):
+    pa = _pyarrow()
+    from pyarrow import csv as arrow_csv
+
+    with open(path, "rb") as file:
+        header = file.readline()
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: the header is not UTF-8 text ({error})") from None
+    text_columns = {id_col or DEFAULT_ID: pa.string()}  # ids stay text ("007" is not 7)
+
+    def read(threads):
+        return arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=threads),
+                                  convert_options=arrow_csv.ConvertOptions(column_types=text_columns))
+
+    try:
+        try:
+            table = read(True)
+        except pa.ArrowInvalid:
+            table = read(False)  # reads again on one thread, whose errors name the row
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{path}: not a readable CSV file ({error})") from None
+    return _from_arrow(path, table, label_col, id_col, ignore_bad_labels)
 
 
-def _read_parquet(path, label_col, id_col):
-    pq = _pyarrow_parquet()
+def _read_parquet(path, label_col, id_col, ignore_bad_labels):
+    pa = _pyarrow()
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
-    except Exception as error:  # pyarrow raises its own ArrowInvalid / OSError variants
+    except (pa.ArrowException, OSError) as error:
         raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
-    columns = {}
-    for name in table.column_names:
-        values = table.column(name).to_pylist()
-        columns[name] = values if name == id_col else [np.nan if v is None else v for v in values]
-    return _assemble(path, columns, label_col, id_col)
+    return _from_arrow(path, table, label_col, id_col, ignore_bad_labels)
 
 
-def _read_numpy(path, suffix, label_col, id_col):
+def _matrix(path, P, what):
+    """P as a checked float64 matrix; an entry that is not a probability is named by row and column."""
+    if P.ndim != 2 or P.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: {what} must be a 2-D numeric matrix (instances x classifiers), "
+                         f"got shape {P.shape} and dtype {P.dtype}")
+    P = P.astype(np.float64, copy=False)
+    bad = np.argwhere(~((P >= 0) & (P <= 1)))  # NaN too
+    if bad.size:
+        row, column = bad[0]
+        raise ValueError(f"{path}: {what}, row {row + 1}, column {column + 1} (classifier_{column}): "
+                         f"{float(P[row, column])!r} is not a probability in [0, 1]")
+    return P
+
+
+def _read_npy(path):
     try:
-        data = np.load(path, allow_pickle=False)
+        P = np.load(path, allow_pickle=False)
     except ValueError as error:
         raise ValueError(f"{path}: cannot be read without unpickling ({error})") from None
-    except Exception as error:  # truncated or corrupt archives raise zipfile/EOF errors
-        raise ValueError(f"{path}: not a readable {suffix} file ({error})") from None
-    if suffix == ".npy":
-        return Table(data, [f"classifier_{j}" for j in range(np.shape(data)[-1])], None, None, None)
-    with data:
-        try:
-            members = {key: data[key] for key in data.files}
-        except ValueError as error:
-            raise ValueError(f"{path}: cannot be read without unpickling ({error})") from None
-    key = "P" if "P" in members else None
-    others = [k for k in members if k not in (label_col, id_col)]
-    if key is None and len(others) == 1:
-        key = others[0]
-    if key is None:
-        raise ValueError(f"{path}: expected a member 'P' (the probability matrix); found {sorted(members)}")
-    P = members[key]
-    labels = members.get(label_col)
-    if labels is not None:
-        labels = check_labels(labels, np.shape(P)[0], f"{path}: {label_col}")
-    ids = members.get(id_col)
-    columns = [f"classifier_{j}" for j in range(np.shape(P)[-1])] if np.ndim(P) == 2 else []
-    return Table(P, columns, labels, ids, id_col if ids is not None else None)
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npy file ({error})") from None
+    P = _matrix(path, np.asarray(P), "the matrix")
+    return Table(P, [f"classifier_{j}" for j in range(P.shape[1])], None, None, None)
 
 
-def read_table(path, label_col="label", id_col="id"):
+def _read_npz(path, label_col, id_col, ignore_bad_labels):
+    with NpzReader(path) as reader:
+        names = reader.names
+        label = _pick(path, names, label_col, DEFAULT_LABEL, "label")
+        ident = _pick(path, names, id_col, DEFAULT_ID, "id")
+        others = [name for name in names if name not in (label, ident)]
+        key = "P" if "P" in names else others[0] if len(others) == 1 else None
+        if key is None:
+            raise ValueError(f"{path}: expected a member 'P' (the probability matrix); found {sorted(names)}")
+        P = _matrix(path, reader.read(key), f"member {key!r}")
+        labels = None if label is None else _labels(path, label, lambda: reader.read(label), len(P), ignore_bad_labels)
+        ids = None if ident is None else reader.read(ident)
+    if ids is not None and ids.ndim != 1:
+        raise ValueError(f"{path}: id member {ident!r} must be 1-D, got shape {ids.shape}")
+    return Table(P, [f"classifier_{j}" for j in range(P.shape[1])], labels, ids, ident)
+
+
+def read_table(path, label_col=None, id_col=None, *, ignore_bad_labels=False):
     """Read a probability table (see the module docstring for the formats).
 
-    The probabilities are not range-checked here: the estimator does that and
-    names the argument.
+    Parameters
+    ----------
+    path : str or Path
+    label_col, id_col : str or None
+        The label and id column (or ``.npz`` member); a name given must be
+        there. None: ``"label"`` and ``"id"`` where present.
+    ignore_bad_labels : bool, default=False
+        A label column that does not hold labels is ignored with a warning
+        instead of being an error (prediction, which does not need labels).
     """
     path = Path(path)
     suffix = _suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if suffix == ".csv":
-        table = _read_csv(path, label_col, id_col)
+        table = _read_csv(path, label_col, id_col, ignore_bad_labels)
     elif suffix == ".parquet":
-        table = _read_parquet(path, label_col, id_col)
+        table = _read_parquet(path, label_col, id_col, ignore_bad_labels)
+    elif suffix == ".npz":
+        table = _read_npz(path, label_col, id_col, ignore_bad_labels)
     else:
-        table = _read_numpy(path, suffix, label_col, id_col)
+        if label_col is not None or id_col is not None:
+            raise ValueError(f"{path}: a .npy file holds the matrix only; it has no label or id column")
+        table = _read_npy(path)
     if table.ids is not None and len(table.ids) != len(table.P):
         raise ValueError(f"{path}: {len(table.ids)} ids for {len(table.P)} instances")
     return table
@@ -182,8 +292,8 @@ def write_predictions(path, proba, ids=None, id_name=None, *, overwrite=False):
     columns["probability"] = np.asarray(proba, dtype=np.float64)
     columns["prediction"] = (columns["probability"] >= 0.5).astype(np.int64)
     if suffix == ".parquet":
-        pq = _pyarrow_parquet()
-        import pyarrow as pa
+        pa = _pyarrow()
+        import pyarrow.parquet as pq
 
         table = pa.table(columns)
         write = lambda file: pq.write_table(table, file)  # noqa: E731

@@ -9,13 +9,18 @@ from scipy.special import expit
 
 from .. import diagnostics
 from .._float64 import matvec64
-from ..errors import CollapseWarning
+from ..errors import CollapseWarning, SingularSystemError
 from .aggregator import cross_validate, fit_scale
 from .aggregator import fit as fit_aggregator
 from .state import FitState
 
 #: the per-iteration losses and counts, in ``history_`` order, before the collapse monitors
 LOSSES = ("loss", "reconstruction", "supervised", "aggregator_steps", "time")
+#: the fit has diverged once the objective exceeds this multiple of its first value (or of 1, if larger):
+#: its terms are a mean squared error of probabilities and a cross-entropy, of order 1 in a sane fit
+DIVERGENCE_FACTOR = 1e6
+DIVERGENCE_REMEDY = ("lower learning_rate or set clip_norm (trainer='joint'), lower aggregator_lr "
+                     "(aggregator_solver='gd' or 'adam'), or raise lam")
 
 
 @dataclass
@@ -114,16 +119,21 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
     iteration = progress.iteration
     for iteration in range(progress.iteration + 1, options.max_iter + 1):
         frozen = options.weighted and iteration <= options.freeze_aggregator_iters
-        steps = trainer.step(problem, state, fit_aggregator=options.weighted and not frozen)
+        try:
+            steps = trainer.step(problem, state, fit_aggregator=options.weighted and not frozen)
+        except np.linalg.LinAlgError as error:
+            if isinstance(error, SingularSystemError):
+                raise
+            raise FloatingPointError(f"the fit diverged at iteration {iteration} ({error}): "
+                                     f"{DIVERGENCE_REMEDY}") from error
         loss, rec, sup = problem.objective(state)
+        _check_divergence(loss, history.records["loss"][0] if history.records["loss"] else None, iteration)
         history.append(dict(zip(LOSSES, (loss, rec, sup, steps, time.perf_counter() - start))))
         history.append(monitor_values(problem, state, options.weighted, spread_of_R))
         if options.verbose:
             print(f"iter {iteration:4d}  loss {loss:.6e}  rec {rec:.6e}  sup {sup:.6e}")
         if callback is not None:
             callback(iteration, history.records)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"the objective became {loss} at iteration {iteration}")
         if options.weighted and not frozen and options.reinit_collapsed_aggregator and weights_collapsed(state.w):
             warnings.warn(
                 f"the aggregator collapsed at iteration {iteration} (||w|| = {np.linalg.norm(state.w):.3g}, "
@@ -152,6 +162,15 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
         held_out = _held_out_check(problem, validation)
     penalty = problem.settings.penalty
     return FitResult(state, history.records, iteration, converged, (penalty.center, penalty.prior), held_out)
+
+
+def _check_divergence(loss, first_loss, iteration):
+    """Raise FloatingPointError, naming the remedy, when the objective is not finite or has exploded
+    (``first_loss``: that of the first iteration, None at the first)."""
+    if not np.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss or 0.0, 1.0):
+        raise FloatingPointError(
+            f"the fit diverged: the objective is {loss:.3g} at iteration {iteration}; {DIVERGENCE_REMEDY}"
+        )
 
 
 #: bootstrap resamples of the held-out comparison with the mean of R

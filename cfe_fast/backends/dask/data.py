@@ -34,8 +34,9 @@ def as_instance_chunks(A, name, client, dtype=None, chunks=None):
     """``A`` (n, m) as a float dask array chunked along axis 0 only, lazily.
 
     A NumPy array (or anything ``np.asarray`` accepts) is split into chunks of
-    ``chunks`` rows (default: about ``config.DASK_CHUNK_BYTES`` each) and scattered to the
-    cluster once; a dask array keeps its row chunks and stays lazy.
+    ``chunks`` rows (default: about ``config.DASK_CHUNK_BYTES`` each) and sent to the
+    cluster once, as tasks (see :func:`on_cluster`); a dask array keeps its row
+    chunks and stays lazy.
     """
     if not isinstance(A, da.Array):
         A = np.asarray(A)
@@ -49,13 +50,28 @@ def as_instance_chunks(A, name, client, dtype=None, chunks=None):
     if isinstance(A, da.Array):
         return A.astype(dtype).rechunk({1: -1})
     rows = chunks or max(1, config.DASK_CHUNK_BYTES // (A.shape[1] * np.dtype(dtype).itemsize))
-    return scattered(client, [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)])
+    return on_cluster(client, [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)])
 
 
-def scattered(client, blocks):
-    """The concatenation of ``blocks`` as a dask array, each block sent to the cluster once."""
-    futures = client.scatter(blocks, hash=False)
-    return da.concatenate([da.from_delayed(f, shape=b.shape, dtype=b.dtype) for f, b in zip(futures, blocks)])
+def on_cluster(client, blocks):
+    """The concatenation of ``blocks`` as a dask array held on the cluster, each block sent once.
+
+    Each block is a task whose value is the block (not scattered data): the
+    scheduler keeps the task, so a block lost with a worker is recomputed, as
+    is everything computed from it, and a fit survives the loss of a worker.
+    """
+    parts = [da.from_delayed(as_task(block), shape=block.shape, dtype=block.dtype) for block in blocks]
+    return client.persist(da.concatenate(parts))
+
+
+def as_task(value):
+    """``value`` as a dask task that returns it: unlike scattered data (or a bare literal, which dask
+    also ships as data), a task's result lost with a worker is recomputed by the scheduler."""
+    return dask.delayed(_value, pure=True)(value)
+
+
+def _value(value):
+    return value
 
 
 def from_npy(path, chunk_rows):

@@ -7,7 +7,10 @@ only (one chunk spans every classifier). They may live in worker memory
 (persisted) or be lazy, e.g. read from a Zarr store or a ``.npy`` memmap: a
 sweep then streams them from disk one chunk per task, so R and C never have
 to fit in the cluster's memory. A confidence *strategy* is evaluated inside
-the chunk task from the chunk of R (C is never materialised).
+the chunk task from the chunk of R (C is never materialised). Everything
+enters the cluster as tasks, never as scattered data (NumPy input, labels,
+each iteration's X): the scheduler can recompute whatever a lost worker
+held, so a fit survives the loss of a worker with the same result.
 
 One sweep
 ---------
@@ -58,7 +61,7 @@ from ...errors import SingularSystemError
 from ..numba.classifier_step import classifier_sums, solve_classifier_sums
 from ..numba.instance_step import solve_instances
 from ..numba.losses import aggregator_sums_t, weighted_squared_residual_t
-from .data import scattered
+from .data import as_task, on_cluster
 
 
 @contextmanager
@@ -171,7 +174,7 @@ class DaskEngine:
         self._rows = P.chunks[0]
         self._offsets = np.concatenate([[0], np.cumsum(self._rows)])
         spans = list(zip(self._offsets[:-1], self._offsets[1:]))
-        labels_shared = scattered(client, [labels[s:e] for s, e in spans])
+        labels_shared = on_cluster(client, [labels[s:e] for s, e in spans])
         # held here: graphs derived from arrays backed by futures do not keep the futures alive
         self.P = P
         self._sources = (labels_shared, confidence)
@@ -189,7 +192,7 @@ class DaskEngine:
             s, e = spans[k]
             y = labels[s:e][labeled[s:e]]
             w = omega[starts[s]:starts[e]]
-            self._aggregator_data.append(tuple(client.scatter([y, w], hash=False)))
+            self._aggregator_data.append(tuple(client.persist([as_task(y), as_task(w)])))
         self._omega_total = float(np.sum(omega))
         self.X = None
         self._Yt = None
@@ -226,7 +229,7 @@ class DaskEngine:
     def instance_step(self, X):
         """The fused pass with classifier factors X; blocks until it is done."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        X_shared = self.client.scatter(X, broadcast=True, hash=False)
+        X_shared = as_task(X)  # like the data: recomputed if its worker is lost
         Yt, YtL, sums = [], [], []
         for k in range(len(self._rows)):
             chunk_Yt, chunk_YtL, partial = dask.delayed(_sweep_chunk, nout=3)(
