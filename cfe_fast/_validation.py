@@ -190,9 +190,9 @@ def check_labels(labels, n, name="y"):
 AUTO_UNLABELED = "auto"
 
 
-def _label_values(y):
-    """y as a NumPy array; pandas' missing values (NA, NaN, NaT) become None."""
-    arr = np.asarray(y)
+def _label_values(y, name):
+    """y as a NumPy array (a ragged list refused by name); pandas' missing values (NA, NaN, NaT) become None."""
+    arr = as_array(y, name)
     if arr.dtype == object and hasattr(y, "to_numpy"):  # a pandas Series of a nullable or categorical dtype
         arr = y.to_numpy(dtype=object, na_value=None)
     return arr
@@ -228,7 +228,7 @@ def unlabeled_mask(y, unlabeled=AUTO_UNLABELED, name="y"):
     """
     if y is None:
         raise ValueError(f"this estimator requires y to be passed, but the target {name} is None")
-    arr = _label_values(y)
+    arr = _label_values(y, name)
     if arr.dtype.kind not in "biufUSO":
         raise TypeError(f"Unknown label type: {name} must hold class labels (numbers, strings or booleans), "
                         f"got dtype {arr.dtype}")
