@@ -354,7 +354,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         d = int(self.latent_dim)
         if d > n_classifiers:
             raise ValueError(
-                f"latent_dim={d} > n_classifiers={n_classifiers}: at latent_dim = n_classifiers the factorisation "
+                f"latent_dim={d} > n_classifiers={n_classifiers} (X has {n_classifiers} feature(s), one per "
+                "classifier): at latent_dim = n_classifiers the factorisation "
                 "already reproduces R exactly and each dimension more only adds cost; use latent_dim <= "
                 f"{n_classifiers} (below it for a factorisation that does something)"
             )

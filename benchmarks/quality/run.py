@@ -346,25 +346,30 @@ def plot_reliability(rows, fractions, methods, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(fractions), figsize=(4.4 * len(fractions), 4.4), squeeze=False)
+    rows_of_legend = (len(methods) + 1 + 3) // 4
+    height = 4.4 + 0.22 * rows_of_legend
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.4 * len(fractions), height), squeeze=False)
+    colours = plt.get_cmap("tab20").colors
     for ax, fraction in zip(axes.flat, fractions):
         ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1, label="perfectly calibrated")
-        for meth in methods:
+        for i, meth in enumerate(methods):
             sums = sum(np.array(json.loads(r["reliability"])) / (r["n"] - r["n_labeled"])
                        for r in rows if r["method"] == meth and r["fraction"] == fraction)
             filled = sums[0] > 0
             ax.plot(sums[1][filled] / sums[0][filled], sums[2][filled] / sums[0][filled], marker="o",
-                    markersize=3, linewidth=1.2, label=meth)
+                    markersize=3, linewidth=1.2, color=colours[i % len(colours)],
+                    linestyle="-" if meth.startswith("cfe") else "--", label=meth)
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.02)
         ax.set_aspect("equal")
         ax.set_title(f"labeled fraction {fraction:g}", fontsize=10)
         ax.set_xlabel("mean predicted probability (bin)", fontsize=8)
         ax.set_ylabel("positive rate (bin)", fontsize=8)
         ax.tick_params(labelsize=8)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
-    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(labels) // 4), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.45 / height, bottom=(0.75 + 0.22 * rows_of_legend) / height,
+                        wspace=0.25)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

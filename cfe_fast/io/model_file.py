@@ -140,7 +140,7 @@ def check_fitted(path, fitted):
     require(np.unique(fitted["classes_"]).size == 2, path, f"fitted classes_ {fitted['classes_']} are not two classes")
     if "score_quantiles_" in fitted:
         require(bool((np.diff(fitted["score_quantiles_"], axis=0) >= 0).all()), path,
-                "fitted array score_quantiles_ is not non-decreasing down each column")
+                "fitted array score_quantiles_ is not finite and non-decreasing down each column")
 
 
 @dataclass
