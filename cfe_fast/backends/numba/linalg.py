@@ -23,7 +23,8 @@ def scaled_product(out, a, g, b):
 @jit
 def add_ridge(G, k, lam):
     for j in range(k):
-        G[tri(j) + j, :] += lam
+        diagonal = G[tri(j) + j]  # through a view: see common.assign
+        diagonal += lam
 
 
 @jit(inline="always", fastmath={"contract"})
