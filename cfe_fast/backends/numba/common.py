@@ -71,7 +71,7 @@ def _assign_overload(out, a):
     return assign_2d
 
 
-@jit(inline="always")
+@jit
 def tri(i):
     """Offset of row i in a packed lower triangle (row-major)."""
     return i * (i + 1) // 2
@@ -94,7 +94,7 @@ def ordered_sum(parts):
     return total
 
 
-@jit(inline="always")
+@jit
 def block_range(b, n_blocks, n_chunks):
     """Chunks [c0, c1) of reduction block b: n_chunks split into n_blocks contiguous runs."""
     return b * n_chunks // n_blocks, (b + 1) * n_chunks // n_blocks

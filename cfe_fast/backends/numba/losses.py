@@ -70,7 +70,7 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
     return sse, ordered_sum(gX_p)
 
 
-@jit(inline="always")
+@jit
 def _sample_terms(z, y, gamma, exact_focal):
     """Per-instance loss, dloss/dz and curvature (see :func:`cfe_fast.core.losses.sample_loss_terms`).
 
