@@ -7,6 +7,7 @@ written atomically and an existing file is only replaced with ``--force``.
 
 import argparse
 import inspect
+import logging
 import re
 import sys
 import time
@@ -211,13 +212,19 @@ class _Progress:
     def __init__(self, total, quiet):
         from tqdm.auto import tqdm
 
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         self.bar = tqdm(total=total, desc="fit", unit="iter", disable=quiet, file=sys.stderr, leave=False)
+        # the package's log lines (the first run's "compiling kernels") go above the bar, not into it
+        self.redirect = logging_redirect_tqdm([logging.getLogger("cfe_fast")])
+        self.redirect.__enter__()
 
     def __call__(self, iteration, history):
         self.bar.update(iteration - self.bar.n)
         self.bar.set_postfix(loss=f"{history['loss'][-1]:.6g}", refresh=False)
 
     def close(self):
+        self.redirect.__exit__(None, None, None)
         self.bar.close()
 
 
@@ -344,6 +351,15 @@ def _demo(args):
     return 0
 
 
+def _warmup(args):
+    from .warmup import warm_up
+
+    with _threads(args.threads):
+        seconds = warm_up(report=None if args.quiet else lambda line: _say(args, f"warmup: {line}"))
+    _say(args, f"warmup: every kernel compiled and cached in {seconds:.1f} s")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def _common_options():
     common = argparse.ArgumentParser(add_help=False)
@@ -383,6 +399,17 @@ def _add_demo(commands, common):
     demo.add_argument("--seed", type=int, default=0,
                       help="random seed of the example data and of the fit (default %(default)s)")
     demo.set_defaults(run=_demo)
+
+
+def _add_warmup(commands, common):
+    warmup = commands.add_parser(
+        "warmup", parents=[common], help="compile every kernel ahead, for batch jobs and container images",
+        description="Compile every Numba kernel (float32 and float64, every trainer and solver) into Numba's "
+        "cache on disk (NUMBA_CACHE_DIR, else next to the package), so that no later fit waits for a compile. "
+        "Run it once where the package is installed, e.g. when a container image is built.",
+    )
+    warmup.add_argument("--threads", type=int, metavar="N", help="threads for Numba and BLAS (default: all cores)")
+    warmup.set_defaults(run=_warmup)
 
 
 def build_parser():
@@ -436,6 +463,7 @@ def build_parser():
     diagnose.set_defaults(run=_diagnose)
 
     _add_demo(commands, common)
+    _add_warmup(commands, common)
     return parser
 
 
