@@ -306,7 +306,25 @@ def _predict(args):
         proba = model.predict_proba(P)[:, 1]
     write_predictions(args.output, proba, table.ids, table.id_name, overwrite=args.force)
     _say(args, f"predict: {proba.size} instances; wrote {args.output}")
+    if table.labels is not None:
+        print(_label_scores(table.labels, proba))
     return 0
+
+
+def _label_scores(labels, proba):
+    """One line: PR-AUC, ROC-AUC and Brier score of the predictions on the labeled rows (NaN = unlabeled)."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    labeled = ~np.isnan(labels)
+    y, p = labels[labeled].astype(int), proba[labeled]
+    if y.size == 0:
+        return "predict: the label column has no labeled row to score"
+    scores = f"Brier {brier_score_loss(y, p, pos_label=1):.4f}"
+    if np.unique(y).size == 2:
+        scores = f"PR-AUC {average_precision_score(y, p):.4f}, ROC-AUC {roc_auc_score(y, p):.4f}, " + scores
+    else:
+        scores += f" (PR-AUC and ROC-AUC need both classes; all {y.size} labels are {y[0]})"
+    return f"predict: on the {y.size} labeled instances: {scores}"
 
 
 def _diagnose(args):
@@ -445,7 +463,8 @@ def build_parser():
         "predict", parents=[common], help="predict new instances with a fitted model",
         description="Predict P(y=1) for the instances of INPUT with MODEL (written by 'cfe-fast fit'): each "
         "new instance is folded in with the classifier factors fixed. CSV/Parquet columns are matched to "
-        "the model's classifiers by name; a label column is ignored.",
+        "the model's classifiers by name. With a label column, the PR-AUC, ROC-AUC and Brier score of the "
+        "labeled rows are printed.",
     )
     predict.add_argument("model", metavar="MODEL", help="model file (model.npz of 'cfe-fast fit')")
     predict.add_argument("input", metavar="INPUT", help="probability table (.npy, .npz, .csv, .parquet)")
