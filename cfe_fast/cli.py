@@ -275,7 +275,7 @@ def _fit(args):
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
     write_predictions(predictions, model.transductive_proba_, table.ids, table.id_name, overwrite=args.force)
     model.save(model_path, overwrite=args.force)
-    write_report(model, out, labels, overwrite=args.force, picture=picture)
+    write_report(model, out, labels, P=table.P, overwrite=args.force, picture=picture)
     checkpoint.unlink(missing_ok=True)
     _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
                f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {predictions}, {model_path}, "
