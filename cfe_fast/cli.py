@@ -369,6 +369,18 @@ def _demo(args):
     return 0
 
 
+@contextmanager
+def _package_log(enabled):
+    """The ``cfe_fast`` logger (the first run's "compiling kernels") on, or off for --quiet."""
+    logger = logging.getLogger("cfe_fast")
+    before = logger.disabled
+    logger.disabled = not enabled
+    try:
+        yield
+    finally:
+        logger.disabled = before
+
+
 def _warmup(args):
     from .warmup import warm_up
 
@@ -490,7 +502,8 @@ def main(argv=None):
     """Entry point of the ``cfe-fast`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with _package_log(enabled=not args.quiet):
+            return args.run(args)
     except KeyboardInterrupt:
         print("cfe-fast: interrupted", file=sys.stderr)
         return 130

@@ -47,3 +47,21 @@ def test_warmup_compiles_every_kernel_a_fit_calls(tmp_path):
     # every configuration again, in a new process: everything comes from the cache
     after = run_python("from cfe_fast.warmup import warm_up; warm_up()", tmp_path)
     assert MESSAGE not in after.stderr
+
+
+def test_the_command_line_says_it_unless_quiet(monkeypatch, caplog, capsys):
+    import logging
+
+    from cfe_fast import warmup
+    from cfe_fast.cli import main
+
+    def compiling(report=None):  # what a first run does: the notice, then the work
+        logging.getLogger("cfe_fast").warning(MESSAGE)
+        return 0.0
+
+    monkeypatch.setattr(warmup, "warm_up", compiling)
+    with caplog.at_level(logging.WARNING, logger="cfe_fast"):
+        assert main(["warmup", "--quiet"]) == 0
+        assert MESSAGE not in caplog.text and capsys.readouterr().err == ""
+        assert main(["warmup"]) == 0
+        assert MESSAGE in caplog.text and "every kernel compiled" in capsys.readouterr().err
