@@ -175,7 +175,8 @@ def _comparison_panel(ax, comparison, n_instances):
     ax.set_ylim(-0.7, len(METHODS) - 0.4)
     ax.set_xlim(low, 1.02)  # room for a whole marker at 1
     ax.set_xlabel(f"mean ± sd over {comparison.folds} folds (ticks: the folds); chance: {chance:.2f}")
-    sample = "" if comparison.n_instances >= n_instances else f"\n(refits on a sample of {comparison.n_instances} instances)"
+    sample = ("" if comparison.n_instances >= n_instances
+              else f"\n(refits on a sample of {comparison.n_instances} instances)")
     ax.set_title(title + sample)
 
 
@@ -246,7 +247,8 @@ def report_figure(model, labels=None, comparison=None):
     )
     _comparison_panel(axes["comparison"], comparison, model.transductive_proba_.size)
     _reliability_panel(axes["reliability"], comparison)
-    _histogram_panel(axes["histogram"], model.transductive_proba_, None if labels is None else np.asarray(labels, float))
+    _histogram_panel(axes["histogram"], model.transductive_proba_,
+                     None if labels is None else np.asarray(labels, float))
     _loss_panel(axes["loss"], history)
     _weights_panel(axes["weights"], history, np.asarray(model.coef_), names)
     _rank_panel(axes["rank"], history)
@@ -282,7 +284,8 @@ def markdown_report(model, picture=None, comparison=None):
     if comparison is not None:
         lines += [f"## PR-AUC cross-validated on the labeled rows ({comparison.folds} folds, "
                   f"{comparison.n_instances} instances)", "", "| method | mean | sd over folds |", "|---|---|---|"]
-        lines += [f"| {method} | {row.mean():.4f} | {row.std():.4f} |" for method, row in zip(METHODS, comparison.scores)]
+        lines += [f"| {method} | {row.mean():.4f} | {row.std():.4f} |"
+                  for method, row in zip(METHODS, comparison.scores)]
         lines += [""]
     lines += ["## Collapse verdicts", "", "```text", verdicts_text(model), "```", ""]
     names = _classifier_names(model)

@@ -101,7 +101,8 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
         Z = S * as_float64(np.ascontiguousarray(Rt[s:e].T))
         add_ridge(M, m, lam)
         packed_cholesky_solve(M, Z, failed[s:e])
-        assign(Yt[s:e], np.dot((S * Z).T, X.T))  # instance-major GEMM output: a transposed write was slower than the solve
+        # instance-major GEMM output: a transposed write was slower than the solve
+        assign(Yt[s:e], np.dot((S * Z).T, X.T))
         if w.size:
             W = np.empty((m, e - s))
             for u in range(m):
