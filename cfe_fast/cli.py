@@ -8,6 +8,7 @@ and an existing file is only replaced with ``--force``.
 
 import argparse
 import inspect
+import logging
 import re
 import signal
 import sys
@@ -217,13 +218,19 @@ class _Progress:
     def __init__(self, total, quiet):
         from tqdm.auto import tqdm
 
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         self.bar = tqdm(total=total, desc="fit", unit="iter", disable=quiet, file=sys.stderr, leave=False)
+        # the package's log lines (the first run's "compiling kernels") go above the bar, not into it
+        self.redirect = logging_redirect_tqdm([logging.getLogger("cfe_fast")])
+        self.redirect.__enter__()
 
     def __call__(self, iteration, history):
         self.bar.update(iteration - self.bar.n)
         self.bar.set_postfix(loss=f"{history['loss'][-1]:.6g}", refresh=False)
 
     def close(self):
+        self.redirect.__exit__(None, None, None)
         self.bar.close()
 
 
@@ -303,7 +310,7 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
     write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name, overwrite=True)
     model.save(outputs.path("model.npz"), overwrite=True)
-    write_report(model, outputs.staging, labels, overwrite=True, picture=picture)
+    write_report(model, outputs.staging, labels, P=table.P, overwrite=True, picture=picture)
     written = outputs.commit()
     _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
                f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {', '.join(map(str, written))}")
@@ -328,11 +335,33 @@ def _predict(args):
     P = table.P if names is None or Path(args.input).suffix.lower() in (".npy", ".npz") else select_columns(
         table, list(names), args.input
     )
+    if names is not None:  # the columns in the fit's order, named as the model expects (arrays: by position)
+        import pandas as pd
+
+        P = pd.DataFrame(P, columns=list(names), copy=False)
     with _threads(args.threads):
         proba = model.predict_proba(P)[:, 1]
     write_predictions(args.output, proba, table.ids, table.id_name, overwrite=args.force)
     _say(args, f"predict: {proba.size} instances; wrote {args.output}")
+    if table.labels is not None:
+        print(_label_scores(table.labels, proba))
     return 0
+
+
+def _label_scores(labels, proba):
+    """One line: PR-AUC, ROC-AUC and Brier score of the predictions on the labeled rows (NaN = unlabeled)."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    labeled = ~np.isnan(labels)
+    y, p = labels[labeled].astype(int), proba[labeled]
+    if y.size == 0:
+        return "predict: the label column has no labeled row to score"
+    scores = f"Brier {brier_score_loss(y, p, pos_label=1):.4f}"
+    if np.unique(y).size == 2:
+        scores = f"PR-AUC {average_precision_score(y, p):.4f}, ROC-AUC {roc_auc_score(y, p):.4f}, " + scores
+    else:
+        scores += f" (PR-AUC and ROC-AUC need both classes; all {y.size} labels are {y[0]})"
+    return f"predict: on the {y.size} labeled instances: {scores}"
 
 
 def _diagnose(args):
@@ -382,6 +411,27 @@ def _demo(args):
     return 0
 
 
+@contextmanager
+def _package_log(enabled):
+    """The ``cfe_fast`` logger (the first run's "compiling kernels") on, or off for --quiet."""
+    logger = logging.getLogger("cfe_fast")
+    before = logger.disabled
+    logger.disabled = not enabled
+    try:
+        yield
+    finally:
+        logger.disabled = before
+
+
+def _warmup(args):
+    from .warmup import warm_up
+
+    with _threads(args.threads):
+        seconds = warm_up(report=None if args.quiet else lambda line: _say(args, f"warmup: {line}"))
+    _say(args, f"warmup: every kernel compiled and cached in {seconds:.1f} s")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def _common_options():
     common = argparse.ArgumentParser(add_help=False)
@@ -424,6 +474,17 @@ def _add_demo(commands, common):
     demo.set_defaults(run=_demo)
 
 
+def _add_warmup(commands, common):
+    warmup = commands.add_parser(
+        "warmup", parents=[common], help="compile every kernel ahead, for batch jobs and container images",
+        description="Compile every Numba kernel (float32 and float64, every trainer and solver) into Numba's "
+        "cache on disk (NUMBA_CACHE_DIR, else next to the package), so that no later fit waits for a compile. "
+        "Run it once where the package is installed, e.g. when a container image is built.",
+    )
+    warmup.add_argument("--threads", type=int, metavar="N", help="threads for Numba and BLAS (default: all cores)")
+    warmup.set_defaults(run=_warmup)
+
+
 def build_parser():
     """The argument parser of ``cfe-fast`` (subcommands with their own --help)."""
     parser = argparse.ArgumentParser(prog="cfe-fast", description="CF-Ensemble: combine many classifiers' probabilities.")
@@ -457,7 +518,8 @@ def build_parser():
         "predict", parents=[common], help="predict new instances with a fitted model",
         description="Predict P(y=1) for the instances of INPUT with MODEL (written by 'cfe-fast fit'): each "
         "new instance is folded in with the classifier factors fixed. CSV/Parquet columns are matched to "
-        "the model's classifiers by name; a label column is ignored.",
+        "the model's classifiers by name. With a label column, the PR-AUC, ROC-AUC and Brier score of the "
+        "labeled rows are printed.",
     )
     predict.add_argument("model", metavar="MODEL", help="model file (model.npz of 'cfe-fast fit')")
     predict.add_argument("input", metavar="INPUT", help="probability table (.npy, .npz, .csv, .parquet)")
@@ -475,6 +537,7 @@ def build_parser():
     diagnose.set_defaults(run=_diagnose)
 
     _add_demo(commands, common)
+    _add_warmup(commands, common)
     return parser
 
 
@@ -496,7 +559,8 @@ def main(argv=None):
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        return args.run(args)
+        with _package_log(enabled=not args.quiet):
+            return args.run(args)
     except KeyboardInterrupt as interrupt:
         terminated = isinstance(interrupt, _Terminated)
         print(f"cfe-fast: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)

@@ -20,6 +20,11 @@ FLOAT64_BLOCK_BYTES = 4 * 1024 * 1024
 #: stratified sample beyond): its compute and memory stay bounded whatever n_labeled
 PRIOR_CV_INSTANCES = 10_000
 
+# ---------------------------------------------------------------------- the report
+#: instances the report's cross-validated comparison refits on at most (a random sample
+#: beyond): its K refits stay quick whatever the size of the data
+REPORT_CV_INSTANCES = 20_000
+
 # --------------------------------------------------------------------- Numba (CPU)
 #: bytes of packed float64 systems factorised together (about the L2 cache)
 SYSTEMS_BYTES = 1024 * 1024

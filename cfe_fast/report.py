@@ -1,12 +1,15 @@
-"""Fit reports: one PNG with six panels and a Markdown page embedding it.
+"""Fit reports: one PNG with eight panels and a Markdown page embedding it.
 
-Panels: objective terms per iteration; aggregator weight per classifier per
-iteration; histograms of the fitted predictions by class on the labeled
-instances; latent effective rank of X and Y; the collapse monitors (||w||,
-std of p, fraction predicted positive); the collapse verdicts of
-``model.diagnose()``. A history key that the fit did not record leaves its
-panel with a note instead of a plot. matplotlib (the ``plot`` extra) is
-imported only here, when a picture is drawn.
+Panels: the cross-validated PR-AUC of the model next to the mean of R, the
+best single classifier and LR stacking (:mod:`cfe_fast.comparison`, with the
+probabilities and labels of the fit); the reliability diagram of those
+out-of-fold predictions; histograms of the fitted predictions by class on
+the labeled instances; objective terms per iteration; aggregator weight per
+classifier per iteration; latent effective rank of X and Y; the collapse
+monitors (||w||, std of p, fraction predicted positive); the collapse
+verdicts of ``model.diagnose()``. A panel whose data the fit did not record
+(or that needs labels of both classes) holds a note instead of a plot.
+matplotlib (the ``plot`` extra) is imported only here, when a picture is drawn.
 """
 
 import io
@@ -14,10 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .comparison import METHODS, cross_validated_comparison
 from .io.atomic import atomic_write
 
 #: Classifiers drawn in colour in the weights panel (the largest final |w|); the rest in grey.
 HIGHLIGHTED = 8
+#: Bins of the reliability diagram (quantiles of the predictions: rare positives fill each bin alike)
+RELIABILITY_BINS = 10
+#: Colour of each method of the comparison, in both of its panels
+METHOD_COLOURS = dict(zip(METHODS, ("tab:red", "tab:blue", "tab:green", "tab:purple")))
+#: Why the comparison's panels are empty, when they are
+NO_COMPARISON = "it needs the fit's probabilities and\n>= 2 labeled instances of each class"
+#: Width of the figure (inches); the verdicts' font is sized to fit it
+FIGURE_WIDTH = 22
 
 
 def _pyplot():
@@ -46,9 +58,9 @@ def _classifier_names(model):
     return [str(name) for name in names]
 
 
-def _not_recorded(ax, title, what):
+def _not_recorded(ax, title, what, why="not recorded by this fit"):
     ax.set_title(title)
-    ax.text(0.5, 0.5, f"{what}\nnot recorded by this fit", ha="center", va="center", transform=ax.transAxes)
+    ax.text(0.5, 0.5, f"{what}\n{why}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -66,7 +78,14 @@ def _loss_panel(ax, history):
     if all(np.all(np.asarray(history.get(k, [1.0]), dtype=float) > 0) for k in ("loss", "reconstruction", "supervised")):
         ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.legend(fontsize="small")
+    _legend_below(ax)
+
+
+def _legend_below(ax, handles=None, ncol=3):
+    """The legend under the axes, where it covers no line."""
+    labels = None if handles is None else [h.get_label() for h in handles]
+    args = () if handles is None else (handles, labels)
+    ax.legend(*args, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
 
 
 def _weights_panel(ax, history, coef, names):
@@ -84,9 +103,9 @@ def _weights_panel(ax, history, coef, names):
     for u in order[:HIGHLIGHTED]:
         ax.plot(iters, W[:, u], linewidth=1.4, label=names[u])
     ax.axhline(0.0, color="k", linewidth=0.6)
-    ax.set_title(title if W.shape[1] <= HIGHLIGHTED else f"{title}\n(top {HIGHLIGHTED} by |w| in colour)")
+    ax.set_title(title if W.shape[1] <= HIGHLIGHTED else f"{title} (top {HIGHLIGHTED} by |w| in colour)")
     ax.set_xlabel("iteration")
-    ax.legend(fontsize="x-small", ncol=2)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the lines
 
 
 def _histogram_panel(ax, proba, labels):
@@ -99,7 +118,7 @@ def _histogram_panel(ax, proba, labels):
     ax.set_yscale("log")
     ax.set_title("fitted P(y=1) by class")
     ax.set_xlabel("P(y=1)")
-    ax.legend(fontsize="small")
+    _legend_below(ax)
 
 
 def _rank_panel(ax, history):
@@ -113,7 +132,7 @@ def _rank_panel(ax, history):
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.set_xlabel("iteration")
-    ax.legend(fontsize="small")
+    _legend_below(ax)
 
 
 def _monitor_panel(ax, history):
@@ -133,17 +152,75 @@ def _monitor_panel(ax, history):
     right.set_ylabel("std(p), fraction predicted positive")
     ax.set_title(title)
     ax.set_xlabel("iteration")
-    ax.legend(lines, [line.get_label() for line in lines], fontsize="small")
+    _legend_below(ax, lines)
+
+
+def _comparison_panel(ax, comparison, n_instances):
+    title = "PR-AUC, cross-validated on the labeled rows"
+    if comparison is None:
+        _not_recorded(ax, title, "no comparison", NO_COMPARISON)
+        return
+    scores = comparison.scores
+    means, spreads = scores.mean(axis=1), scores.std(axis=1)
+    positions = np.arange(len(METHODS))[::-1]  # the model on top
+    for j, method in enumerate(METHODS):
+        colour = METHOD_COLOURS[method]
+        ax.errorbar(means[j], positions[j], xerr=spreads[j], fmt="o", color=colour, capsize=4, markersize=7)
+        ax.plot(scores[j], np.full(comparison.folds, positions[j] - 0.2), "|", color=colour, alpha=0.7)
+    chance = comparison.y.mean()
+    low = max(0.0, min(float(scores.min()), float((means - spreads).min())) - 0.1)  # zoomed on the methods
+    if chance >= low:
+        ax.axvline(chance, color="0.5", linestyle=":", linewidth=1)
+    ax.set_yticks(positions, [f"{method}\n{means[j]:.3f} ± {spreads[j]:.3f}" for j, method in enumerate(METHODS)])
+    ax.set_ylim(-0.7, len(METHODS) - 0.4)
+    ax.set_xlim(low, 1.02)  # room for a whole marker at 1
+    ax.set_xlabel(f"mean ± sd over {comparison.folds} folds (ticks: the folds); chance: {chance:.2f}")
+    sample = ("" if comparison.n_instances >= n_instances
+              else f"\n(refits on a sample of {comparison.n_instances} instances)")
+    ax.set_title(title + sample)
+
+
+def _reliability_panel(ax, comparison):
+    title = "reliability (out-of-fold, labeled rows)"
+    if comparison is None:
+        _not_recorded(ax, title, "no reliability diagram", NO_COMPARISON)
+        return
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for j, method in enumerate(METHODS):
+        p = comparison.proba[j]
+        observed, predicted = calibration_curve(comparison.y, p, n_bins=RELIABILITY_BINS, strategy="quantile")
+        ax.plot(predicted, observed, marker=".", color=METHOD_COLOURS[method],
+                label=f"{method} (Brier {brier_score_loss(comparison.y, p):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted P(y=1) in a bin")
+    ax.set_ylabel("fraction positive")
+    ax.set_title(title)
+    _legend_below(ax, ncol=2)
 
 
 def _verdict_panel(ax, text):
     ax.set_title("collapse verdicts")
     ax.axis("off")
-    ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=8, wrap=True, transform=ax.transAxes)
+    lines = text.splitlines() or [""]
+    width, height = ax.get_figure().get_size_inches() * ax.get_position().size
+    # monospace: a character is about 0.6 em wide, a line 1.25 em high
+    size = min(9.0, 72 * width / (0.6 * max(map(len, lines))), 72 * height / (1.25 * len(lines)))
+    ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=size, transform=ax.transAxes)
 
 
-def report_figure(model, labels=None):
-    """The six-panel matplotlib figure of a fitted model (see the module docstring).
+def comparison_of(model, P, labels):
+    """The cross-validated comparison of the report, or None without the probabilities or labels."""
+    if P is None or labels is None:
+        return None
+    return cross_validated_comparison(model, P, labels)
+
+
+def report_figure(model, labels=None, comparison=None):
+    """The eight-panel matplotlib figure of a fitted model (see the module docstring).
 
     Parameters
     ----------
@@ -151,36 +228,47 @@ def report_figure(model, labels=None):
     labels : array (n_instances,) or None
         The labels the model was fitted with (NaN = unlabeled), for the
         histograms by class.
+    comparison : :class:`~cfe_fast.comparison.Comparison` or None
+        From :func:`comparison_of`; None leaves its two panels with a note.
     """
     plt = _pyplot()
     history = model.history_
     names = _classifier_names(model)
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
+    fig = plt.figure(figsize=(FIGURE_WIDTH, 15), layout="constrained")
+    axes = fig.subplot_mosaic(
+        [["comparison", "reliability", "histogram", "loss"],
+         ["weights", "weights", "rank", "monitors"],
+         ["verdicts"] * 4],
+        height_ratios=[1, 1, 0.45],
+    )
     fig.suptitle(
         f"cfe_fast fit: {model.n_features_in_} classifiers, {model.transductive_proba_.size} instances, "
         f"d={model.latent_dim_}, {model.n_iter_} iterations ({'converged' if model.converged_ else 'not converged'})"
     )
-    _loss_panel(axes[0, 0], history)
-    _weights_panel(axes[0, 1], history, np.asarray(model.coef_), names)
-    _histogram_panel(axes[0, 2], model.transductive_proba_, None if labels is None else np.asarray(labels, float))
-    _rank_panel(axes[1, 0], history)
-    _monitor_panel(axes[1, 1], history)
-    _verdict_panel(axes[1, 2], verdicts_text(model))
-    fig.tight_layout()
+    _comparison_panel(axes["comparison"], comparison, model.transductive_proba_.size)
+    _reliability_panel(axes["reliability"], comparison)
+    _histogram_panel(axes["histogram"], model.transductive_proba_,
+                     None if labels is None else np.asarray(labels, float))
+    _loss_panel(axes["loss"], history)
+    _weights_panel(axes["weights"], history, np.asarray(model.coef_), names)
+    _rank_panel(axes["rank"], history)
+    _monitor_panel(axes["monitors"], history)
+    fig.canvas.draw()  # the layout places the axes; the verdicts' font is sized to their panel
+    _verdict_panel(axes["verdicts"], verdicts_text(model))
     return fig
 
 
-def plot_report(model, path, labels=None, *, overwrite=False):
-    """Draw :func:`report_figure` to a PNG file (atomically); ``labels`` as there."""
-    fig = report_figure(model, labels)
+def plot_report(model, path, labels=None, *, comparison=None, overwrite=False):
+    """Draw :func:`report_figure` to a PNG file (atomically); ``labels`` and ``comparison`` as there."""
+    fig = report_figure(model, labels, comparison)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     _pyplot().close(fig)
     atomic_write(path, lambda file: file.write(buffer.getvalue()), overwrite=overwrite)
 
 
-def markdown_report(model, picture=None):
-    """Markdown text of the report (embedding ``picture``, a relative path, if given)."""
+def markdown_report(model, picture=None, comparison=None):
+    """Markdown text of the report (embedding ``picture``, a relative path, if given; with the comparison's table)."""
     lines = [
         "# cfe_fast fit report",
         "",
@@ -193,6 +281,12 @@ def markdown_report(model, picture=None):
     ]
     if picture is not None:
         lines += [f"![fit report]({picture})", ""]
+    if comparison is not None:
+        lines += [f"## PR-AUC cross-validated on the labeled rows ({comparison.folds} folds, "
+                  f"{comparison.n_instances} instances)", "", "| method | mean | sd over folds |", "|---|---|---|"]
+        lines += [f"| {method} | {row.mean():.4f} | {row.std():.4f} |"
+                  for method, row in zip(METHODS, comparison.scores)]
+        lines += [""]
     lines += ["## Collapse verdicts", "", "```text", verdicts_text(model), "```", ""]
     names = _classifier_names(model)
     lines += ["## Aggregator weights", "", "| classifier | w |", "|---|---|"]
@@ -200,13 +294,19 @@ def markdown_report(model, picture=None):
     return "\n".join(lines) + "\n"
 
 
-def write_report(model, folder, labels=None, *, overwrite=False, picture=True):
-    """Write ``report.png`` (if ``picture``) and ``report.md`` into ``folder``; return their paths."""
+def write_report(model, folder, labels=None, *, P=None, overwrite=False, picture=True):
+    """Write ``report.png`` (if ``picture``) and ``report.md`` into ``folder``; return their paths.
+
+    With the fit's probabilities ``P`` (n_instances, n_classifiers) and
+    ``labels``, both hold the cross-validated comparison with the baselines
+    (:func:`cfe_fast.comparison.cross_validated_comparison`: K refits).
+    """
     folder = Path(folder)
+    comparison = comparison_of(model, P, labels)
     png = folder / "report.png" if picture else None
     if png is not None:
-        plot_report(model, png, labels, overwrite=overwrite)
+        plot_report(model, png, labels, comparison=comparison, overwrite=overwrite)
     md = folder / "report.md"
-    text = markdown_report(model, png.name if png is not None else None)
+    text = markdown_report(model, png.name if png is not None else None, comparison)
     atomic_write(md, lambda file: file.write(text.encode("utf-8")), overwrite=overwrite)
     return png, md

@@ -1,12 +1,15 @@
 """The architecture's rules, checked on the source: no import cycle, an oracle that imports
 nothing of the package but its exceptions, no production code that leans on the oracle, and
-an ``import cfe_fast`` that changes no environment variable and loads no backend."""
+an ``import cfe_fast`` that changes no environment variable and loads no backend nor a heavy
+library (its public names are imported on first use)."""
 
 import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).parents[1] / "cfe_fast"
 
@@ -92,3 +95,21 @@ def test_import_changes_no_environment_and_loads_no_backend():
     unchanged, loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                                   check=True).stdout)
     assert unchanged and loaded == []
+
+
+def test_import_loads_no_heavy_library():
+    code = ("import json, sys; import cfe_fast; print(json.dumps([m for m in ('sklearn', 'pandas', 'scipy.stats', "
+            "'dask', 'matplotlib', 'numba') if m in sys.modules]))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert loaded == []
+
+
+def test_every_public_name_resolves():
+    import cfe_fast
+
+    missing = [name for name in cfe_fast.__all__ if getattr(cfe_fast, name, None) is None]
+    assert missing == []
+    assert set(cfe_fast.__all__) <= set(dir(cfe_fast))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        cfe_fast.no_such_name  # noqa: B018

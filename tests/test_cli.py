@@ -340,3 +340,30 @@ def test_a_wrong_int_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as stop:
         build_parser().parse_args(["fit", "t.csv", "--max-iter", "1.5"])
     assert stop.value.code == 2 and "invalid int value: '1.5'" in capsys.readouterr().err
+
+
+def test_predict_scores_the_labeled_rows_of_a_label_column(tmp_path, data, capsys):
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    np.savez(tmp_path / "train.npz", P=data.P, label=data.labels)
+    assert main(["fit", str(tmp_path / "train.npz"), "-o", str(tmp_path / "out"), "--no-report", *FAST]) == 0
+    model = CFEnsembleClassifier.load(tmp_path / "out" / "model.npz")
+    new_labels = data.y_true[:80].astype(float)
+    new_labels[::3] = np.nan  # unlabeled rows are predicted, not scored
+    np.savez(tmp_path / "new.npz", P=data.P[:80], label=new_labels)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "out" / "model.npz"), str(tmp_path / "new.npz"),
+                 "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    labeled = ~np.isnan(new_labels)
+    y, p = new_labels[labeled].astype(int), model.predict_proba(data.P[:80])[labeled, 1]
+    assert f"on the {labeled.sum()} labeled instances" in printed
+    assert f"PR-AUC {average_precision_score(y, p):.4f}" in printed
+    assert f"ROC-AUC {roc_auc_score(y, p):.4f}" in printed
+    assert f"Brier {brier_score_loss(y, p):.4f}" in printed
+    # one class only: the Brier score, and why the AUCs are missing
+    np.savez(tmp_path / "one.npz", P=data.P[:5], label=np.ones(5))
+    assert main(["predict", str(tmp_path / "out" / "model.npz"), str(tmp_path / "one.npz"),
+                 "-o", str(tmp_path / "q.csv"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Brier" in printed and "need both classes" in printed and "PR-AUC 0" not in printed

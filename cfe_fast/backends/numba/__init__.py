@@ -13,12 +13,14 @@ from ... import config
 from ..._float64 import working_dtype
 from .. import CAPABILITIES
 from ..in_memory import InMemoryBackend
+from . import compile_notice
 from .classifier_step import classifier_sums, solve_classifiers
 from .instance_step import choose_solver, solve_instances
 from .losses import aggregator_terms_t, normalised_loss, reconstruction_loss_grad_t, reconstruction_loss_t
 
 # Numba's threading layer loads OpenMP at the first parallel kernel, after this
 config.apply_openmp_wait_policy()
+compile_notice.install()
 
 
 def _instance_major(A, dtype):

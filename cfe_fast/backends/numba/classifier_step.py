@@ -13,7 +13,7 @@ from numba import prange
 
 from ... import config
 from ..._float64 import working_dtype
-from .common import as_float64, block_range, jit, kernel_threads, ordered_sum, tri
+from .common import as_float64, assign, block_range, jit, kernel_threads, ordered_sum, tri
 from .linalg import add_ridge, cg_start, cg_step, packed_cholesky_solve, packed_outer_rows, raise_if_failed
 
 
@@ -28,9 +28,9 @@ def _chunk_grams(Yc, Cc, RCc, rows, Gc, Bc):
     d = Yc.shape[0]
     for a0 in range(0, d, rows):
         a1 = min(d, a0 + rows)
-        Gc[tri(a0):tri(a1)] = np.dot(packed_outer_rows(Yc, a0, a1), Cc)
+        assign(Gc[tri(a0):tri(a1)], np.dot(packed_outer_rows(Yc, a0, a1), Cc))
     # the right-hand side cancels (sums of c y r of both signs): float64 always
-    Bc[:] = np.dot(as_float64(Yc), as_float64(RCc))
+    assign(Bc, np.dot(as_float64(Yc), as_float64(RCc)))
 
 
 @jit(parallel=True)
@@ -50,8 +50,9 @@ def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, rows=1):
     part_B = np.empty((n_blocks, d, m))
     for blk in prange(n_blocks):
         c0, c1 = block_range(blk, n_blocks, n_chunks)
-        part_G[blk] = 0.0
-        part_B[blk] = 0.0
+        G_blk, B_blk = part_G[blk], part_B[blk]
+        G_blk[:] = 0.0
+        B_blk[:] = 0.0
         Gc = np.empty((tri(d), m))
         Bc = np.empty((d, m))
         for c in range(c0, c1):
@@ -59,8 +60,8 @@ def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, rows=1):
             e = min(n, s + chunk)
             Cc = Ct[s:e]
             _chunk_grams(np.ascontiguousarray(Yt[s:e].T), Cc, Cc * Rt[s:e], rows, Gc, Bc)
-            part_G[blk] += Gc
-            part_B[blk] += Bc
+            G_blk += Gc
+            B_blk += Bc
     return ordered_sum(part_G), ordered_sum(part_B)  # fixed order: independent of the thread count
 
 
@@ -110,16 +111,19 @@ def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks):
     part = np.empty((n_blocks, 3 if first else 1, P.shape[0], P.shape[1]))
     for blk in prange(n_blocks):
         c0, c1 = block_range(blk, n_blocks, n_chunks)
-        part[blk] = 0.0
+        sums = part[blk]
+        sums[:] = 0.0
         for c in range(c0, c1):
             s = c * chunk
             e = min(n, s + chunk)
             Yc = as_float64(Yt[s:e])
             Cc = as_float64(Ct[s:e])
-            part[blk, 0] += np.dot(Yc.T, Cc * np.dot(Yc, P))
+            products = sums[0]
+            products += np.dot(Yc.T, Cc * np.dot(Yc, P))
             if first:
-                part[blk, 1] += np.dot(Yc.T, Cc * Rt[s:e])
-                part[blk, 2] += np.dot((Yc * Yc).T, Cc)
+                rhs, diagonal = sums[1], sums[2]
+                rhs += np.dot(Yc.T, Cc * Rt[s:e])
+                diagonal += np.dot((Yc * Yc).T, Cc)
     return ordered_sum(part)
 
 

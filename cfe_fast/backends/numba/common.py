@@ -45,7 +45,33 @@ def _as_float64_overload(a):
     return lambda a: a.astype(np.float64)
 
 
-@jit(inline="always")
+def assign(out, a):
+    """``out[...] = a`` for 1-D or 2-D arrays of one shape, element by element.
+
+    The kernels write arrays into slices with this (and add them in place
+    through a view, ``v = part[k]; v += a``), never with a slice assignment
+    from an array: Numba compiles the assignment's shape-mismatch message for
+    each kernel that has one, seconds of the first run's compile.
+    """
+    out[...] = a
+
+
+@overload(assign)
+def _assign_overload(out, a):
+    if out.ndim == 1:
+        def assign_1d(out, a):
+            for i in range(a.shape[0]):
+                out[i] = a[i]
+        return assign_1d
+
+    def assign_2d(out, a):
+        for i in range(a.shape[0]):
+            for j in range(a.shape[1]):
+                out[i, j] = a[i, j]
+    return assign_2d
+
+
+@jit
 def tri(i):
     """Offset of row i in a packed lower triangle (row-major)."""
     return i * (i + 1) // 2
@@ -68,7 +94,7 @@ def ordered_sum(parts):
     return total
 
 
-@jit(inline="always")
+@jit
 def block_range(b, n_blocks, n_chunks):
     """Chunks [c0, c1) of reduction block b: n_chunks split into n_blocks contiguous runs."""
     return b * n_chunks // n_blocks, (b + 1) * n_chunks // n_blocks

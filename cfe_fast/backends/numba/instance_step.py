@@ -14,7 +14,7 @@ from numba import prange
 
 from ... import config
 from ..._float64 import working_dtype
-from .common import as_float64, jit, kernel_threads, tri
+from .common import as_float64, assign, jit, kernel_threads, tri
 from .linalg import (
     add_ridge,
     cg_start,
@@ -64,13 +64,13 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse):
         B = as_float64(np.dot(X, (Cc * Rt[s:e]).T))
         add_ridge(G, d, lam)
         packed_cholesky_solve(G, B, failed[s:e])
-        Yt[s:e] = B.T
+        assign(Yt[s:e], B.T)
         if v.size:
             V = np.empty((d, e - s))
             for a in range(d):
                 V[a] = v[a]
             packed_solve(G, V)
-            Zt[s:e] = V.T
+            assign(Zt[s:e], V.T)
         if sse.size:  # while the chunk of R and C is in cache
             sse[c] = squared_residual(np.dot(Yt[s:e], X), Rt[s:e], Cc)
 
@@ -101,11 +101,12 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
         Z = S * as_float64(np.ascontiguousarray(Rt[s:e].T))
         add_ridge(M, m, lam)
         packed_cholesky_solve(M, Z, failed[s:e])
-        Yt[s:e] = np.dot((S * Z).T, X.T)  # instance-major GEMM output: a transposed write was slower than the solve
+        # instance-major GEMM output: a transposed write was slower than the solve
+        assign(Yt[s:e], np.dot((S * Z).T, X.T))
         if w.size:
             W = np.empty((m, e - s))
             for u in range(m):
-                W[u] = S[u] * XtXw[u]
+                assign(W[u], S[u] * XtXw[u])
             packed_solve(M, W)
             Zc = np.dot((S * W).T, X.T)
             for i in range(e - s):
@@ -201,4 +202,4 @@ def _instance_cg(X, Rt, Ct, lam, chunk, steps, Y0t, Yt):
         P, rz = cg_start(R, diag)
         for _ in range(steps):
             cg_step(np.dot(X, Cc * np.dot(X.T, P)) + lam * P, P, R, Y, diag, rz)
-        Yt[s:e] = Y.T
+        assign(Yt[s:e], Y.T)

@@ -13,7 +13,7 @@ from ...errors import PIVOT_RTOL, singular_system_error
 from .common import jit, tri
 
 
-@jit(inline="always")
+@jit
 def scaled_product(out, a, g, b):
     """out = a * g * b elementwise (a, b rows, g a scalar), without temporaries."""
     for i in range(out.shape[0]):
@@ -23,10 +23,11 @@ def scaled_product(out, a, g, b):
 @jit
 def add_ridge(G, k, lam):
     for j in range(k):
-        G[tri(j) + j, :] += lam
+        diagonal = G[tri(j) + j]  # through a view: see common.assign
+        diagonal += lam
 
 
-@jit(inline="always", fastmath={"contract"})
+@jit(fastmath={"contract"})
 def subtract_products(t, A, L, n):
     """t[b] -= sum_{p<n} A[p, b] * L[p, b] for every system b.
 
@@ -109,7 +110,7 @@ def packed_solve(L, B):
                 bp[b] -= lp[b] * xi[b]
 
 
-@jit(inline="always")
+@jit
 def divide(row, by):
     for b in range(row.shape[0]):
         row[b] /= by[b]
@@ -140,7 +141,7 @@ def packed_outer_rows(F, a0, a1):
     return P
 
 
-@jit(inline="always")
+@jit
 def cg_step(matvec_P, P, R, Y, diag, rz):
     """One preconditioned CG step on nb independent systems (columns), in place.
 
@@ -171,7 +172,7 @@ def cg_step(matvec_P, P, R, Y, diag, rz):
             P[a, b] = R[a, b] / diag[a, b] + step[b] * P[a, b]
 
 
-@jit(inline="always")
+@jit
 def cg_start(R, diag):
     """Jacobi-preconditioned first direction P = D^-1 R and rz = r^T D^-1 r per column."""
     P = R / diag

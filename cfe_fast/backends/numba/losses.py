@@ -11,7 +11,7 @@ from numba import prange
 from ... import config
 from ..._float64 import squared_norm
 from ...core.losses import aggregator_terms_from_sums, normalised_reconstruction_loss
-from .common import as_float64, jit, kernel_threads, ordered_sum
+from .common import as_float64, assign, jit, kernel_threads, ordered_sum
 
 
 @jit
@@ -62,15 +62,15 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
             for u in range(m):
                 acc += E[i, u] * residual[i, u]
         sse_p[c] = acc
-        gX_p[c] = -2.0 * np.dot(Yc.T, E)
-        gYt[s:e] = -2.0 * np.dot(E, X64.T)
+        assign(gX_p[c], -2.0 * np.dot(Yc.T, E))
+        assign(gYt[s:e], -2.0 * np.dot(E, X64.T))
     sse = 0.0
     for c in range(n_chunks):
         sse += sse_p[c]
     return sse, ordered_sum(gX_p)
 
 
-@jit(inline="always")
+@jit
 def _sample_terms(z, y, gamma, exact_focal):
     """Per-instance loss, dloss/dz and curvature (see :func:`cfe_fast.core.losses.sample_loss_terms`).
 
@@ -138,9 +138,9 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
                 for a in range(k):
                     Hc[r, a] = h * Yc[r, a]
         loss_p[c] = loss_sum
-        grad_p[c] = g
+        assign(grad_p[c], g)
         if want_hessian:
-            hess_p[c] = np.dot(Yc.T, Hc)
+            assign(hess_p[c], np.dot(Yc.T, Hc))
     loss_total = 0.0
     for c in range(n_chunks):
         loss_total += loss_p[c]
