@@ -308,7 +308,8 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     finally:
         progress.close()
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
-    write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name, overwrite=True)
+    write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name,
+                      threshold=model.threshold, overwrite=True)
     model.save(outputs.path("model.npz"), overwrite=True)
     write_report(model, outputs.staging, labels, P=table.P, overwrite=True, picture=picture)
     written = outputs.commit()
@@ -341,7 +342,7 @@ def _predict(args):
         P = pd.DataFrame(P, columns=list(names), copy=False)
     with _threads(args.threads):
         proba = model.predict_proba(P)[:, 1]
-    write_predictions(args.output, proba, table.ids, table.id_name, overwrite=args.force)
+    write_predictions(args.output, proba, table.ids, table.id_name, threshold=model.threshold, overwrite=args.force)
     _say(args, f"predict: {proba.size} instances; wrote {args.output}")
     if table.labels is not None:
         print(_label_scores(table.labels, proba))

@@ -205,6 +205,15 @@ def test_a_damaged_byte_is_a_model_file_error_or_harmless(tmp_path, saved, data,
     assert np.isfinite(model.predict_proba(data.P[:5])).all()
 
 
+@pytest.mark.parametrize("field", [6, 10])  # the central directory's "version needed" and "compression method"
+def test_an_unsupported_zip_version_or_method_is_a_model_file_error(tmp_path, saved, field):
+    raw = bytearray(saved)
+    entry = raw.index(b"PK\x01\x02")  # the first member's central directory record
+    raw[entry + field:entry + field + 2] = struct.pack("<H", 64 if field == 6 else 99)
+    with pytest.raises(ModelFileError):
+        load(tmp_path, bytes(raw))
+
+
 @pytest.mark.parametrize("offset", range(0, 200, 7))
 def test_a_flipped_byte_in_the_metadata_header_is_a_model_file_error(tmp_path, saved, offset):
     """Bytes of the metadata member's .npy header (just after its zip local header)."""

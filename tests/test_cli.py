@@ -367,3 +367,17 @@ def test_predict_scores_the_labeled_rows_of_a_label_column(tmp_path, data, capsy
                  "-o", str(tmp_path / "q.csv"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "Brier" in printed and "need both classes" in printed and "PR-AUC 0" not in printed
+
+
+def test_the_prediction_column_cuts_at_the_models_threshold(tmp_path, data):
+    write_csv(tmp_path / "train.csv", data.P, data.labels)
+    done = run_cli("fit", "train.csv", "-o", "out", "--threshold", "0.3", *FAST, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows, proba = read_predictions(tmp_path / "out" / "predictions.csv")
+    assert [int(r["prediction"]) for r in rows] == list((proba >= 0.3).astype(int))
+    assert (proba >= 0.3).sum() > (proba >= 0.5).sum()  # the threshold matters on this data
+    write_csv(tmp_path / "new.csv", data.P[:50])
+    assert main(["predict", str(tmp_path / "out" / "model.npz"), str(tmp_path / "new.csv"),
+                 "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    rows, proba = read_predictions(tmp_path / "p.csv")
+    assert [int(r["prediction"]) for r in rows] == list((proba >= 0.3).astype(int))

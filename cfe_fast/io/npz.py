@@ -50,7 +50,7 @@ class NpzReader:
         self.path, self.error = path, error
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as cause:
+        except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, ValueError) as cause:
             if isinstance(cause, FileNotFoundError):
                 raise FileNotFoundError(f"{path}: no such file") from None
             if _is_npy(path):
@@ -100,7 +100,7 @@ class NpzReader:
                     raise ValueError(f"unsupported .npy format version {version}")
                 shape, fortran, dtype = read(file, max_header_size=_MAX_HEADER_BYTES)
                 header_bytes = file.tell()
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as cause:
+        except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError) as cause:
             raise self._fail(f"is truncated or corrupt (member {name!r}: {cause})") from None
         except Exception as cause:  # noqa: BLE001 - a corrupt header raises ValueError, SyntaxError, TokenError, ...
             raise self._fail(f"member {name!r} has a corrupt .npy header ({type(cause).__name__}: {cause})") from None
@@ -122,5 +122,5 @@ class NpzReader:
         try:
             with self._zip.open(self._infos[name]) as file:
                 return np.lib.format.read_array(file, allow_pickle=False, max_header_size=_MAX_HEADER_BYTES)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as cause:
+        except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError, ValueError) as cause:
             raise self._fail(f"is truncated or corrupt (member {name!r}: {cause})") from None

@@ -282,15 +282,15 @@ def select_columns(table, names, path):
     return np.asarray(table.P)[:, index]
 
 
-def write_predictions(path, proba, ids=None, id_name=None, *, overwrite=False):
-    """Write P(y=1) and the 0/1 prediction per instance as CSV or Parquet (by suffix), atomically."""
+def write_predictions(path, proba, ids=None, id_name=None, *, threshold=0.5, overwrite=False):
+    """Write P(y=1) and the 0/1 prediction (P(y=1) >= ``threshold``) per instance as CSV or Parquet (by suffix), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: predictions are written as .csv or .parquet, not {suffix!r}")
     columns = {} if ids is None else {id_name: list(np.asarray(ids).tolist())}
     columns["probability"] = np.asarray(proba, dtype=np.float64)
-    columns["prediction"] = (columns["probability"] >= 0.5).astype(np.int64)
+    columns["prediction"] = (columns["probability"] >= threshold).astype(np.int64)
     if suffix == ".parquet":
         pa = _pyarrow()
         import pyarrow.parquet as pq
