@@ -27,6 +27,12 @@ search = GridSearchCV(
 print("best:", search.best_params_, f"cross-validated PR-AUC {search.best_score_:.3f}")
 
 # %%
+# One fit of the search (``latent_dim=1`` on one training fold) raised a
+# :class:`~cfe_fast.QualityWarning`: each fit checks itself, out of fold on its labeled
+# rows, against the mean of the classifiers, and a single latent dimension is too few
+# for these twelve classifiers.
+
+# %%
 # The cross-validated PR-AUC of the labeled rows for each latent dimension.
 results = search.cv_results_
 fig, ax = plt.subplots(figsize=(6, 4))
