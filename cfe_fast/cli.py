@@ -556,7 +556,11 @@ def main(argv=None):
     Ctrl-C exits with 130 and SIGTERM with 143, each after removing partial
     outputs (a checkpoint is kept for ``--resume``).
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # imports the estimator (and scikit-learn): seconds on a cold start
+    except KeyboardInterrupt:
+        print("cfe-fast: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:

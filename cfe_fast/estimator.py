@@ -216,10 +216,12 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         X.
     instance_factors_ : ndarray (d, n)
         Y of the fitted instances (a dask array with backend="dask" and a client).
-    coef_ : ndarray (m,), intercept_ : float
-        Aggregator (w, b) of the predictions. With class weights, b is the
-        fitted intercept minus ``prior_correction_``, so that probabilities
-        follow the labeled data's class balance (docs/method.md, "Calibration").
+    coef_ : ndarray (m,)
+        The aggregator's weights w.
+    intercept_ : float
+        The aggregator's intercept b. With class weights, the fitted
+        intercept minus ``prior_correction_``, so that probabilities follow
+        the labeled data's class balance (docs/method.md, "Calibration").
     prior_correction_ : float
         log(n_negative / n_positive) of the labeled instances (their total
         sample weights) with ``class_weight="balanced"``: the shift the

@@ -381,3 +381,14 @@ def test_the_prediction_column_cuts_at_the_models_threshold(tmp_path, data):
                  "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
     rows, proba = read_predictions(tmp_path / "p.csv")
     assert [int(r["prediction"]) for r in rows] == list((proba >= 0.3).astype(int))
+
+
+def test_ctrl_c_while_the_parser_imports_exits_130_without_a_traceback(monkeypatch, capsys):
+    from cfe_fast import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["fit", "x.csv", "-o", "out"]) == 130
+    assert capsys.readouterr().err == "cfe-fast: interrupted\n"
