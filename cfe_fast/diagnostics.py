@@ -53,12 +53,22 @@ def monitors(X, Y, w, b, proba, logit_part, y_labeled, spread_of_R):
 
     Parameters
     ----------
-    X, Y : factors (d, m), (d, n).
-    w, b : aggregator.
-    proba : (n,) P(y = 1) of the fitted instances.
-    logit_part : (n,) w^T r_hat_i (the part of the logit that depends on the instance).
-    y_labeled : (n_L,) labels of the labeled instances.
-    spread_of_R : std over instances of the mean of R.
+    X : ndarray (d, m)
+        Classifier factors.
+    Y : ndarray (d, n)
+        Instance factors.
+    w : ndarray (m,)
+        The aggregator's weights.
+    b : float
+        Its intercept.
+    proba : ndarray (n,)
+        P(y = 1) of the fitted instances.
+    logit_part : ndarray (n,)
+        w^T r_hat_i, the part of the logit that depends on the instance.
+    y_labeled : ndarray (n_L,)
+        Labels of the labeled instances.
+    spread_of_R : float
+        std over instances of the mean of R.
     """
     label_spread = float(np.std(y_labeled)) if len(y_labeled) else 0.0
     pred_std = float(np.std(proba))
