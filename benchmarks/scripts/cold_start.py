@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "suite"))  # for _common
+from _common import cpu_model  # noqa: E402
 
 IMPORT_CODE = """
 import json, time
@@ -69,14 +71,8 @@ def run_child(code, cache_dir):
 
 
 def machine():
-    """The CPU model, its logical cores and the load average."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
+    """The CPU model, its logical cores and the Python version."""
+    return f"{cpu_model()}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
 
 
 def measure(repeat):

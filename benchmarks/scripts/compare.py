@@ -42,7 +42,6 @@ Current results: ``benchmarks/results/compare_cpu2.md``.
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from cfe_fast.backends import SOLVERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suite"))  # for _common
-from _common import median_seconds, numba_kernels  # noqa: E402
+from _common import cpu_model, median_seconds, numba_kernels  # noqa: E402
 
 LAM = 0.1
 EXACT_SOLVERS = tuple(s for s in SOLVERS if s not in ("auto", "cg"))  # ("dual", "primal")
@@ -180,12 +179,7 @@ def _implicit_available():
 
 
 def _machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     blas = "; ".join(f"{i.get('prefix')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
                      if i.get("user_api") == "blas")
     return f"{cpu}, {os.cpu_count()} logical cores, numba threads {_num_threads()}; BLAS: {blas}"

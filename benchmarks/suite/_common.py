@@ -6,6 +6,7 @@
 
 import importlib
 import os
+import platform
 import time
 from types import SimpleNamespace
 
@@ -76,3 +77,12 @@ def median_seconds(fn, repeat):
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
