@@ -310,7 +310,7 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
     write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name,
                       threshold=model.threshold, overwrite=True)
-    model.save(outputs.path("model.npz"), overwrite=True)
+    model.save(outputs.path("model.npz"), overwrite=True, include_training_factors=args.keep_training_factors)
     write_report(model, outputs.staging, labels, P=table.P, overwrite=True, picture=picture)
     written = outputs.commit()
     _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
@@ -498,7 +498,8 @@ def build_parser():
         "per instance): .npy/.npz (a matrix; .npz member 'P' plus optional label/id members), .csv or "
         ".parquet. Instances without a label take part in the fit (semi-supervised). Writes to OUTPUT_DIR: "
         "predictions.csv (or .parquet for Parquet input; P(y=1) and the 0/1 prediction of every instance, "
-        "with the id column if INPUT has one), model.npz (a safe model file for 'cfe-fast predict'), "
+        "with the id column if INPUT has one), model.npz (a safe model file for 'cfe-fast predict', of a size "
+        "that does not grow with the instances), "
         "report.png and report.md.",
     )
     fit.add_argument("input", metavar="INPUT", help="probability table (.npy, .npz, .csv, .parquet)")
@@ -512,6 +513,10 @@ def build_parser():
                      help="continue an interrupted fit from OUTPUT_DIR/checkpoint.npz (same data and "
                      "parameters; the result is identical to an uninterrupted fit)")
     fit.add_argument("--no-report", action="store_true", help="skip report.png (report.md is still written)")
+    fit.add_argument("--keep-training-factors", action="store_true",
+                     help="model.npz also holds the factors and probabilities of INPUT's instances, so that its "
+                     "size grows with them (by default it holds what predict needs; the probabilities are in "
+                     "the predictions file)")
     _add_estimator_options(fit)
     fit.set_defaults(run=_fit)
 

@@ -32,7 +32,7 @@ from .core.confidence import confidence_chunk, fold_in_strategy
 from .core.losses import AggregatorPenalty
 from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
-from .io.model_file import ModelContent, ModelFileError, read_model, write_model
+from .io.model_file import TRAINING_ATTRIBUTES, ModelContent, ModelFileError, read_model, write_model
 from .parameters import DTYPES, validate_params
 from .scores import fit_quantiles, to_unit_interval
 from .training import loop
@@ -336,6 +336,13 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         tags.classifier_tags.multi_class = False
         return tags
 
+    def __getattr__(self, name):
+        """Only for attributes not found: say why a loaded model lacks its training instances' values."""
+        if name in TRAINING_ATTRIBUTES and "classifier_factors_" in vars(self):
+            raise AttributeError(f"this model holds no {name}: it was loaded from a model file saved without "
+                                 "the fitted instances' values (save(path, include_training_factors=True) "
+                                 "keeps them; 'cfe-fast fit' writes their probabilities to its predictions file)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------ checks
     def _checked_backend(self):
@@ -587,8 +594,13 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         """Instance factors (n_new, d) of new instances, folded in with X fixed."""
         return self._fold_in(X).T
 
-    def _fold_in(self, X):
-        """Instance factors Y (d, n_new) of new instances (a lazy dask array for dask input)."""
+    def _fold_in(self, X, values=None):
+        """Instance factors Y (d, n_new) of new instances (a lazy dask array for dask input).
+
+        With ``values``, a function of a chunk's factors: its (n_new,) values
+        instead, computed chunk by chunk (Y is never whole; see the backend's
+        :meth:`~cfe_fast.backends.contract.Backend.fold_in_data`).
+        """
         check_is_fitted(self, "classifier_factors_")
         backend = get_backend(self.backend)
         X = self._in_fitted_column_order(refuse_1d(X))
@@ -599,7 +611,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         P = backend.check_new_data(X, DTYPES[self.dtype])
         confidence = functools.partial(confidence_chunk, labels=None, strategy=fold_in_strategy(self._strategy()),
                                        quality=getattr(self, "classifier_quality_", None))
-        return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence)
+        return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence, values)
 
     def _in_fitted_column_order(self, X):
         """A DataFrame holding the fitted column names in another order, reordered to the fitted order."""
@@ -619,9 +631,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def predict_proba(self, X):
         """Class probabilities (n_new, 2) of new instances (inductive fold-in), columns in ``classes_`` order.
 
-        A lazy dask array for dask input with backend="dask".
+        The instances are folded in chunk by chunk, so the memory this takes
+        beyond X and the result is bounded (``cfe_fast.config.FLOAT64_BLOCK_BYTES``
+        of X's rows per chunk). A lazy dask array for dask input with backend="dask".
         """
-        p = self._proba_from_factors(self._fold_in(X))
+        p = self._fold_in(X, values=self._proba_from_factors)
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
@@ -631,17 +645,30 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         return np.where(positive, positive_class, negative_class).astype(self.classes_.dtype)  # lazy for dask
 
     # ------------------------------------------------------------ files
-    def save(self, path, *, overwrite=False):
+    def save(self, path, *, overwrite=False, include_training_factors=False):
         """Save the fitted model to a file that cannot run code (see :mod:`cfe_fast.io.model_file`).
 
-        A model fitted with a dask ``client`` is saved with its fitted arrays
-        computed and ``client=None``.
+        By default the file holds what prediction needs (the classifier
+        factors, the aggregator, the parameters, the fitted score transform,
+        the column names and classes, the history), so its size does not grow
+        with the fitted instances; ``include_training_factors=True`` also
+        keeps ``instance_factors_`` and ``transductive_proba_`` (n values
+        each). A model fitted with a dask ``client`` is saved with its fitted
+        arrays computed and ``client=None``.
         """
         check_is_fitted(self, "classifier_factors_")
+        names = [name for name in FITTED_ATTRIBUTES if name in vars(self)]
+        if include_training_factors:
+            missing = [name for name in TRAINING_ATTRIBUTES if name not in names]
+            if missing:
+                raise ValueError(f"include_training_factors=True: this model holds no {missing}; "
+                                 "it was loaded from a file saved without them")
+        else:
+            names = [name for name in names if name not in TRAINING_ATTRIBUTES]
         # a model fitted with a dask client: its factors on the cluster come back as NumPy arrays,
         # and the client (a live connection, not part of the model) is stored as None
         fitted = {}
-        for name in (name for name in FITTED_ATTRIBUTES if hasattr(self, name)):
+        for name in names:
             value = getattr(self, name)
             fitted[name] = np.asarray(value) if hasattr(value, "dask") else value
         params = {**self.get_params(deep=False), "client": None}
@@ -651,6 +678,10 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     @classmethod
     def load(cls, path):
         """Load a model written by :meth:`save`; it predicts bit-identically.
+
+        A model saved without its training factors has no ``instance_factors_``
+        and ``transductive_proba_`` (reading them raises an AttributeError that
+        says so).
 
         The file is validated like ``fit``'s inputs: its fitted values against
         :data:`cfe_fast.io.model_file.SCHEMA` and its parameters by
@@ -680,9 +711,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         return estimator
 
 
-def save_model(estimator, path, *, overwrite=False):
+def save_model(estimator, path, *, overwrite=False, include_training_factors=False):
     """Save a fitted :class:`CFEnsembleClassifier` to ``path`` (a safe ``.npz``; see :meth:`~CFEnsembleClassifier.save`)."""
-    estimator.save(path, overwrite=overwrite)
+    estimator.save(path, overwrite=overwrite, include_training_factors=include_training_factors)
 
 
 def load_model(path):

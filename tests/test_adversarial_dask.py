@@ -64,7 +64,7 @@ def test_a_fit_on_a_lazy_npy_file_survives_a_killed_worker(client, data, tmp_pat
 
 def test_a_model_fitted_with_a_client_can_be_saved_and_loaded(client, data, tmp_path):
     model = CFEnsembleClassifier(client=client, **FIT).fit(data.P, data.labels)
-    model.save(tmp_path / "m.npz")
+    model.save(tmp_path / "m.npz", include_training_factors=True)
     loaded = CFEnsembleClassifier.load(tmp_path / "m.npz")
     assert loaded.client is None and isinstance(loaded.instance_factors_, np.ndarray)
     np.testing.assert_array_equal(loaded.transductive_proba_, np.asarray(model.transductive_proba_))

@@ -32,7 +32,7 @@ def data():
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("model") / "model.npz"
-    CFEnsembleClassifier(**BASE).fit(data.P, data.labels).save(path)
+    CFEnsembleClassifier(**BASE).fit(data.P, data.labels).save(path, include_training_factors=True)
     return path.read_bytes()
 
 
@@ -106,6 +106,9 @@ def _set_array(name, value):
     (_set_array("classes_", np.array([5, 5])), "not two classes"),
     (_set_array("classes_", np.array([0, 1, 2])), r"classes_ has shape \(3,\)"),
     (_set_array("transductive_proba_", np.full(120, 2.0)), "transductive_proba_ is above 1"),
+    (_set_array("transductive_proba_", np.full(119, 0.5)), r"transductive_proba_ has shape \(119,\), expected \(120,\)"),
+    (lambda md, mb: (md["arrays"].remove("instance_factors_"), mb.pop("attr/instance_factors_")),
+     r"holds \['transductive_proba_'\] without \['instance_factors_'\]: .* all together or not at all"),
     (_set_array("feature_names_in_", np.array(["a", "b"])), r"feature_names_in_ has shape \(2,\)"),
     (lambda md, mb: md["params"].update(lam=-1.0), "invalid parameter: lam must be >= 0"),
     (lambda md, mb: md["params"].update(backend="evil"), "invalid parameter: backend has an unknown backend"),

@@ -78,6 +78,7 @@ def test_fit_and_predict_csv_with_ids_and_labels(tmp_path, data):
     assert done.returncode == 0, done.stderr
     _, new = read_predictions(tmp_path / "new_pred.csv")
     np.testing.assert_array_equal(new, expected.predict_proba(data.P[:40])[:, 1])
+    assert not hasattr(CFEnsembleClassifier.load(tmp_path / "out" / "model.npz"), "instance_factors_")  # slim
 
 
 def test_diagnose_prints_the_collapse_report(tmp_path, data):
@@ -92,7 +93,7 @@ def test_diagnose_prints_the_collapse_report(tmp_path, data):
 
 def test_fit_npz_without_labels_and_npy_predict(tmp_path, data):
     np.savez(tmp_path / "train.npz", P=data.P)
-    done = run_cli("fit", "train.npz", "-o", "out", *FAST, cwd=tmp_path)
+    done = run_cli("fit", "train.npz", "-o", "out", "--keep-training-factors", *FAST, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     _, proba = read_predictions(tmp_path / "out" / "predictions.csv")
     model = CFEnsembleClassifier.load(tmp_path / "out" / "model.npz")

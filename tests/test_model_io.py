@@ -37,7 +37,8 @@ def _rewrite(path, members):
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"dtype": "float32"}, {"confidence": "calibration"}, {"aggregator": "mean", "backend": "numpy"}],
+    [{}, {"dtype": "float32"}, {"confidence": "calibration"}, {"aggregator": "mean", "backend": "numpy"},
+     {"input_type": "scores"}],
 )
 def test_round_trip_predicts_bit_identically(tmp_path, data, params):
     model = CFEnsembleClassifier(**{**BASE, **params}).fit(data.P, data.labels)
@@ -45,12 +46,47 @@ def test_round_trip_predicts_bit_identically(tmp_path, data, params):
     loaded = CFEnsembleClassifier.load(tmp_path / "m.npz")
     P_new = make_ensemble(n_classifiers=7, n_instances=60, random_state=9).P
     np.testing.assert_array_equal(loaded.predict_proba(P_new), model.predict_proba(P_new))
-    np.testing.assert_array_equal(loaded.transductive_proba_, model.transductive_proba_)
+    np.testing.assert_array_equal(loaded.transform(P_new), model.transform(P_new))
     assert loaded.get_params() == model.get_params()
     assert list(loaded.history_) == list(model.history_)
     for key, values in model.history_.items():
         np.testing.assert_array_equal(np.asarray(loaded.history_[key]), np.asarray(values), err_msg=key)
     assert (loaded.n_iter_, loaded.converged_, loaded.intercept_) == (model.n_iter_, model.converged_, model.intercept_)
+    print(loaded.diagnose())  # the collapse report needs the history only
+
+
+def test_a_default_file_holds_nothing_of_the_size_of_the_fitted_instances(tmp_path):
+    """The file of a fit on 4x the instances is as large: no member grows with n."""
+    sizes = []
+    for n in (200, 800):
+        data = make_ensemble(n_classifiers=7, n_instances=n, random_state=4)
+        CFEnsembleClassifier(**BASE).fit(data.P, data.labels).save(tmp_path / f"{n}.npz")
+        assert all(n not in value.shape for value in _members(tmp_path / f"{n}.npz").values())
+        sizes.append((tmp_path / f"{n}.npz").stat().st_size)
+    assert abs(sizes[1] - sizes[0]) < 64  # the metadata's numbers may differ by a few characters
+
+
+def test_a_model_without_training_factors_says_so(tmp_path, fitted):
+    fitted.save(tmp_path / "m.npz")
+    loaded = CFEnsembleClassifier.load(tmp_path / "m.npz")
+    for name in ("instance_factors_", "transductive_proba_"):
+        assert not hasattr(loaded, name)
+        with pytest.raises(AttributeError, match=f"no {name}: .* saved without .*include_training_factors=True"):
+            getattr(loaded, name)
+    with pytest.raises(ValueError, match=r"include_training_factors=True: this model holds no \['instance_factors_'"):
+        loaded.save(tmp_path / "again.npz", include_training_factors=True)
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        loaded.no_such_thing
+
+
+def test_training_factors_are_kept_on_request(tmp_path, fitted):
+    fitted.save(tmp_path / "m.npz", include_training_factors=True)
+    loaded = CFEnsembleClassifier.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.instance_factors_, fitted.instance_factors_)
+    np.testing.assert_array_equal(loaded.transductive_proba_, fitted.transductive_proba_)
+    loaded.save(tmp_path / "again.npz", include_training_factors=True)  # kept again by the loaded model
+    np.testing.assert_array_equal(CFEnsembleClassifier.load(tmp_path / "again.npz").instance_factors_,
+                                  fitted.instance_factors_)
 
 
 def test_user_confidence_matrix_is_stored_as_an_array(tmp_path, data):

@@ -1,9 +1,10 @@
 """What the in-memory backends (NumPy, Numba, CuPy) share: data checks, the start of a fit, the fold-in."""
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
+from .._float64 import blocks, working_dtype
 from .._validation import (
     as_float_array,
     check_confidence,
@@ -15,6 +16,17 @@ from .._validation import (
 from ..core.confidence import instance_major_confidence
 from ..training.problem import InMemoryProblem
 from ..training.state import State, initial_fit_state
+
+
+@contextmanager
+def located(offset):
+    """Re-raise an error about a block of new instances with the block's position in the data."""
+    try:
+        yield
+    except ValueError as error:
+        if offset == 0:
+            raise
+        raise type(error)(f"{error} (index within the block of new instances starting at row {offset})") from None
 
 
 class InMemoryBackend:
@@ -69,11 +81,24 @@ class InMemoryBackend:
         problem = InMemoryProblem(self, R, C, data.lam, data.settings, labeled, y_labeled, omega, quality)
         return problem, State(X, Y, progress.w, progress.b), progress
 
-    def fold_in_data(self, X, P, lam, confidence):
-        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m)."""
-        C = np.ascontiguousarray(confidence(P), dtype=P.dtype)
-        check_solvable(C.T, lam, X.shape[0], axis=0)
-        return self.fold_in(X, P.T, C.T, lam)
+    def fold_in_data(self, X, P, lam, confidence, values=None):
+        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), or their ``values``.
+
+        The instances are folded in blocks of :func:`~cfe_fast._float64.blocks`
+        (about ``config.FLOAT64_BLOCK_BYTES`` of P each); each block's results
+        go into one preallocated output. Every instance's system is solved on
+        its own, so the results do not depend on the blocks.
+        """
+        n, d = P.shape[0], X.shape[0]
+        out = np.empty(n) if values is not None else np.empty((n, d), dtype=working_dtype(P))
+        for start, stop in blocks(n, P.shape[1]):
+            rows = P[start:stop]
+            C = np.ascontiguousarray(confidence(rows), dtype=P.dtype)
+            with located(start):
+                check_solvable(C.T, lam, d, axis=0)
+                Y = self.fold_in(X, rows.T, C.T, lam)
+            out[start:stop] = values(Y) if values is not None else Y.T
+        return out if values is not None else out.T
 
 
 class ModuleBackend(InMemoryBackend):

@@ -9,6 +9,11 @@ names of the fitted array attributes) and ``history`` (key order and, per
 key, whether its entries are scalars or vectors); the members
 ``param/<name>``, ``attr/<name>`` and ``history/<key>`` hold the arrays.
 
+What prediction needs does not depend on the number n of fitted instances;
+the values of size n (:data:`TRAINING_ATTRIBUTES`: the fitted instances'
+factors and probabilities) are optional, and a file holds both of them or
+neither, so files of either kind, older ones included, are read alike.
+
 Reading checks what :func:`~.archive.read_archive` checks (format, version,
 members, headers and sizes before data, checksum), refuses pickled (object)
 members and unknown parameters, and checks every fitted value against
@@ -86,6 +91,10 @@ SCHEMA = {
 }
 
 
+#: the fitted values of size n (the fitted instances'): a file holds all of them or none
+TRAINING_ATTRIBUTES = tuple(name for name, rule in SCHEMA.items() if rule.shape is not None and "n" in rule.shape)
+
+
 def _check_numbers(path, name, rule, values):
     values = np.asarray(values, dtype=np.float64)
     require(np.isfinite(values).all(), path, f"fitted {name} holds NaN or infinite values")
@@ -121,6 +130,10 @@ def check_fitted(path, fitted):
     require(not unknown, path, f"unknown fitted attribute(s) {unknown}")
     for name, rule in SCHEMA.items():
         require(name in fitted or not rule.required, path, f"missing fitted attribute {name}")
+    present = [name for name in TRAINING_ATTRIBUTES if name in fitted]
+    require(len(present) in (0, len(TRAINING_ATTRIBUTES)), path,
+            f"it holds {present} without {sorted(set(TRAINING_ATTRIBUTES) - set(present))}: the fitted "
+            "instances' values are stored all together or not at all")
     for name, value in fitted.items():
         require((SCHEMA[name].shape is None) != isinstance(value, np.ndarray), path,
                 f"fitted attribute {name} is stored as {'an array' if isinstance(value, np.ndarray) else 'a scalar'}")
@@ -210,4 +223,4 @@ def read_model(path, known_params, required_history=()):
     return ModelContent(metadata.get("estimator"), params, fitted, history)
 
 
-__all__ = ["MODEL_FORMAT", "SCHEMA", "ModelContent", "ModelFileError", "read_model", "write_model"]
+__all__ = ["MODEL_FORMAT", "SCHEMA", "TRAINING_ATTRIBUTES", "ModelContent", "ModelFileError", "read_model", "write_model"]
