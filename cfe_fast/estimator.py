@@ -608,10 +608,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if self.input_type == "scores":
             X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2), "X"), self.score_quantiles_,
                                  DTYPES[self.dtype])
-        P = backend.check_new_data(X, DTYPES[self.dtype])
+        dtype = DTYPES[self.dtype]
+        P = backend.check_new_data(X, dtype)
         confidence = functools.partial(confidence_chunk, labels=None, strategy=fold_in_strategy(self._strategy()),
                                        quality=getattr(self, "classifier_quality_", None))
-        return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence, values)
+        return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence, dtype, values)
 
     def _in_fitted_column_order(self, X):
         """A DataFrame holding the fitted column names in another order, reordered to the fitted order."""

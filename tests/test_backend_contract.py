@@ -190,6 +190,6 @@ def test_fold_in_of_new_data_matches_reference(name, dtype, request):
         P = pytest.importorskip("dask.array").from_array(np.ascontiguousarray(R.T), chunks=(25, 5))
         P = backend.check_new_data(P, dtype)
     confidence = functools.partial(confidence_chunk, labels=None, strategy="certainty")
-    Y = np.asarray(backend.to_host(backend.fold_in_data(X, P, 0.2, confidence)))
+    Y = np.asarray(backend.to_host(backend.fold_in_data(X, P, 0.2, confidence, dtype)))
     expected = ref.update_instance_factors(X, R, np.abs(R.astype(np.float64) - 0.5), 0.2)
     assert rel_error(Y, expected) < TOL[dtype]

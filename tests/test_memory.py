@@ -70,3 +70,75 @@ def test_fit_allocates_at_most_half_the_data_on_top(monkeypatch, dtype, solver):
     data = 2 * P.nbytes + (n + m) * d * P.itemsize
     print(f"{dtype} {solver}: peak {(peak + P.nbytes) / data:.3f} x data")
     assert (peak + P.nbytes) / data <= 1.5
+
+
+def _traced_peak(call):
+    """Peak bytes that tracemalloc traces while ``call()`` runs (what existed before it is not counted)."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture(scope="module")
+def fold_in_data():
+    from cfe_fast import make_ensemble
+
+    train = make_ensemble(n_classifiers=12, n_instances=400, random_state=0)
+    return train, make_ensemble(n_classifiers=12, n_instances=301, random_state=1).P
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"dtype": "float32"}, {"backend": "numpy"}, {"backend": "numpy", "dtype": "float32"},
+    {"confidence": "certainty"}, {"confidence": "calibration"},
+    {"confidence": "label_aware", "aggregator": "mean", "backend": "numpy"}, {"input_type": "scores"},
+])
+def test_predictions_in_small_blocks_match_those_in_one_block(monkeypatch, fold_in_data, params):
+    """Blocks of 2 rows against one block: equal up to the order of floating-point sums.
+
+    Every instance's system is solved on its own, but a kernel's GEMM over a
+    run of instances (Numba) and the product v^T Y (NumPy's gemv) may add in
+    another order for another number of columns: a few units in the last place.
+    """
+    train, P_new = fold_in_data
+    model = CFEnsembleClassifier(latent_dim=4, max_iter=4, random_state=0, **params).fit(train.P, train.labels)
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 2**62)
+    whole_proba, whole_factors = model.predict_proba(P_new), model.transform(P_new)
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 2 * 12 * 8)
+    factors = model.transform(P_new)
+    assert factors.dtype == whole_factors.dtype and factors.shape == whole_factors.shape
+    eps = np.finfo(factors.dtype).eps
+    np.testing.assert_allclose(factors, whole_factors, rtol=0, atol=16 * eps * np.abs(whole_factors).max())
+    np.testing.assert_allclose(model.predict_proba(P_new), whole_proba, rtol=0, atol=16 * eps)
+
+
+def test_a_singular_system_of_a_later_block_is_located(monkeypatch, fold_in_data):
+    train, P_new = fold_in_data
+    model = CFEnsembleClassifier(latent_dim=4, max_iter=2, lam=0.0, confidence="certainty",
+                                 random_state=0).fit(train.P, train.labels)
+    P_new = P_new.copy()
+    P_new[7] = 0.5  # certainty 0 everywhere: with lam=0 its system is singular
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 5 * 12 * 8)
+    with pytest.raises(ValueError, match="instance 2 .* block of new instances starting at row 5"):
+        model.predict_proba(P_new)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_predict_proba_allocates_a_quarter_of_the_input_at_most(monkeypatch, dtype):
+    """Peak traced allocations of predict_proba on new float64 rows <= 0.25 x their bytes.
+
+    Folded in one block (the confidence, Y and, for a float32 model, a float32
+    copy of the rows, whole) it takes more than the input itself.
+    """
+    from cfe_fast import make_ensemble
+
+    train = make_ensemble(n_classifiers=50, n_instances=2_000, random_state=0)
+    model = CFEnsembleClassifier(latent_dim=10, max_iter=3, dtype=dtype, random_state=0).fit(train.P, train.labels)
+    P = np.random.default_rng(1).random((100_000, 50))
+    model.predict_proba(P[:10])  # JIT compile outside the traced window
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 512 * 1024)  # blocks of 4 MiB weigh on a small n
+    peak = _traced_peak(lambda: model.predict_proba(P))
+    print(f"{dtype}: peak {peak / P.nbytes:.3f} x input")
+    assert peak / P.nbytes <= 0.25

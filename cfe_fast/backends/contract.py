@@ -115,8 +115,9 @@ class Backend(Protocol):
     def start_fit(self, data):
         """``(problem, state)`` for a fit on :class:`cfe_fast.training.problem.FitData`."""
 
-    def fold_in_data(self, X, P, lam, confidence, values=None):
-        """Instance factors (d, n_new) of instance-major probabilities P, with
+    def fold_in_data(self, X, P, lam, confidence, dtype, values=None):
+        """Instance factors (d, n_new) of instance-major probabilities P (as the
+        backend's ``check_new_data`` returns them) in ``dtype``, with
         ``confidence(P_chunk) -> C_chunk`` the label-free confidence; with
         ``values(Y_chunk) -> (rows,)``, those values (n_new,) of every chunk's
         factors instead. Built chunk by chunk of instances: the confidence,

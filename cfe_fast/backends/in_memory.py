@@ -4,7 +4,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from .._float64 import blocks, working_dtype
+from .._float64 import blocks
 from .._validation import (
     as_float_array,
     check_confidence,
@@ -48,8 +48,13 @@ class InMemoryBackend:
         return arrays
 
     def check_new_data(self, X, dtype):
-        """Checked instance-major probabilities (n_new, m) for a fold-in."""
-        return np.ascontiguousarray(check_probabilities(X, "X", dtype))
+        """Checked instance-major probabilities (n_new, m) for a fold-in; float input is not copied.
+
+        :meth:`fold_in_data` converts each block of rows to ``dtype`` (C-contiguous),
+        so X is never copied whole (an F-ordered X such as a DataFrame's
+        values, float64 rows for a float32 model).
+        """
+        return check_probabilities(X, "X")
 
     def check_data(self, X, y, dtype, client=None):
         """P (n, m) C-contiguous in ``dtype`` and labels (n,) NaN where unlabeled.
@@ -81,7 +86,7 @@ class InMemoryBackend:
         problem = InMemoryProblem(self, R, C, data.lam, data.settings, labeled, y_labeled, omega, quality)
         return problem, State(X, Y, progress.w, progress.b), progress
 
-    def fold_in_data(self, X, P, lam, confidence, values=None):
+    def fold_in_data(self, X, P, lam, confidence, dtype, values=None):
         """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), or their ``values``.
 
         The instances are folded in blocks of :func:`~cfe_fast._float64.blocks`
@@ -90,14 +95,17 @@ class InMemoryBackend:
         its own, so the results do not depend on the blocks.
         """
         n, d = P.shape[0], X.shape[0]
-        out = np.empty(n) if values is not None else np.empty((n, d), dtype=working_dtype(P))
+        out = None
         for start, stop in blocks(n, P.shape[1]):
-            rows = P[start:stop]
-            C = np.ascontiguousarray(confidence(rows), dtype=P.dtype)
+            rows = np.ascontiguousarray(P[start:stop], dtype=dtype)
+            C = np.ascontiguousarray(confidence(rows), dtype=dtype)
             with located(start):
                 check_solvable(C.T, lam, d, axis=0)
                 Y = self.fold_in(X, rows.T, C.T, lam)
-            out[start:stop] = values(Y) if values is not None else Y.T
+            result = values(Y) if values is not None else Y.T
+            if out is None:  # the backend's result type, for the whole of P
+                out = np.empty((n, *result.shape[1:]), dtype=result.dtype)
+            out[start:stop] = result
         return out if values is not None else out.T
 
 

@@ -69,10 +69,10 @@ class DaskBackend(NumbaBackend):
         progress = FitState(Y=None, X=None, w=np.full(m, 1.0 / m), b=0.0)
         return problem, State(None, None, progress.w, progress.b), progress
 
-    def fold_in_data(self, X, P, lam, confidence, values=None):
-        """Lazy fold-in of a dask array P, one task per chunk of P; the Numba fold-in for NumPy input."""
+    def fold_in_data(self, X, P, lam, confidence, dtype, values=None):
+        """Lazy fold-in of a dask array P (in ``dtype`` already), one task per chunk of P; the Numba fold-in for NumPy input."""
         if not isinstance(P, da.Array):
-            return super().fold_in_data(X, P, lam, confidence, values)
+            return super().fold_in_data(X, P, lam, confidence, dtype, values)
         Y = fold_in_chunks(X, P, lam, confidence).T
         return Y if values is None else values(Y)
 
