@@ -215,7 +215,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     classifier_factors_ : ndarray (d, m)
         X.
     instance_factors_ : ndarray (d, n)
-        Y of the fitted instances (a dask array with backend="dask" and a client).
+        Y of the fitted instances (a dask array with backend="dask" and a client). Like
+        ``transductive_proba_``, absent from a model loaded from a file saved without
+        ``include_training_factors=True`` (see :meth:`save`).
     coef_ : ndarray (m,)
         The aggregator's weights w.
     intercept_ : float
@@ -597,8 +599,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def _fold_in(self, X, values=None):
         """Instance factors Y (d, n_new) of new instances (a lazy dask array for dask input).
 
-        With ``values``, a function of a chunk's factors: its (n_new,) values
-        instead, computed chunk by chunk (Y is never whole; see the backend's
+        With ``values``, a function of a block's factors: its (n_new,) values
+        instead, computed block by block (Y is never whole; see the backend's
         :meth:`~cfe_fast.backends.contract.Backend.fold_in_data`).
         """
         check_is_fitted(self, "classifier_factors_")
@@ -632,9 +634,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def predict_proba(self, X):
         """Class probabilities (n_new, 2) of new instances (inductive fold-in), columns in ``classes_`` order.
 
-        The instances are folded in chunk by chunk, so the memory this takes
+        The instances are folded in block by block, so the memory this takes
         beyond X and the result is bounded (``cfe_fast.config.FLOAT64_BLOCK_BYTES``
-        of X's rows per chunk). A lazy dask array for dask input with backend="dask".
+        of X's rows per block). A lazy dask array for dask input with backend="dask".
         """
         p = self._fold_in(X, values=self._proba_from_factors)
         return np.stack([1.0 - p, p], axis=1)

@@ -119,6 +119,6 @@ class Backend(Protocol):
         """Instance factors (d, n_new) of instance-major probabilities P (as the
         backend's ``check_new_data`` returns them) in ``dtype``, with
         ``confidence(P_chunk) -> C_chunk`` the label-free confidence; with
-        ``values(Y_chunk) -> (rows,)``, those values (n_new,) of every chunk's
-        factors instead. Built chunk by chunk of instances: the confidence,
-        the factors and the values of one chunk at a time."""
+        ``values(Y_block) -> (rows,)``, those values (n_new,) of every block's
+        factors instead. Built block by block of instances: the confidence,
+        the factors and the values of one block at a time."""

@@ -92,7 +92,9 @@ class InMemoryBackend:
         The instances are folded in blocks of :func:`~cfe_fast._float64.blocks`
         (about ``config.FLOAT64_BLOCK_BYTES`` of P each); each block's results
         go into one preallocated output. Every instance's system is solved on
-        its own, so the results do not depend on the blocks.
+        its own; only the order of the floating-point sums of a kernel's
+        products over a block's rows depends on the blocks (a few units in the
+        last place).
         """
         n, d = P.shape[0], X.shape[0]
         out = None

@@ -12,7 +12,8 @@ key, whether its entries are scalars or vectors); the members
 What prediction needs does not depend on the number n of fitted instances;
 the values of size n (:data:`TRAINING_ATTRIBUTES`: the fitted instances'
 factors and probabilities) are optional, and a file holds both of them or
-neither, so files of either kind, older ones included, are read alike.
+neither, so files of either kind, older ones included, are read alike. A
+user confidence matrix is a parameter (n x m) and is kept as given.
 
 Reading checks what :func:`~.archive.read_archive` checks (format, version,
 members, headers and sizes before data, checksum), refuses pickled (object)
