@@ -134,3 +134,11 @@ def test_a_refit_on_two_classes_drops_the_class_ensembles(data, fitted):
     refitted = fit_quietly(model(), P, labels)
     fit_quietly(refitted, P[:, :, 0], binary)
     assert not hasattr(refitted, "estimators_") and refitted.predict_proba(P[:3, :, 0]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("params", [{"trainer": "exact"}, {"trainer": "joint"}, {"input_type": "scores"}])
+def test_every_trainer_and_input_type_serves_each_class(data, params):
+    P, labels, _ = data
+    fitted = fit_quietly(model(**params), P, labels)
+    assert all(member.get_params()[key] == value for member in fitted.estimators_ for key, value in params.items())
+    np.testing.assert_allclose(fitted.predict_proba(P[:6]).sum(axis=1), 1.0, rtol=1e-12)
