@@ -251,21 +251,22 @@ def unlabeled_mask(y, unlabeled=AUTO_UNLABELED, name="y"):
     return arr, missing
 
 
-def encode_labels(y, n=None, unlabeled=AUTO_UNLABELED, name="y"):
+def encode_labels(y, n=None, unlabeled=AUTO_UNLABELED, name="y", max_classes=2):
     """(classes, codes): the sorted classes of the labeled instances, and y as their indices.
 
     Labels are anything :class:`sklearn.preprocessing.LabelEncoder` accepts
     (numbers, strings, booleans); unlabeled instances are marked as
     :func:`unlabeled_mask` says. ``codes`` is float64 (n,): the index of each
     label in ``classes``, NaN where unlabeled. ``n``: the number of instances
-    (None: any; the caller checks it).
+    (None: any; the caller checks it). ``max_classes``: the most classes
+    allowed (None: any number).
 
     Raises
     ------
     TypeError
         Labels of mixed or unknown kind.
     ValueError
-        Continuous values, more than two classes, infinite values or a wrong
+        Continuous values, more than ``max_classes`` classes, infinite values or a wrong
         shape; the message names the offending values.
     """
     arr, missing = unlabeled_mask(y, unlabeled, name)
@@ -284,9 +285,9 @@ def encode_labels(y, n=None, unlabeled=AUTO_UNLABELED, name="y"):
         codes = encoder.fit_transform(values)
     except TypeError as error:
         raise TypeError(f"Unknown label type: {name} holds labels of mixed kinds ({error})") from None
-    if encoder.classes_.size > 2:
+    if max_classes is not None and encoder.classes_.size > max_classes:
         raise ValueError(f"{name} has {encoder.classes_.size} classes {_show_labels(encoder.classes_, 10)} "
-                         "besides the unlabeled ones: Only binary classification is supported.")
+                         f"besides the unlabeled ones: at most {max_classes} are supported here.")
     auto = isinstance(unlabeled, str) and unlabeled == AUTO_UNLABELED
     if encoder.classes_.size == 1 and auto and arr.dtype.kind in "iuf" and (arr == -1).any():
         raise ValueError(f"{name} has labeled instances of one class only ({encoder.classes_.tolist()[0]!r}) "

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeatures
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import diagnostics
+from . import diagnostics, multiclass
 from ._float64 import matvec64
 from ._threads import single_threaded_blas
 from ._validation import (
@@ -48,6 +48,9 @@ FITTED_ATTRIBUTES = (
     "held_out_average_precision_of_mean_", "held_out_positive_rate_", "held_out_mean_better_share_",
     "score_quantiles_",
 )
+#: the fitted attributes of a model of more than two classes (:mod:`cfe_fast.multiclass`) besides
+#: ``classes_``, the column names and the fit's summary
+MULTICLASS_ATTRIBUTES = ("estimators_",)
 
 
 class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -199,11 +202,16 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     Attributes
     ----------
-    classes_ : ndarray (2,)
-        The two classes of the labeled instances, sorted (as
+    classes_ : ndarray (n_classes,)
+        The classes of the labeled instances, sorted (as
         :class:`~sklearn.preprocessing.LabelEncoder` sorts them); column j of
         :meth:`predict_proba` is the probability of ``classes_[j]``. [0, 1]
         when y has no labeled instance.
+    estimators_ : list of CFEnsembleClassifier
+        With more than two classes only (:mod:`cfe_fast.multiclass`): the
+        binary model of each class against the rest, in ``classes_`` order;
+        the attributes below are then theirs, not the model's, except
+        ``latent_dim_``, ``n_iter_``, ``converged_`` and ``transductive_proba_``.
     n_features_in_ : int
         Number of classifiers m.
     feature_names_in_ : ndarray (m,) of str
@@ -228,9 +236,10 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         log(n_negative / n_positive) of the labeled instances (their total
         sample weights) with ``class_weight="balanced"``: the shift the
         balanced weights give the fitted intercept (0 without class weights).
-    transductive_proba_ : ndarray (n,)
+    transductive_proba_ : ndarray (n,) or (n, n_classes)
         P(y = classes_[1]) for every fitted instance, labeled or not (a dask array with
-        backend="dask" and a client).
+        backend="dask" and a client); with more than two classes the probability of
+        every class.
     history_ : dict of lists
         Per iteration: "loss", "reconstruction", "supervised", "aggregator_steps",
         "time", and the collapse monitors "coef" (w), "intercept", "w_norm",
@@ -335,6 +344,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = self.input_type == "probabilities"  # values above 1 are refused too
+        # K > 2 classes need the per-classifier class layout (cfe_fast.multiclass), which generic
+        # multi-class data lacks: scikit-learn's checks then test the binary case only
         tags.classifier_tags.multi_class = False
         return tags
 
@@ -416,8 +427,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
             Probabilities in [0, 1] (a dask array, possibly lazy, with
             backend="dask"); column j holds classifier j's probability of
             ``classes_[1]``. A DataFrame's column names become ``feature_names_in_``.
+            With K > 2 classes: (n_instances, n_classifiers, K), or the
+            (n_instances, n_classifiers * K) layout of StackingClassifier
+            (classifier j's probability of ``classes_[k]`` in column j K + k).
         y : array (n_instances,)
-            Two classes of any kind :class:`~sklearn.preprocessing.LabelEncoder`
+            Classes of any kind :class:`~sklearn.preprocessing.LabelEncoder`
             accepts (numbers, strings, booleans), and unlabeled marks.
         sample_weight : array (n_instances,) or None
             Non-negative weight of each labeled instance in the supervised
@@ -443,14 +457,27 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         backend = self._checked_backend()
         if not backend.capabilities.checkpoints and (checkpoint is not None or resume_from is not None):
             raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
+        classes, codes = encode_labels(y, unlabeled=self.unlabeled, max_classes=None)
+        if classes.size > 2:
+            if checkpoint is not None or resume_from is not None:
+                raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size})")
+            for name in (*FITTED_ATTRIBUTES, "history_"):
+                vars(self).pop(name, None)
+            weights = check_sample_weight(sample_weight, codes.size, ~np.isnan(codes))
+            multiclass.fit(self, X, classes, codes, sample_weight, weights, callback)
+            return self
+        for name in MULTICLASS_ATTRIBUTES:
+            vars(self).pop(name, None)
         # the kernels parallelise themselves: idle BLAS threads would spin
         with single_threaded_blas(), backend.session(self.client) as client:
-            self._fit(backend, X, y, sample_weight, client, checkpoint, checkpoint_every, resume_from, callback)
+            self._fit(backend, X, classes, codes, sample_weight, client, checkpoint, checkpoint_every, resume_from,
+                      callback)
         return self
 
-    def _fit(self, backend, X, y, sample_weight, client, checkpoint, checkpoint_every, resume_from, callback):
+    def _fit(self, backend, X, classes, codes, sample_weight, client, checkpoint, checkpoint_every, resume_from,
+             callback):
         """Check the data, start the backend's problem, run the loop, publish the result."""
-        P, labels, classes = self._checked_data(backend, X, y, client)
+        P, labels = self._checked_data(backend, X, codes, client)
         d = self._latent_dim(P)
         labeled = ~np.isnan(labels)
         y_labeled = labels[labeled]
@@ -502,20 +529,18 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
 
-    def _checked_data(self, backend, X, y, client):
-        """(P, labels, classes): the probabilities, the labels as 0/1 codes (NaN where unlabeled) and the classes.
+    def _checked_data(self, backend, X, codes, client):
+        """(P, labels): the probabilities and the labels' 0/1 ``codes`` checked (NaN where unlabeled).
 
         Sets ``feature_names_in_``, ``n_features_in_`` and, for scores, ``score_quantiles_``.
         """
         validate_data(self, X, reset=True, skip_check_array=True)
-        classes, codes = encode_labels(y, unlabeled=self.unlabeled)
         vars(self).pop("score_quantiles_", None)
         if self.input_type == "scores":
             scores = check_not_empty(as_float_array(X, "X", 2), "X")
             self.score_quantiles_ = fit_quantiles(scores)
             X = to_unit_interval(scores, self.score_quantiles_, DTYPES[self.dtype])
-        P, labels = backend.check_data(X, codes, DTYPES[self.dtype], client)
-        return P, labels, classes
+        return backend.check_data(X, codes, DTYPES[self.dtype], client)
 
     def _publish(self, backend, problem, result, client):
         """Set the fitted attributes from a loop's result and warn of every collapse check that fires."""
@@ -556,6 +581,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         CollapseReport
             ``str(report)`` is a readable table; ``report.to_dict()`` is JSON-ready.
         """
+        check_is_fitted(self, "classes_")
+        if self._multiclass:
+            return multiclass.diagnose(self)
         check_is_fitted(self, "history_")
         missing = sorted(set(diagnostics.MONITORS) - set(self.history_))
         if missing:
@@ -592,8 +620,16 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         return expit(matvec64(X @ self.coef_, Y) + self.intercept_)
 
     # ----------------------------------------------------------- predict
+    @property
+    def _multiclass(self):
+        """Whether the fitted model has more than two classes (:mod:`cfe_fast.multiclass`)."""
+        return hasattr(self, "estimators_")
+
     def transform(self, X):
-        """Instance factors (n_new, d) of new instances, folded in with X fixed."""
+        """Instance factors (n_new, d) of new instances, folded in with X fixed (with K > 2 classes:
+        (n_new, K d), the per-class factors side by side)."""
+        if self._multiclass:
+            return multiclass.transform(self, self._in_fitted_column_order(X))
         return self._fold_in(X).T
 
     def _fold_in(self, X, values=None):
@@ -629,20 +665,26 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     @property
     def _n_features_out(self):
         """The number of columns of :meth:`transform` (its names: ``get_feature_names_out()``)."""
-        return self.latent_dim_
+        return self.latent_dim_ * (self.classes_.size if self._multiclass else 1)
 
     def predict_proba(self, X):
-        """Class probabilities (n_new, 2) of new instances (inductive fold-in), columns in ``classes_`` order.
+        """Class probabilities (n_new, n_classes) of new instances (inductive fold-in), columns in ``classes_`` order.
 
         The instances are folded in block by block, so the memory this takes
         beyond X and the result is bounded (``cfe_fast.config.FLOAT64_BLOCK_BYTES``
-        of X's rows per block). A lazy dask array for dask input with backend="dask".
+        of X's rows per block). A lazy dask array for dask input with backend="dask"
+        (two classes).
         """
+        if self._multiclass:
+            return multiclass.predict_proba(self, self._in_fitted_column_order(X))
         p = self._fold_in(X, values=self._proba_from_factors)
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
-        """Class labels of new instances: ``classes_[1]`` where its probability is >= ``threshold``."""
+        """Class labels of new instances: ``classes_[1]`` where its probability is >= ``threshold``; with
+        more than two classes the most probable class (``threshold`` is not used)."""
+        if self._multiclass:
+            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
         positive = self.predict_proba(X)[:, 1] >= self.threshold  # first: raises NotFittedError before fit
         negative_class, positive_class = self.classes_
         return np.where(positive, positive_class, negative_class).astype(self.classes_.dtype)  # lazy for dask
@@ -659,6 +701,10 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         each). A model fitted with a dask ``client`` is saved with its fitted
         arrays computed and ``client=None``.
         """
+        check_is_fitted(self, "classes_")
+        if self._multiclass:
+            raise ValueError(f"models of more than two classes cannot be saved yet (this one has "
+                             f"{self.classes_.size}); see docs/guide/model_files.md")
         check_is_fitted(self, "classifier_factors_")
         names = [name for name in FITTED_ATTRIBUTES if name in vars(self)]
         if include_training_factors:

@@ -172,12 +172,13 @@ def test_the_scale_refit_keeps_the_direction_and_zeroes_the_unpenalised_gradient
     assert abs((terms.grad_w + 1e-3 * s.w) @ shrunk) < 1e-8 and abs(terms.grad_b) < 1e-8
 
 
-def test_fewer_labeled_instances_of_a_class_than_folds_try_only_equal_weights():
+def test_fewer_labeled_instances_of_a_class_than_folds_take_the_strongest_prior_toward_equal_weights():
     p, s = make_problem(5, 300, 3, seed=4, labeled_fraction=0.4)
     n_pos = int(min(p.y_labeled.sum(), p.y_labeled.size - p.y_labeled.sum()))  # the smaller class
     validation = cross_validate(p, s, folds=n_pos + 1)
-    assert validation.grid == tuple(prior for prior in PRIOR_GRID if prior[0] == "equal")
-    assert validation.prior[0] == "equal"
+    strongest_equal = max((prior for prior in PRIOR_GRID if prior[0] == "equal"), key=lambda prior: prior[1])
+    assert validation.grid == (strongest_equal,) and validation.prior == strongest_equal
+    assert validation.held_out_logits.shape == validation.y.shape  # the held-out check still has its logits
     assert {center for center, _ in cross_validate(p, s, folds=n_pos).grid} == {"equal", "zero"}
     only_zero = (("zero", 10.0), ("zero", 100.0))
-    assert cross_validate(p, s, grid=only_zero, folds=n_pos + 1).grid == only_zero  # a centre asked for is kept
+    assert cross_validate(p, s, grid=only_zero, folds=n_pos + 1).grid == (("zero", 100.0),)  # a centre asked for is kept

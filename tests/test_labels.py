@@ -72,8 +72,6 @@ def test_pandas_labels_with_missing_values(data, binary_fit):
 
 
 @pytest.mark.parametrize("change,error,match", [
-    (lambda y: relabel(y, "a", "b", "c", "U1"), ValueError, r"y has 3 classes \['a', 'b', 'c'\]"),
-    (lambda y: relabel(y, 1, 2, 3, np.int64), ValueError, r"3 classes \[1, 2, 3\].*Only binary classification"),
     (lambda y: relabel(y, "a", 2, None), TypeError, r"y mixes numbers and other labels, e\.g\. \['a', 2\]"),
     (lambda y: relabel(y, 0.25, 1.0, np.nan, np.float64), ValueError, r"continuous values \[0\.25\]"),
     (lambda y: relabel(y, "only", "only", None), ValueError, r"one class only \('only'\)"),
