@@ -169,13 +169,14 @@ def check_labels(labels, n, name="y"):
     if arr.dtype.kind not in "fiub" and arr.dtype != object:
         raise TypeError(f"{name} must be numeric (0, 1, and NaN or -1 for unlabeled), got dtype {arr.dtype}")
     try:
-        arr = arr.astype(np.float64)
+        arr = arr.astype(np.float64, copy=False)  # the caller's codes are not copied (they live through a fit)
     except (TypeError, ValueError):
         raise TypeError(f"Unknown label type: {name} must hold 0, 1, and NaN or -1 for unlabeled") from None
     arr = _column(arr, n, name)
     if np.isinf(arr).any():
         raise ValueError(f"{name} contains infinite values")
-    arr = np.where(arr == -1, np.nan, arr)
+    if (arr == -1).any():
+        arr = np.where(arr == -1, np.nan, arr)
     bad = ~np.isnan(arr) & (arr != 0) & (arr != 1)
     if bad.any():
         values = np.unique(arr[bad])
