@@ -94,8 +94,6 @@ def fit_data(seed_data):
 @pytest.mark.parametrize(
     "params,y_change,error,match",
     [
-        ({}, lambda y: np.where(y == 1, np.arange(y.size) % 2 + 2, y), ValueError,
-         r"y has 3 classes \[0.0, 2.0, 3.0\]"),
         ({}, lambda y: np.where(y == 1, 0.5, y), ValueError, r"continuous values \[0.5\]"),
         ({}, lambda y: np.where(np.isnan(y), np.nan, 0.0), ValueError, "one class only"),
         ({}, lambda y: y[:-1], ValueError, "entries but there are"),
