@@ -196,7 +196,7 @@ def test_numpy_input_without_client_starts_and_closes_a_cluster(data, numba_fit)
 @pytest.mark.parametrize(
     "mutate,error,match",
     [
-        (lambda P: np.where(P > 0.9, np.nan, P), ValueError, "X contains NaN"),
+        (lambda P: np.where(P > 0.9, np.inf, P), ValueError, "X contains NaN or infinite"),
         (lambda P: P * 1.5, ValueError, r"probabilities in \[0, 1\]"),
         (lambda P: P[:, 0], ValueError, "X must be 2-dimensional"),
         (lambda P: P.astype(complex), TypeError, "X must hold real numbers"),
