@@ -51,6 +51,16 @@ def as_float_array(a, name, ndim, dtype=None, missing=False):
     (float32/float64) forces the result type. ``missing``: NaN is allowed
     (an unobserved entry); infinite values are refused either way.
     """
+    arr = _as_float(a, name, ndim, dtype)
+    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):  # NaN propagates: no mask of arr
+        if not missing:
+            raise ValueError(f"{name} contains NaN or infinite values")
+        _refuse_at(np.isinf(arr), arr, name, "is infinite (a missing entry is NaN or empty)")
+    return arr
+
+
+def _as_float(a, name, ndim, dtype):
+    """:func:`as_float_array` without the check of finite values."""
     if scipy.sparse.issparse(a):
         raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
     arr = _numeric(_with_nan_for_na(a, name), name)
@@ -59,10 +69,6 @@ def as_float_array(a, name, ndim, dtype=None, missing=False):
     arr = arr.astype(dtype, copy=False)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
-    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):  # NaN propagates: no mask of arr
-        if not missing:
-            raise ValueError(f"{name} contains NaN or infinite values")
-        _refuse_at(np.isinf(arr), arr, name, "is infinite (a missing entry is NaN or empty)")
     return arr
 
 
@@ -152,12 +158,13 @@ def check_confidence(C, shape, name="C", dtype=None, missing=None):
     ``missing`` (a mask of that shape, or None): the unobserved entries,
     where C is 0 whatever it holds (any value, NaN included, is ignored there).
     """
-    C = as_float_array(C, name, 2, dtype, missing=missing is not None)
+    C = as_float_array(C, name, 2, dtype) if missing is None else _as_float(C, name, 2, dtype)
     if C.shape != tuple(shape):
         raise ValueError(f"{name} has shape {C.shape}, expected {tuple(shape)} (the shape of R)")
     if missing is not None:
-        C = np.where(missing, np.zeros((), C.dtype), C)
-        if not (np.isfinite(C.min()) and np.isfinite(C.max())):
+        with np.errstate(invalid="ignore"):
+            C = np.where(missing, np.zeros((), C.dtype), C)
+        if C.size and not (np.isfinite(C.min()) and np.isfinite(C.max())):
             _refuse_at(~np.isfinite(C), C, name, "is not finite at an observed entry")
     if C.size and C.min() < 0:
         raise ValueError(f"{name} must be non-negative; found minimum {C.min():g}")
