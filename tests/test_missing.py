@@ -240,3 +240,15 @@ def test_scores_with_missing_entries_rank_over_the_observed_ones():
         observed = ~np.isnan(S[:, j])
         np.testing.assert_allclose(model.score_quantiles_[[0, -1], j], [S[observed, j].min(), S[observed, j].max()])
     assert np.isfinite(model.predict_proba(S)).all()
+
+
+def test_the_report_baselines_read_observed_entries_only(ensemble):
+    from cfe_fast.comparison import METHODS, cross_validated_comparison
+
+    P, labels = ensemble
+    P = knock_out(P, 0.4, seed=6)
+    model = _fit(P, labels)
+    comparison = cross_validated_comparison(model, P, labels, folds=3)
+    assert np.isfinite(comparison.scores).all() and np.isfinite(comparison.proba).all()
+    rows = np.flatnonzero(~np.isnan(labels))
+    np.testing.assert_allclose(comparison.proba[METHODS.index("mean of R")], mean_of_observed(P[rows]), rtol=1e-15)
