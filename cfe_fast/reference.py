@@ -10,7 +10,7 @@ computed in float64.
 
 Missing entries: R may hold NaN where an entry is not observed. Every
 function here then reads C as 0 there, whatever C holds, and the
-reconstruction term is normalised by the number of observed entries |Omega|
+reconstruction term is normalised by the number of observed entries |O|
 instead of m n (see :func:`observed`).
 """
 
@@ -28,9 +28,9 @@ FOCAL_VARIANTS = ("exact", "weighted_bce")
 
 # ------------------------------------------------------------- missing entries
 def observed(R, C):
-    """(R, C, |Omega|) with the unobserved entries (NaN in R) read as r = 0 and c = 0.
+    """(R, C, |O|) with the unobserved entries (NaN in R) read as r = 0 and c = 0.
 
-    |Omega| is the number of observed entries; any value of R and C at an
+    |O| is the number of observed entries; any value of R and C at an
     unobserved entry is ignored.
     """
     R, C = np.asarray(R, dtype=np.float64), np.asarray(C, dtype=np.float64)
@@ -134,9 +134,9 @@ def fold_in(X, R_new, C_new, lam):
 def reconstruction_loss(X, Y, R, C, lam):
     """Normalised reconstruction term of docs/method.md:
 
-    [sum c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2)] / |Omega|,
+    [sum c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2)] / |O|,
 
-    the sum over the observed entries, |Omega| their number (m n when R has no NaN).
+    the sum over the observed entries, |O| their number (m n when R has no NaN).
     """
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
     R, C, n_observed = observed(R, C)
@@ -311,7 +311,7 @@ def exact_instance_step(X, R, C, lam, Y0, w, b, labeled, y_labeled, a, s, focal_
 
     Labeled i solves [2s(X C_i X^T + lam I) + (a_i/4) v v^T] y = 2s X C_i r_i
     + (a_i/4) v v^T y_i0 - a_i g_i v, with v = X w and g_i = dloss/dz at y_i0;
-    unlabeled instances take the ALS solution. s = rho / |Omega|.
+    unlabeled instances take the ALS solution. s = rho / |O|.
     """
     X = np.asarray(X, dtype=np.float64)
     R, C, _ = observed(R, C)

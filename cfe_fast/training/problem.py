@@ -84,7 +84,7 @@ class Problem(Protocol):
 
     Attributes: ``settings`` (:class:`Settings`), ``lam``, ``labeled`` (n,),
     ``y_labeled`` and ``omega`` (n_L,), ``a`` (the supervised weights),
-    ``s`` (rho / |Omega|, |Omega| = m n when every entry is observed),
+    ``s`` (rho / |O|, |O| = m n when every entry is observed),
     ``has_labels``, ``classifier_quality`` ((m,) for the "calibration"
     strategy, else None).
     """
@@ -115,18 +115,18 @@ class ProblemLosses:
     """The losses every problem derives from its steps and evaluator (shared by both implementations)."""
 
     def _init_weights(self, settings, labeled, y_labeled, omega, shape, n_observed=None):
-        """The weights of the objective; ``n_observed``: |Omega|, the observed entries (None: all m n)."""
+        """The weights of the objective; ``n_observed``: |O|, the observed entries (None: all m n)."""
         m, n = shape
         n_observed = m * n if n_observed is None else n_observed
         self.settings = settings
         self.labeled, self.y_labeled, self.omega = labeled, y_labeled, omega
         self.s = settings.rho / n_observed
         self.a = supervised_weights(omega, settings.rho) if omega.size else omega
-        # the kernels normalise L_rec by m n; with entries missing it is normalised by |Omega| (docs/method.md)
+        # the kernels normalise L_rec by m n; with entries missing it is normalised by |O| (docs/method.md)
         self._reconstruction_scale = None if n_observed == m * n else (m * n) / n_observed
 
     def _normalised(self, value):
-        """A kernel's L_rec (or its gradient), normalised by m n, renormalised by |Omega|."""
+        """A kernel's L_rec (or its gradient), normalised by m n, renormalised by |O|."""
         return value if self._reconstruction_scale is None else value * self._reconstruction_scale
 
     @property
