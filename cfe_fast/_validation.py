@@ -126,7 +126,8 @@ def check_probability_range(R, name="R"):
         raise ValueError(f"Negative values in data passed to {name}: it must hold probabilities in [0, 1]; "
                          f"found values in [{lo:g}, {hi:g}]{_first_outside(R)}")
     if hi > 1:
-        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]{_first_outside(R)}")
+        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]"
+                         f"{_first_outside(R)}")
     return R
 
 
