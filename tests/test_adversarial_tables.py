@@ -217,7 +217,7 @@ def test_parquet_nulls_are_unobserved_and_strings_are_named(tmp_path):
     (np.float64(0.5), r"must be a 2-D numeric matrix .* shape \(\)"),
     (np.zeros(4), r"shape \(4,\)"),
     (np.array([["a", "b"]]), "dtype <U1"),
-    (np.array([[0.5, np.nan]]), r"row 1, column 2 \(classifier_1\): nan is not a probability"),
+    (np.array([[0.5, np.inf]]), r"row 1, column 2 \(classifier_1\): inf is not a probability"),
     (np.array([[0.5, 2.0]]), "2.0 is not a probability"),
 ])
 def test_bad_npy_and_npz_matrices_are_named(tmp_path, P, match):
@@ -227,6 +227,14 @@ def test_bad_npy_and_npz_matrices_are_named(tmp_path, P, match):
     np.savez(tmp_path / "t.npz", P=P)
     with pytest.raises(ValueError, match="t.npz: member 'P'.*" + match):
         read_table(tmp_path / "t.npz")
+
+
+def test_nan_in_npy_and_npz_matrices_is_an_unobserved_entry(tmp_path):
+    P = np.array([[0.5, np.nan], [0.2, 0.3]])
+    np.save(tmp_path / "t.npy", P)
+    np.savez(tmp_path / "t.npz", P=P)
+    for name in ("t.npy", "t.npz"):
+        np.testing.assert_array_equal(read_table(tmp_path / name).P, P)
 
 
 def test_npz_members_are_checked_by_name_and_shape(tmp_path):
