@@ -86,9 +86,9 @@ def _with_nan_for_na(a, name):
 def _refuse_at(bad, arr, name, why):
     """Raise ValueError naming the first (row, column) where the mask ``bad`` is true, if any."""
     if bad.any():
-        row, column = np.argwhere(bad)[0] if arr.ndim == 2 else (np.flatnonzero(bad)[0], None)
-        where = f"row {row}" + ("" if column is None else f", column {column}")
-        raise ValueError(f"{name} at {where} holds {arr[tuple(np.argwhere(bad)[0])]:g}, which {why}; "
+        first = tuple(np.argwhere(bad)[0])
+        where = f"row {first[0]}" + (f", column {first[1]}" if arr.ndim == 2 else "")
+        raise ValueError(f"{name} at {where} holds {arr[first]:g}, which {why}; "
                          f"{int(np.count_nonzero(bad))} such entries")
 
 
@@ -146,11 +146,14 @@ def check_observed_classifiers(P, names=None, name="X"):
     """Refuse a classifier (column of P) with no observed entry, naming it (by ``names`` when given)."""
     empty = np.isnan(P).all(axis=0)
     if empty.any():
-        j = int(np.argmax(empty))
-        label = f"{names[j]!r} (column {j})" if names is not None else f"column {j}"
-        raise ValueError(f"classifier {label} of {name} has no observed entry (all NaN): it cannot be "
-                         f"fitted; drop it ({int(empty.sum())} such classifier(s))")
+        raise ValueError(f"classifier {classifier_label(int(np.argmax(empty)), names)} of {name} has no observed "
+                         f"entry (all NaN): it cannot be fitted; drop it ({int(empty.sum())} such classifier(s))")
     return P
+
+
+def classifier_label(j, names=None):
+    """How a message names classifier (column) j: by its name in ``names`` when given, and its position."""
+    return f"{names[j]!r} (column {j})" if names is not None else f"column {j}"
 
 
 def check_confidence(C, shape, name="C", dtype=None, missing=None):

@@ -11,6 +11,7 @@ statistics are taken over observed entries only.
 import numpy as np
 
 from .._float64 import blocks
+from .._validation import classifier_label
 from .missing import missing_entries, zero_missing
 
 CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
@@ -34,10 +35,9 @@ def classifier_quality(R, labels, floor=CALIBRATION_FLOOR, names=None):
         return np.maximum(1.0 - np.mean(squared, axis=1), floor)
     counts = np.count_nonzero(~missing, axis=1)
     if not counts.all():
-        u = int(np.argmin(counts))
-        label = f"{names[u]!r} (column {u})" if names is not None else f"column {u}"
         raise ValueError(f"the 'calibration' confidence needs labeled instances that each classifier scores: "
-                         f"classifier {label} has no observed entry on a labeled instance")
+                         f"classifier {classifier_label(int(np.argmin(counts)), names)} has no observed entry "
+                         "on a labeled instance")
     return np.maximum(1.0 - zero_missing(squared, missing).sum(axis=1) / counts, floor)
 
 
