@@ -43,23 +43,53 @@ def _numeric(arr, name):
     return arr
 
 
-def as_float_array(a, name, ndim, dtype=None):
+def as_float_array(a, name, ndim, dtype=None, missing=False):
     """Return ``a`` as a finite floating array with ``ndim`` dimensions.
 
-    Integer and boolean input is converted to float64; complex, object and
-    string input is refused. ``dtype`` (float32/float64) forces the result type.
+    Integer and boolean input is converted to float64 (pandas' missing values
+    become NaN); complex, object and string input is refused. ``dtype``
+    (float32/float64) forces the result type. ``missing``: NaN is allowed
+    (an unobserved entry); infinite values are refused either way.
     """
+    arr = _as_float(a, name, ndim, dtype)
+    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):  # NaN propagates: no mask of arr
+        if not missing:
+            raise ValueError(f"{name} contains NaN or infinite values")
+        _refuse_at(np.isinf(arr), arr, name, "is infinite (a missing entry is NaN or empty)")
+    return arr
+
+
+def _as_float(a, name, ndim, dtype):
+    """:func:`as_float_array` without the check of finite values."""
     if scipy.sparse.issparse(a):
         raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
-    arr = _numeric(as_array(a, name), name)
+    arr = _numeric(_with_nan_for_na(a, name), name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
     arr = arr.astype(dtype, copy=False)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
-    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):  # NaN propagates: no mask of arr
-        raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def _with_nan_for_na(a, name):
+    """``a`` as an array; pandas' missing values (pd.NA of the nullable dtypes) become NaN."""
+    arr = as_array(a, name)
+    if arr.dtype == object and hasattr(a, "to_numpy"):
+        try:
+            return a.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            pass  # not numbers: refused by _numeric with the dtype's name
+    return arr
+
+
+def _refuse_at(bad, arr, name, why):
+    """Raise ValueError naming the first (row, column) where the mask ``bad`` is true, if any."""
+    if bad.any():
+        first = tuple(np.argwhere(bad)[0])
+        where = f"row {first[0]}" + (f", column {first[1]}" if arr.ndim == 2 else "")
+        raise ValueError(f"{name} at {where} holds {arr[first]:g}, which {why}; "
+                         f"{int(np.count_nonzero(bad))} such entries")
 
 
 def refuse_1d(X, name="X"):
@@ -71,9 +101,9 @@ def refuse_1d(X, name="X"):
     return X
 
 
-def check_probabilities(R, name="R", dtype=None):
-    """Check a probability matrix: finite, 2-D, every entry in [0, 1]."""
-    return check_probability_range(as_float_array(R, name, 2, dtype), name)
+def check_probabilities(R, name="R", dtype=None, missing=False):
+    """Check a probability matrix: finite, 2-D, every entry in [0, 1] (or NaN, unobserved, with ``missing``)."""
+    return check_probability_range(as_float_array(R, name, 2, dtype, missing), name)
 
 
 def check_not_empty(R, name="R"):
@@ -87,22 +117,59 @@ def check_not_empty(R, name="R"):
 
 
 def check_probability_range(R, name="R"):
-    """Check that a finite 2-D float array is non-empty with entries in [0, 1]."""
+    """Check that a 2-D float array without infinite values is non-empty with entries in [0, 1] or NaN (unobserved)."""
     check_not_empty(R, name)
     lo, hi = R.min(), R.max()
+    if lo != lo:  # NaN: some entries are unobserved; the range of the others
+        lo, hi = _observed_range(R)
     if lo < 0:
         raise ValueError(f"Negative values in data passed to {name}: it must hold probabilities in [0, 1]; "
-                         f"found values in [{lo:g}, {hi:g}]")
+                         f"found values in [{lo:g}, {hi:g}]{_first_outside(R)}")
     if hi > 1:
-        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
+        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]"
+                         f"{_first_outside(R)}")
     return R
 
 
-def check_confidence(C, shape, name="C", dtype=None):
-    """Check a confidence matrix: finite, non-negative, of the given shape."""
-    C = as_float_array(C, name, 2, dtype)
+def _observed_range(R):
+    observed = R[~np.isnan(R)]
+    return (observed.min(), observed.max()) if observed.size else (0.0, 0.0)
+
+
+def _first_outside(R):
+    """' (first at row i, column j)' of the first entry outside [0, 1]."""
+    row, column = np.argwhere((R < 0) | (R > 1))[0]
+    return f" (first at row {row}, column {column})"
+
+
+def check_observed_classifiers(P, names=None, name="X"):
+    """Refuse a classifier (column of P) with no observed entry, naming it (by ``names`` when given)."""
+    empty = np.isnan(P).all(axis=0)
+    if empty.any():
+        raise ValueError(f"classifier {classifier_label(int(np.argmax(empty)), names)} of {name} has no observed "
+                         f"entry (all NaN): it cannot be fitted; drop it ({int(empty.sum())} such classifier(s))")
+    return P
+
+
+def classifier_label(j, names=None):
+    """How a message names classifier (column) j: by its name in ``names`` when given, and its position."""
+    return f"{names[j]!r} (column {j})" if names is not None else f"column {j}"
+
+
+def check_confidence(C, shape, name="C", dtype=None, missing=None):
+    """Check a confidence matrix: finite, non-negative, of the given shape.
+
+    ``missing`` (a mask of that shape, or None): the unobserved entries,
+    where C is 0 whatever it holds (any value, NaN included, is ignored there).
+    """
+    C = as_float_array(C, name, 2, dtype) if missing is None else _as_float(C, name, 2, dtype)
     if C.shape != tuple(shape):
         raise ValueError(f"{name} has shape {C.shape}, expected {tuple(shape)} (the shape of R)")
+    if missing is not None:
+        with np.errstate(invalid="ignore"):
+            C = np.where(missing, np.zeros((), C.dtype), C)
+        if C.size and not (np.isfinite(C.min()) and np.isfinite(C.max())):
+            _refuse_at(~np.isfinite(C), C, name, "is not finite at an observed entry")
     if C.size and C.min() < 0:
         raise ValueError(f"{name} must be non-negative; found minimum {C.min():g}")
     return C

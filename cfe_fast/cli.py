@@ -295,12 +295,14 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     from .report import write_report
     from .io.tables import write_predictions
 
+    import pandas as pd
+
     progress = _Progress(model.max_iter, args.quiet)
     start = time.perf_counter()
     try:
         with _threads(args.threads):
-            model.fit(
-                table.P, labels, callback=progress,
+            model.fit(  # a DataFrame: errors (a classifier with no observed entry) name the column
+                pd.DataFrame(table.P, columns=table.columns, copy=False), labels, callback=progress,
                 checkpoint=outputs.folder / CHECKPOINT if args.checkpoint_every else None,
                 checkpoint_every=args.checkpoint_every or 1,
                 resume_from=outputs.folder / CHECKPOINT if args.resume else None,

@@ -10,6 +10,11 @@ training labels:
 * the best single classifier, chosen by its PR-AUC on the training folds;
 * LR stacking: a logistic regression on the classifiers' probabilities.
 
+With missing entries (NaN) the mean of R is over each instance's observed
+entries, the best single classifier is scored on the instances it scores and
+stands in for the mean of R where it scores none, and LR stacking reads a
+missing entry as its classifier's mean on the training folds.
+
 Where there are more instances than ``config.REPORT_CV_INSTANCES``, the
 refits use a random sample of that many (labeled and unlabeled alike).
 """
@@ -20,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import config
+from .core.missing import mean_of_observed
 
 METHODS = ("CF-Ensemble", "mean of R", "best single classifier", "LR stacking")
 
@@ -45,12 +51,23 @@ class Comparison(NamedTuple):
 
 def _baselines(P_train, y_train, P_test):
     """Out-of-fold P(y = 1) of the mean of R, the best single classifier and LR stacking."""
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
+    from sklearn.pipeline import make_pipeline
 
-    best = int(np.argmax([average_precision_score(y_train, P_train[:, u]) for u in range(P_train.shape[1])]))
-    stacking = LogisticRegression(max_iter=1000).fit(P_train, y_train)
-    return P_test.mean(axis=1), P_test[:, best], stacking.predict_proba(P_test)[:, 1]
+    def single_score(u):
+        scored = ~np.isnan(P_train[:, u])
+        if np.unique(y_train[scored]).size < 2:
+            return -np.inf
+        return average_precision_score(y_train[scored], P_train[scored, u])
+
+    best = int(np.argmax([single_score(u) for u in range(P_train.shape[1])]))
+    mean = mean_of_observed(P_test)
+    stacking = make_pipeline(SimpleImputer(keep_empty_features=True), LogisticRegression(max_iter=1000))
+    stacking.fit(P_train, y_train)
+    single = np.where(np.isnan(P_test[:, best]), mean, P_test[:, best])
+    return mean, single, stacking.predict_proba(P_test)[:, 1]
 
 
 def cross_validated_comparison(model, P, labels, folds=5, seed=0):

@@ -29,6 +29,7 @@ from ._validation import (
 )
 from .backends import get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
+from .core.missing import mean_of_observed
 from .core.losses import AggregatorPenalty
 from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
@@ -344,6 +345,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = self.input_type == "probabilities"  # values above 1 are refused too
+        tags.input_tags.allow_nan = True  # NaN marks an unobserved entry (a classifier that abstains)
         # K > 2 classes need the per-classifier class layout (cfe_fast.multiclass), which generic
         # multi-class data lacks: scikit-learn's checks then test the binary case only
         tags.classifier_tags.multi_class = False
@@ -513,7 +515,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         data = FitData(P=P, labels=labels, omega=omega,
                        lam=float(self.lam), latent_dim=d, confidence=self.confidence,
                        confidence_alpha=self.confidence_alpha, settings=settings,
-                       rng=np.random.default_rng(self.random_state), resume=resume, client=client)
+                       rng=np.random.default_rng(self.random_state), resume=resume, client=client,
+                       classifier_names=getattr(self, "feature_names_in_", None))
         problem, state, progress = backend.start_fit(data)
         trainer = self._make_trainer()
         if resume is None:
@@ -537,10 +540,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         validate_data(self, X, reset=True, skip_check_array=True)
         vars(self).pop("score_quantiles_", None)
         if self.input_type == "scores":
-            scores = check_not_empty(as_float_array(X, "X", 2), "X")
+            scores = check_not_empty(as_float_array(X, "X", 2, missing=True), "X")
             self.score_quantiles_ = fit_quantiles(scores)
             X = to_unit_interval(scores, self.score_quantiles_, DTYPES[self.dtype])
-        return backend.check_data(X, codes, DTYPES[self.dtype], client)
+        names = getattr(self, "feature_names_in_", None)
+        return backend.check_data(X, codes, DTYPES[self.dtype], client, names)
 
     def _publish(self, backend, problem, result, client):
         """Set the fitted attributes from a loop's result and warn of every collapse check that fires."""
@@ -644,7 +648,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         X = self._in_fitted_column_order(refuse_1d(X))
         validate_data(self, X, reset=False, skip_check_array=True)  # column names and count as in fit
         if self.input_type == "scores":
-            X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2), "X"), self.score_quantiles_,
+            X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2, missing=True), "X"), self.score_quantiles_,
                                  DTYPES[self.dtype])
         dtype = DTYPES[self.dtype]
         P = backend.check_new_data(X, dtype)
@@ -803,5 +807,5 @@ def _physical_memory():
 
 
 def _spread_of_R(P):
-    """std over instances of the mean of R (a dask reduction for dask arrays)."""
-    return float(P.mean(axis=1).std())
+    """std over instances of the mean of the observed entries of R (a dask reduction for dask arrays)."""
+    return float(mean_of_observed(P).std())

@@ -7,6 +7,11 @@ of :mod:`cfe_fast.core` are tested against the functions here, so this module
 imports nothing of cfe_fast but its exceptions. Layout follows
 docs/method.md: R, C are (m, n); X is (d, m); Y is (d, n). Everything is
 computed in float64.
+
+Missing entries: R may hold NaN where an entry is not observed. Every
+function here then reads C as 0 there, whatever C holds, and the
+reconstruction term is normalised by the number of observed entries |O|
+instead of m n (see :func:`observed`).
 """
 
 from typing import NamedTuple
@@ -19,6 +24,18 @@ from .errors import PIVOT_RTOL, SingularSystemError
 
 CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
 FOCAL_VARIANTS = ("exact", "weighted_bce")
+
+
+# ------------------------------------------------------------- missing entries
+def observed(R, C):
+    """(R, C, |O|) with the unobserved entries (NaN in R) read as r = 0 and c = 0.
+
+    |O| is the number of observed entries; any value of R and C at an
+    unobserved entry is ignored.
+    """
+    R, C = np.asarray(R, dtype=np.float64), np.asarray(C, dtype=np.float64)
+    is_observed = ~np.isnan(R)
+    return np.where(is_observed, R, 0.0), np.where(is_observed, C, 0.0), int(is_observed.sum())
 
 
 # --------------------------------------------------------------------------- ALS
@@ -52,14 +69,16 @@ def update_instance_factors(X, R, C, lam, *, with_loss=False):
     -------
     Y : ndarray (d, n); and the loss if ``with_loss``.
     """
-    X, R, C = (np.asarray(a, dtype=np.float64) for a in (X, R, C))
+    X = np.asarray(X, dtype=np.float64)
+    R_given = R
+    R, C, _ = observed(R, C)
     d, n = X.shape[0], R.shape[1]
     Y = np.empty((d, n))
     for i in range(n):
         A = (X * C[:, i]) @ X.T + lam * np.eye(d)
         rhs = X @ (C[:, i] * R[:, i])
         Y[:, i] = cholesky_solve(A, rhs, f"instance {i}")
-    return (Y, reconstruction_loss(X, Y, R, C, lam)) if with_loss else Y
+    return (Y, reconstruction_loss(X, Y, R_given, C, lam)) if with_loss else Y
 
 
 def update_classifier_factors(Y, R, C, lam):
@@ -67,7 +86,8 @@ def update_classifier_factors(Y, R, C, lam):
 
     Returns X of shape (d, m).
     """
-    Y, R, C = (np.asarray(a, dtype=np.float64) for a in (Y, R, C))
+    Y = np.asarray(Y, dtype=np.float64)
+    R, C, _ = observed(R, C)
     d, m = Y.shape[0], R.shape[0]
     X = np.empty((d, m))
     for u in range(m):
@@ -82,7 +102,8 @@ def classifier_gram_terms(Y, R, C):
 
     The classifier half-step before the ridge and the solve.
     """
-    Y, R, C = (np.asarray(a, dtype=np.float64) for a in (Y, R, C))
+    Y = np.asarray(Y, dtype=np.float64)
+    R, C, _ = observed(R, C)
     G = np.stack([(Y * C[u]) @ Y.T for u in range(R.shape[0])])
     B = np.stack([Y @ (C[u] * R[u]) for u in range(R.shape[0])])
     return G, B
@@ -93,7 +114,8 @@ def instance_solves(X, R, C, lam, w):
 
     A_i = X C_i X^T + lam I. Returns (Y, Z), both (d, n).
     """
-    X, R, C = (np.asarray(a, dtype=np.float64) for a in (X, R, C))
+    X = np.asarray(X, dtype=np.float64)
+    R, C, _ = observed(R, C)
     d, n = X.shape[0], R.shape[1]
     v = X @ np.asarray(w, dtype=np.float64)
     Y, Z = np.empty((d, n)), np.empty((d, n))
@@ -112,57 +134,67 @@ def fold_in(X, R_new, C_new, lam):
 def reconstruction_loss(X, Y, R, C, lam):
     """Normalised reconstruction term of docs/method.md:
 
-    [sum c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2)] / (m n).
+    [sum c_ui (r_ui - x_u^T y_i)^2 + lam (||X||^2 + ||Y||^2)] / |O|,
+
+    the sum over the observed entries, |O| their number (m n when R has no NaN).
     """
-    X, Y, R, C = (np.asarray(a, dtype=np.float64) for a in (X, Y, R, C))
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    R, C, n_observed = observed(R, C)
     residual = R - X.T @ Y
-    m, n = R.shape
-    return float((np.sum(C * residual**2) + lam * (np.sum(X**2) + np.sum(Y**2))) / (m * n))
+    return float((np.sum(C * residual**2) + lam * (np.sum(X**2) + np.sum(Y**2))) / n_observed)
 
 
 def reconstruction_gradient(X, Y, R, C, lam):
     """Gradients (dL_rec/dX, dL_rec/dY) of the normalised reconstruction term."""
-    X, Y, R, C = (np.asarray(a, dtype=np.float64) for a in (X, Y, R, C))
-    m, n = R.shape
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    R, C, n_observed = observed(R, C)
     E = C * (R - X.T @ Y)
-    return (-2 * Y @ E.T + 2 * lam * X) / (m * n), (-2 * X @ E + 2 * lam * Y) / (m * n)
+    return (-2 * Y @ E.T + 2 * lam * X) / n_observed, (-2 * X @ E + 2 * lam * Y) / n_observed
 
 
 # -------------------------------------------------------------------- confidence
 def certainty_confidence(R):
-    """c = |r - 0.5|: confident predictions weigh more."""
-    return np.abs(np.asarray(R, dtype=np.float64) - 0.5)
+    """c = |r - 0.5|: confident predictions weigh more; 0 where r is not observed (NaN)."""
+    R = np.asarray(R, dtype=np.float64)
+    return np.where(np.isnan(R), 0.0, np.abs(R - 0.5))
 
 
 def uniform_confidence(R):
-    """c = 1 everywhere."""
-    return np.ones(np.shape(R))
+    """c = 1 at every observed entry, 0 where r is not observed (NaN)."""
+    return np.where(np.isnan(np.asarray(R, dtype=np.float64)), 0.0, 1.0)
 
 
 def label_aware_confidence(R, labels, alpha=1.0):
     """|r - 0.5| (1 + alpha s) on labeled columns (the original implementation's default).
 
     s = r for positives and 1 - r for negatives (rewards being right);
-    unlabeled columns keep |r - 0.5|.
+    unlabeled columns keep |r - 0.5|; 0 where r is not observed (NaN).
     """
     R = np.asarray(R, dtype=np.float64)
     C = certainty_confidence(R)
     labeled = ~np.isnan(labels)
     y = labels[labeled]
     s = np.where(y == 1, R[:, labeled], 1.0 - R[:, labeled])
-    C[:, labeled] *= 1.0 + alpha * s
+    C[:, labeled] *= np.where(np.isnan(s), 1.0, 1.0 + alpha * s)
     return C
 
 
 def calibration_confidence(R, labels, floor=0.05):
-    """Per classifier: 1 - Brier score on the labeled part, floored at ``floor``."""
+    """Per classifier: 1 - Brier score over its observed labeled entries, floored at ``floor``; 0 where r is
+    not observed (NaN). A classifier with no observed labeled entry is an error."""
     R = np.asarray(R, dtype=np.float64)
     labeled = ~np.isnan(labels)
     if not labeled.any():
         raise ValueError("the 'calibration' confidence needs labeled instances")
-    brier = np.mean((R[:, labeled] - labels[labeled]) ** 2, axis=1)
+    brier = np.empty(R.shape[0])
+    for u in range(R.shape[0]):
+        scored = labeled & ~np.isnan(R[u])
+        if not scored.any():
+            raise ValueError(f"the 'calibration' confidence: classifier {u} has no observed entry on a labeled "
+                             "instance")
+        brier[u] = np.mean((R[u, scored] - labels[scored]) ** 2)
     quality = np.maximum(1.0 - brier, floor)
-    return np.repeat(quality[:, None], R.shape[1], axis=1)
+    return np.where(np.isnan(R), 0.0, quality[:, None])
 
 
 def confidence(R, labels, strategy, alpha=1.0, floor=0.05):
@@ -279,9 +311,10 @@ def exact_instance_step(X, R, C, lam, Y0, w, b, labeled, y_labeled, a, s, focal_
 
     Labeled i solves [2s(X C_i X^T + lam I) + (a_i/4) v v^T] y = 2s X C_i r_i
     + (a_i/4) v v^T y_i0 - a_i g_i v, with v = X w and g_i = dloss/dz at y_i0;
-    unlabeled instances take the ALS solution. s = rho / (m n).
+    unlabeled instances take the ALS solution. s = rho / |O|.
     """
-    X, R, C = (np.asarray(a_, dtype=np.float64) for a_ in (X, R, C))
+    X = np.asarray(X, dtype=np.float64)
+    R, C, _ = observed(R, C)
     Y = update_instance_factors(X, R, C, lam)
     v = X @ w
     Y0_labeled = np.asarray(Y0, dtype=np.float64)[:, labeled]

@@ -9,18 +9,24 @@ and interpolated linearly between them (scikit-learn's ``QuantileTransformer``
 with a uniform output). Scores below (above) the fitted range map to 0 (1).
 The transform needs no labels and keeps each classifier's ranking; the
 quantiles are stored in the model, so new instances are mapped the same way.
+A missing score (NaN, not observed) is left out of the quantiles and stays
+NaN.
 """
 
 import numpy as np
+
+from .core.missing import has_missing
 
 #: quantiles per classifier the transform keeps (fewer when there are fewer instances)
 N_QUANTILES = 1000
 
 
 def fit_quantiles(S, n_quantiles=N_QUANTILES):
-    """The quantiles (q, m) of each column of the scores S (n, m), q = min(n_quantiles, n), at least 2."""
+    """The quantiles (q, m) of each column's observed scores S (n, m), q = min(n_quantiles, n), at least 2."""
     q = max(2, min(n_quantiles, S.shape[0]))
-    return np.quantile(np.asarray(S, dtype=np.float64), np.linspace(0.0, 1.0, q), axis=0)
+    S = np.asarray(S, dtype=np.float64)
+    quantile = np.nanquantile if has_missing(S) else np.quantile
+    return quantile(S, np.linspace(0.0, 1.0, q), axis=0)
 
 
 def to_unit_interval(S, quantiles, dtype):

@@ -87,7 +87,8 @@ def test_a_sane_joint_fit_is_not_called_divergent(data):
 
 @pytest.mark.parametrize("P, match", [
     ([[0.1, 0.2], [0.3]], "X is ragged"),
-    ([[0.1, np.nan], [0.3, 0.4]], "X contains NaN"),
+    ([[0.1, np.inf], [0.3, 0.4]], r"X at row 0, column 1 holds inf"),
+    ([[0.1, np.nan], [0.3, np.nan]], "classifier column 1 of X has no observed entry"),
     ([["a", "b"], ["c", "d"]], "X must hold real numbers"),
 ])
 def test_bad_matrices_are_named(P, match):

@@ -101,10 +101,16 @@ def test_predict_ignores_a_bad_label_column_with_a_warning(tmp_path, table_file)
 
 
 # --------------------------------------------------------------- cells
+@pytest.mark.parametrize("cell", ["", "nan", "NA"])
+@pytest.mark.parametrize("row", [0, 7])
+def test_an_empty_cell_is_an_unobserved_entry(table_file, cell, row):
+    columns = good_columns()
+    columns["m1"][row] = cell
+    table = read_table(table_file(columns))
+    assert np.isnan(table.P[row, 1]) and np.isnan(table.P).sum() == 1
+
+
 @pytest.mark.parametrize("cell, why", [
-    ("", "is empty or missing"),
-    ("nan", "is empty or missing"),
-    ("NA", "is empty or missing"),
     ("abc", "is not a number"),
     ("1.5", "is not a probability"),
     ("-0.1", "is not a probability"),
@@ -172,7 +178,8 @@ def test_ids_stay_text(table_file):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cell=st.text(max_size=8), row=st.integers(0, 11))
 def test_any_cell_is_read_or_refused_by_name(table_file, cell, row):
-    """Whatever text a cell holds, the table is read with that cell's value or refused naming its row."""
+    """Whatever text a cell holds, the table is read with that cell's value (NaN: empty or missing, not
+    observed) or refused naming its row."""
     columns = good_columns()
     columns["m2"][row] = cell
     try:
@@ -181,15 +188,20 @@ def test_any_cell_is_read_or_refused_by_name(table_file, cell, row):
         assert "t.csv" in str(error)
         assert f"data row {row + 1}" in str(error) or "CSV" in str(error)
         return
+    if np.isnan(table.P[row, 2]):
+        from pyarrow import csv as pa_csv  # pyarrow's CSV null markers, or a text that float() reads as NaN
+
+        assert not cell.strip() or cell in pa_csv.ConvertOptions().null_values or np.isnan(float(cell))
+        return
     assert 0 <= table.P[row, 2] <= 1 and float(cell) == table.P[row, 2]
 
 
 # ------------------------------------------------------------- Parquet
-def test_parquet_nulls_and_strings_are_named(tmp_path):
+def test_parquet_nulls_are_unobserved_and_strings_are_named(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"m0": [0.1, None, 0.3], "m1": [0.2, 0.4, 0.6], "label": [1, None, 0]}), path)
-    with pytest.raises(ValueError, match="t.parquet: column 'm0', data row 2: .* is empty or missing"):
-        read_table(path)
+    table = read_table(path)  # a null is an unobserved entry
+    assert np.isnan(table.P[1, 0]) and np.isnan(table.P).sum() == 1 and np.isnan(table.labels[1])
     pq.write_table(pa.table({"m0": ["0.1", "x"], "m1": [0.2, 0.4]}), path)
     with pytest.raises(ValueError, match="t.parquet: column 'm0', data row 2: 'x' is not a number"):
         read_table(path)
@@ -205,7 +217,7 @@ def test_parquet_nulls_and_strings_are_named(tmp_path):
     (np.float64(0.5), r"must be a 2-D numeric matrix .* shape \(\)"),
     (np.zeros(4), r"shape \(4,\)"),
     (np.array([["a", "b"]]), "dtype <U1"),
-    (np.array([[0.5, np.nan]]), r"row 1, column 2 \(classifier_1\): nan is not a probability"),
+    (np.array([[0.5, np.inf]]), r"row 1, column 2 \(classifier_1\): inf is not a probability"),
     (np.array([[0.5, 2.0]]), "2.0 is not a probability"),
 ])
 def test_bad_npy_and_npz_matrices_are_named(tmp_path, P, match):
@@ -215,6 +227,14 @@ def test_bad_npy_and_npz_matrices_are_named(tmp_path, P, match):
     np.savez(tmp_path / "t.npz", P=P)
     with pytest.raises(ValueError, match="t.npz: member 'P'.*" + match):
         read_table(tmp_path / "t.npz")
+
+
+def test_nan_in_npy_and_npz_matrices_is_an_unobserved_entry(tmp_path):
+    P = np.array([[0.5, np.nan], [0.2, 0.3]])
+    np.save(tmp_path / "t.npy", P)
+    np.savez(tmp_path / "t.npz", P=P)
+    for name in ("t.npy", "t.npz"):
+        np.testing.assert_array_equal(read_table(tmp_path / name).P, P)
 
 
 def test_npz_members_are_checked_by_name_and_shape(tmp_path):

@@ -393,3 +393,35 @@ def test_ctrl_c_while_the_parser_imports_exits_130_without_a_traceback(monkeypat
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["fit", "x.csv", "-o", "out"]) == 130
     assert capsys.readouterr().err == "cfe-fast: interrupted\n"
+
+
+def test_fit_and_predict_with_empty_cells_and_parquet_nulls(tmp_path, data, capsys):
+    """An empty CSV cell and a Parquet null are unobserved entries, in fit and in predict."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    P = np.where(rng.random(data.P.shape) < 0.3, np.nan, data.P)
+    write_csv(tmp_path / "train.csv", P, data.labels)
+    text = (tmp_path / "train.csv").read_text().replace("nan", "")
+    (tmp_path / "train.csv").write_text(text)
+    assert ",," in text
+    assert main(["fit", str(tmp_path / "train.csv"), "-o", str(tmp_path / "out"), *FAST]) == 0
+    expected = CFEnsembleClassifier(latent_dim=3, max_iter=15, random_state=0).fit(P, data.labels)
+    _, proba = read_predictions(tmp_path / "out" / "predictions.csv")
+    np.testing.assert_allclose(proba, expected.transductive_proba_, rtol=1e-6, atol=1e-9)
+
+    new = np.where(rng.random((50, P.shape[1])) < 0.5, np.nan, data.P[:50])
+    columns = {f"m{j}": pa.array([None if np.isnan(v) else float(v) for v in new[:, j]]) for j in range(P.shape[1])}
+    pq.write_table(pa.table(columns), tmp_path / "new.parquet")
+    assert main(["predict", str(tmp_path / "out" / "model.npz"), str(tmp_path / "new.parquet"),
+                 "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    _, proba = read_predictions(tmp_path / "p.csv")
+    np.testing.assert_allclose(proba, expected.predict_proba(new)[:, 1], rtol=1e-6, atol=1e-9)
+
+    P[:, 4] = np.nan
+    write_csv(tmp_path / "empty.csv", P, data.labels)
+    (tmp_path / "empty.csv").write_text((tmp_path / "empty.csv").read_text().replace("nan", ""))
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "empty.csv"), "-o", str(tmp_path / "out2"), *FAST]) == 2
+    assert "classifier 'm4' (column 4) of X has no observed entry" in capsys.readouterr().err

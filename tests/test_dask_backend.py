@@ -192,11 +192,60 @@ def test_numpy_input_without_client_starts_and_closes_a_cluster(data, numba_fit)
     _assert_fit_matches(model, numba_fit)
 
 
+# -------------------------------------------------------- missing entries
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.99])
+@pytest.mark.parametrize("stored_confidence", [True, False])
+def test_engine_steps_with_missing_entries_match_reference(client, dtype, fraction, stored_confidence):
+    """NaN in P: each chunk has confidence 0 and a neutral value there; the reference reads NaN as c = 0."""
+    m, n, d, lam = 6, 90, 3, 0.3
+    X0, _, R, C = random_problem(m, n, d, seed=7, dtype=dtype)
+    R[np.random.default_rng(1).random(R.shape) < fraction] = np.nan
+    labels = _labels(n, seed=2)
+    P = da.from_array(R.T, chunks=((20, 40, 30), m))
+    if stored_confidence:
+        confidence = dk_data.check_confidence(da.from_array(np.where(np.isnan(R), np.inf, C).T, chunks=(30, m)), P,
+                                              "confidence", has_missing=True)
+    else:
+        confidence = functools.partial(confidence_chunk, strategy="certainty")
+        C = ref.certainty_confidence(R).astype(dtype)
+    engine = DaskEngine(client, P, labels, ref.class_weights(labels[~np.isnan(labels)]), lam, confidence,
+                        has_missing=True)
+    np.testing.assert_array_equal(engine.C.compute(), np.where(np.isnan(R), 0, C))
+    engine.instance_step(X0)
+    Y = engine.instance_factors().compute()
+    assert rel_error(Y, ref.update_instance_factors(X0, R, C, lam)) < TOL[dtype]
+    assert rel_error(engine.classifier_step(), ref.update_classifier_factors(Y, R, C, lam)) < TOL[dtype]
+
+
+def test_fit_with_missing_entries_equals_in_memory_numba(client, data):
+    P, labels = data
+    P = np.where(np.random.default_rng(3).random(P.shape) < 0.4, np.nan, P)
+    for confidence in ("label_aware", "calibration"):
+        expected = CFEnsembleClassifier(confidence=confidence, **FIT).fit(P, labels)
+        model = CFEnsembleClassifier(backend="dask", client=client, confidence=confidence, **FIT)
+        model.fit(da.from_array(P, chunks=(400, -1)), labels)
+        _assert_fit_matches(model, expected)
+    new = np.where(np.random.default_rng(4).random((300, P.shape[1])) < 0.5, np.nan, data[0][:300])
+    np.testing.assert_allclose(model.predict_proba(da.from_array(new, chunks=(100, -1))).compute(),
+                               expected.predict_proba(new), rtol=1e-10, atol=1e-12)
+    held_out = model.held_out_average_precision_of_mean_, expected.held_out_average_precision_of_mean_
+    assert held_out[0] == pytest.approx(held_out[1], rel=1e-12)
+
+
+def test_dask_names_a_classifier_with_no_observed_entry(client, data):
+    P, labels = data
+    P = P.copy()
+    P[:, 2] = np.nan
+    with pytest.raises(ValueError, match="classifier column 2 of X has no observed entry"):
+        CFEnsembleClassifier(backend="dask", client=client, **FIT).fit(da.from_array(P, chunks=(500, -1)), labels)
+
+
 # -------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     "mutate,error,match",
     [
-        (lambda P: np.where(P > 0.9, np.nan, P), ValueError, "X contains NaN"),
+        (lambda P: np.where(P > 0.9, np.inf, P), ValueError, "X contains NaN or infinite"),
         (lambda P: P * 1.5, ValueError, r"probabilities in \[0, 1\]"),
         (lambda P: P[:, 0], ValueError, "X must be 2-dimensional"),
         (lambda P: P.astype(complex), TypeError, "X must hold real numbers"),

@@ -119,8 +119,8 @@ def test_estimator_rejects_bad_input(fit_data, params, y_change, error, match):
 
 def test_estimator_rejects_bad_probabilities(fit_data):
     P, y = fit_data
-    with pytest.raises(ValueError, match="X contains NaN"):
-        CFEnsembleClassifier(max_iter=2).fit(np.where(P > 0.9, np.nan, P), y)
+    with pytest.raises(ValueError, match="X at row .* holds inf"):
+        CFEnsembleClassifier(max_iter=2).fit(np.where(P > 0.9, np.inf, P), y)
     with pytest.raises(ValueError, match=r"X must hold probabilities in \[0, 1\]"):
         CFEnsembleClassifier(max_iter=2).fit(P * 2, y)
     model = CFEnsembleClassifier(max_iter=2, latent_dim=3).fit(P, y)

@@ -9,11 +9,13 @@ from .._validation import (
     as_float_array,
     check_confidence,
     check_labels,
+    check_observed_classifiers,
     check_probabilities,
     check_probability_range,
     check_solvable,
 )
 from ..core.confidence import instance_major_confidence
+from ..core.missing import fill_missing, filled_chunk, has_missing, missing_entries
 from ..training.problem import InMemoryProblem
 from ..training.state import State, initial_fit_state
 
@@ -48,32 +50,43 @@ class InMemoryBackend:
         return arrays
 
     def check_new_data(self, X, dtype):
-        """Checked instance-major probabilities (n_new, m) for a fold-in; float input is not copied.
+        """Checked instance-major probabilities (n_new, m) for a fold-in (NaN = unobserved); float input is not copied.
 
         :meth:`fold_in_data` converts each block of rows to ``dtype`` (C-contiguous),
         so X is never copied whole (an F-ordered X such as a DataFrame's
         values, float64 rows for a float32 model).
         """
-        return check_probabilities(X, "X")
+        return check_probabilities(X, "X", missing=True)
 
-    def check_data(self, X, y, dtype, client=None):
-        """P (n, m) C-contiguous in ``dtype`` and labels (n,) NaN where unlabeled.
+    def check_data(self, X, y, dtype, client=None, names=None):
+        """P (n, m) C-contiguous in ``dtype`` (NaN = unobserved) and labels (n,) NaN where unlabeled.
 
-        Label errors are reported before range errors of P.
+        Label errors are reported before range errors of P; a classifier
+        with no observed entry is refused, by its name in ``names`` if given.
         """
-        P = as_float_array(X, "X", 2, dtype)
+        P = as_float_array(X, "X", 2, dtype, missing=True)
         labels = check_labels(y, P.shape[0], "y")
-        return np.ascontiguousarray(check_probability_range(P, "X")), labels
+        P = np.ascontiguousarray(check_probability_range(P, "X"))
+        if has_missing(P):
+            check_observed_classifiers(P, names)
+        return P, labels
 
     def start_fit(self, data):
-        """The problem and the initial (or resumed) state of a fit on :class:`~cfe_fast.training.problem.FitData`."""
+        """The problem and the initial (or resumed) state of a fit on :class:`~cfe_fast.training.problem.FitData`.
+
+        Unobserved entries (NaN in P) get confidence 0 and the value
+        :data:`~cfe_fast.core.missing.FILL_VALUE` in the R the kernels read.
+        """
+        missing = missing_entries(data.P)
         P = data.P
         dtype = P.dtype
         if data.strategy is None:
-            C = np.ascontiguousarray(check_confidence(data.confidence, P.shape, "confidence", dtype))
+            C = np.ascontiguousarray(check_confidence(data.confidence, P.shape, "confidence", dtype, missing))
             quality = None
         else:
-            C, quality = instance_major_confidence(P, data.labels, data.strategy, data.confidence_alpha, dtype)
+            C, quality = instance_major_confidence(P, data.labels, data.strategy, data.confidence_alpha, dtype,
+                                                   data.classifier_names)
+        P = fill_missing(P, missing)
         check_solvable(C.T, data.lam, data.latent_dim, axis=0)
         check_solvable(C.T, data.lam, data.latent_dim, axis=1)
         n, m = P.shape
@@ -83,11 +96,13 @@ class InMemoryBackend:
         R, C, Y, X, labeled, y_labeled, omega = self.place(P.T, C.T, progress.Y, progress.X, labeled,
                                                            data.labels[labeled], data.omega)
         progress.X = progress.Y = None  # the state owns the factors: the initial Y is freed once replaced
-        problem = InMemoryProblem(self, R, C, data.lam, data.settings, labeled, y_labeled, omega, quality)
+        problem = InMemoryProblem(self, R, C, data.lam, data.settings, labeled, y_labeled, omega, quality,
+                                  missing=None if missing is None else missing.T)
         return problem, State(X, Y, progress.w, progress.b), progress
 
     def fold_in_data(self, X, P, lam, confidence, dtype, values=None):
-        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), or their ``values``.
+        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), NaN = unobserved,
+        or their ``values``.
 
         The instances are folded in blocks of :func:`~cfe_fast._float64.blocks`
         (about ``config.FLOAT64_BLOCK_BYTES`` of P each); each block's results
@@ -103,7 +118,7 @@ class InMemoryBackend:
             C = np.ascontiguousarray(confidence(rows), dtype=dtype)
             with located(start):
                 check_solvable(C.T, lam, d, axis=0)
-                Y = self.fold_in(X, rows.T, C.T, lam)
+                Y = self.fold_in(X, filled_chunk(rows).T, C.T, lam)
             result = values(Y) if values is not None else Y.T
             if out is None:  # the backend's result type, for the whole of P
                 out = np.empty((n, *result.shape[1:]), dtype=result.dtype)

@@ -4,25 +4,41 @@ Production code works on instance-major blocks of P = R^T (rows are
 instances). Every strategy but "calibration" is element-wise, so it is
 evaluated block by block; "calibration" needs per-classifier statistics over
 all labeled instances first (:func:`classifier_quality`), then broadcasts them.
+An unobserved entry (NaN in P) has confidence 0 under every strategy, and
+statistics are taken over observed entries only.
 """
 
 import numpy as np
 
 from .._float64 import blocks
+from .._validation import classifier_label
+from .missing import missing_entries, zero_missing
 
 CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
 #: floor of the per-classifier quality of the "calibration" strategy
 CALIBRATION_FLOOR = 0.05
 
 
-def classifier_quality(R, labels, floor=CALIBRATION_FLOOR):
-    """Per classifier: 1 - Brier score over the labeled instances, floored. R is (m, n); returns (m,)."""
+def classifier_quality(R, labels, floor=CALIBRATION_FLOOR, names=None):
+    """Per classifier: 1 - Brier score over its observed labeled instances, floored. R is (m, n); returns (m,).
+
+    A classifier with no observed labeled instance is an error naming it
+    (by ``names[u]`` when given).
+    """
     R = np.asarray(R, dtype=np.float64)
     labeled = ~np.isnan(labels)
     if not labeled.any():
         raise ValueError("the 'calibration' confidence needs labeled instances")
-    brier = np.mean((R[:, labeled] - labels[labeled]) ** 2, axis=1)
-    return np.maximum(1.0 - brier, floor)
+    squared = (R[:, labeled] - labels[labeled]) ** 2
+    missing = missing_entries(squared)
+    if missing is None:
+        return np.maximum(1.0 - np.mean(squared, axis=1), floor)
+    counts = np.count_nonzero(~missing, axis=1)
+    if not counts.all():
+        raise ValueError(f"the 'calibration' confidence needs labeled instances that each classifier scores: "
+                         f"classifier {classifier_label(int(np.argmin(counts)), names)} has no observed entry "
+                         "on a labeled instance")
+    return np.maximum(1.0 - zero_missing(squared, missing).sum(axis=1) / counts, floor)
 
 
 def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
@@ -33,8 +49,14 @@ def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
     classifier that is right about a labeled instance weighs more there),
     |r - 0.5| on the others; "uniform": ones; "calibration": the
     per-classifier ``quality`` fitted beforehand, broadcast. ``labels``
-    (rows,) holds NaN where unlabeled, or is None (new instances).
+    (rows,) holds NaN where unlabeled, or is None (new instances). NaN
+    entries of P_chunk (unobserved) have confidence 0.
     """
+    return zero_missing(_strategy_chunk(P_chunk, labels, strategy, alpha, quality), missing_entries(P_chunk))
+
+
+def _strategy_chunk(P_chunk, labels, strategy, alpha, quality):
+    """:func:`confidence_chunk` before the unobserved entries are zeroed."""
     if strategy == "calibration":
         return np.broadcast_to(quality, P_chunk.shape)
     if strategy == "uniform":
@@ -60,18 +82,18 @@ def fold_in_strategy(strategy):
     return strategy if strategy in ("uniform", "calibration") else "certainty"
 
 
-def instance_major_confidence(P, labels, strategy, alpha, dtype):
-    """C (n, m) of instance-major P for a named strategy, and the fitted quality.
+def instance_major_confidence(P, labels, strategy, alpha, dtype, names=None):
+    """C (n, m) of instance-major P (NaN = unobserved) for a named strategy, and the fitted quality.
 
     Returns ``(C, quality)``: ``quality`` is the per-classifier quality (m,)
-    of "calibration" (as C holds it, in ``dtype``) and None otherwise.
-    Element-wise strategies are evaluated in blocks of instances, so no
-    n x m float64 temporary exists.
+    of "calibration" (as C holds it, rounded to ``dtype``) and None
+    otherwise. Strategies are evaluated in blocks of instances, so no n x m
+    float64 temporary exists. ``names``: the classifiers' names for errors.
     """
+    quality = None
     if strategy == "calibration":
-        C = np.ascontiguousarray(np.broadcast_to(classifier_quality(P.T, labels), P.shape), dtype=dtype)
-        return C, C[0].astype(np.float64)
+        quality = classifier_quality(P.T, labels, names=names).astype(dtype).astype(np.float64)
     C = np.empty(P.shape, dtype=dtype)
     for s, e in blocks(P.shape[0], P.shape[1]):
-        C[s:e] = confidence_chunk(P[s:e], labels[s:e], strategy, alpha)
-    return C, None
+        C[s:e] = confidence_chunk(P[s:e], labels[s:e], strategy, alpha, quality)
+    return C, quality

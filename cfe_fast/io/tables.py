@@ -15,10 +15,13 @@ Input formats (by suffix):
 ``.parquet``
     Same columns as CSV; nulls in the label column are unlabeled.
 
+An empty cell (CSV), a null (Parquet) or NaN in a classifier column is an
+entry that classifier did not score (not observed).
+
 A label or id column named by the caller must be there; without a name,
 ``label`` and ``id`` are used when present, and a classifier column whose
-name looks like a label (:data:`LABEL_LIKE`) draws a warning. Every
-probability must be a number in [0, 1]: an empty, non-numeric or
+name looks like a label (:data:`LABEL_LIKE`) draws a warning. Every other
+probability must be a number in [0, 1]: a non-numeric, infinite or
 out-of-range cell is an error naming the file, the column and the data row.
 Nothing is unpickled.
 """
@@ -99,12 +102,11 @@ def _bad_cell(path, name, rows, values, why):
 
 
 def _check_probabilities(path, name, values):
-    """``values`` of classifier column ``name``: every entry a probability, or an error naming the row."""
-    bad = np.flatnonzero(~((values >= 0) & (values <= 1)))  # NaN too
+    """``values`` of classifier column ``name``: every entry a probability or NaN (not observed), or an error
+    naming the row."""
+    bad = np.flatnonzero(~((values >= 0) & (values <= 1)) & ~np.isnan(values))
     if bad.size:
-        why = "is empty or missing (only the label column may be)" if np.isnan(values[bad[0]]) else (
-            "is not a probability in [0, 1]")
-        raise _bad_cell(path, name, bad, values.tolist(), why)
+        raise _bad_cell(path, name, bad, values.tolist(), "is not a probability in [0, 1]")
     return values
 
 
@@ -200,12 +202,13 @@ def _read_parquet(path, label_col, id_col, ignore_bad_labels):
 
 
 def _matrix(path, P, what):
-    """P as a checked float64 matrix; an entry that is not a probability is named by row and column."""
+    """P as a checked float64 matrix (NaN: not observed); an entry that is not a probability is named by row
+    and column."""
     if P.ndim != 2 or P.dtype.kind not in "biuf":
         raise ValueError(f"{path}: {what} must be a 2-D numeric matrix (instances x classifiers), "
                          f"got shape {P.shape} and dtype {P.dtype}")
     P = P.astype(np.float64, copy=False)
-    bad = np.argwhere(~((P >= 0) & (P <= 1)))  # NaN too
+    bad = np.argwhere(~((P >= 0) & (P <= 1)) & ~np.isnan(P))
     if bad.size:
         row, column = bad[0]
         raise ValueError(f"{path}: {what}, row {row + 1}, column {column + 1} (classifier_{column}): "

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._float64 import matvec64
 from ..core.losses import AggregatorPenalty, sample_loss_terms, supervised_weights
+from ..core.missing import mean_of_observed
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class FitData:
     Attributes
     ----------
     P : array (n, m)
-        Checked instance-major probabilities (a dask array for the Dask backend).
+        Checked instance-major probabilities (a dask array for the Dask
+        backend), NaN where an entry is not observed.
     labels : ndarray (n,)
         0/1, NaN for unlabeled.
     omega : ndarray (n_L,)
@@ -50,6 +52,8 @@ class FitData:
     resume : FitState or None
         The state to continue from (a checkpoint), or None to start afresh.
     client : dask.distributed.Client or None
+    classifier_names : sequence of str or None
+        The classifiers' names (a DataFrame's columns), for error messages.
     """
 
     P: object
@@ -63,6 +67,7 @@ class FitData:
     rng: np.random.Generator
     resume: object = None
     client: object = None
+    classifier_names: object = None
 
     @property
     def labeled(self):
@@ -79,8 +84,9 @@ class Problem(Protocol):
 
     Attributes: ``settings`` (:class:`Settings`), ``lam``, ``labeled`` (n,),
     ``y_labeled`` and ``omega`` (n_L,), ``a`` (the supervised weights),
-    ``s`` (rho / (m n)), ``has_labels``, ``classifier_quality`` ((m,) for
-    the "calibration" strategy, else None).
+    ``s`` (rho / |O|, |O| = m n when every entry is observed),
+    ``has_labels``, ``classifier_quality`` ((m,) for the "calibration"
+    strategy, else None).
     """
 
     def classifier_step(self, state, solver="auto"):
@@ -91,6 +97,9 @@ class Problem(Protocol):
 
     def reconstruction_loss(self, X, Y):
         """Normalised L_rec at (X, Y)."""
+
+    def reconstruction_gradient(self, X, Y):
+        """(dL_rec/dX, dL_rec/dY) at (X, Y) (the joint trainer; in memory only)."""
 
     def labeled_factors(self, Y, positions=None):
         """Y of the labeled instances (d, n_L), or of those at ``positions`` in labeled order."""
@@ -105,12 +114,20 @@ class Problem(Protocol):
 class ProblemLosses:
     """The losses every problem derives from its steps and evaluator (shared by both implementations)."""
 
-    def _init_weights(self, settings, labeled, y_labeled, omega, shape):
+    def _init_weights(self, settings, labeled, y_labeled, omega, shape, n_observed=None):
+        """The weights of the objective; ``n_observed``: |O|, the observed entries (None: all m n)."""
         m, n = shape
+        n_observed = m * n if n_observed is None else n_observed
         self.settings = settings
         self.labeled, self.y_labeled, self.omega = labeled, y_labeled, omega
-        self.s = settings.rho / (m * n)
+        self.s = settings.rho / n_observed
         self.a = supervised_weights(omega, settings.rho) if omega.size else omega
+        # the kernels normalise L_rec by m n; with entries missing it is normalised by |O| (docs/method.md)
+        self._reconstruction_scale = None if n_observed == m * n else (m * n) / n_observed
+
+    def _normalised(self, value):
+        """A kernel's L_rec (or its gradient), normalised by m n, renormalised by |O|."""
+        return value if self._reconstruction_scale is None else value * self._reconstruction_scale
 
     @property
     def has_labels(self):
@@ -160,12 +177,18 @@ class InMemoryProblem(ProblemLosses):
     settings : Settings
     labeled : (n,) bool; y_labeled, omega : (n_L,)
     classifier_quality : (m,) or None
+    missing : (m, n) bool on the host, or None
+        The unobserved entries (C is 0 there and R holds a neutral value),
+        None when every entry is observed.
     """
 
-    def __init__(self, backend, R, C, lam, settings, labeled, y_labeled, omega, classifier_quality=None):
+    def __init__(self, backend, R, C, lam, settings, labeled, y_labeled, omega, classifier_quality=None,
+                 missing=None):
         self.backend, self.R, self.C, self.lam = backend, R, C, lam
         self.classifier_quality = classifier_quality
-        self._init_weights(settings, labeled, y_labeled, omega, C.shape)
+        self.missing = missing
+        n_observed = None if missing is None else missing.size - int(np.count_nonzero(missing))
+        self._init_weights(settings, labeled, y_labeled, omega, C.shape, n_observed)
         self._labeled_index = np.flatnonzero(self.backend.to_host(labeled))
 
     def to_host(self, a):
@@ -184,10 +207,14 @@ class InMemoryProblem(ProblemLosses):
                                                        init=previous, with_loss=True)
         del previous
         state.Y = Y
-        state.reconstruction = loss
+        state.reconstruction = self._normalised(loss)
 
     def reconstruction_loss(self, X, Y):
-        return self.backend.reconstruction_loss(X, Y, self.R, self.C, self.lam)
+        return self._normalised(self.backend.reconstruction_loss(X, Y, self.R, self.C, self.lam))
+
+    def reconstruction_gradient(self, X, Y):
+        gX, gY = self.backend.reconstruction_gradient(X, Y, self.R, self.C, self.lam)
+        return self._normalised(gX), self._normalised(gY)
 
     def labeled_factors(self, Y, positions=None):
         """Y of the labeled instances (d, n_L) (those at ``positions`` in labeled order), gathered instance by instance.
@@ -202,8 +229,13 @@ class InMemoryProblem(ProblemLosses):
         return np.take(Y.T, index, axis=0).T
 
     def labeled_mean_of_R(self, positions):
-        """The mean over classifiers of R for the labeled instances at ``positions`` (labeled order), on the host."""
-        return np.asarray(self.to_host(self.R[:, self._labeled_index[positions]]), dtype=np.float64).mean(axis=0)
+        """The mean over classifiers of the observed entries of R for the labeled instances at ``positions``
+        (labeled order), on the host."""
+        index = self._labeled_index[positions]
+        R = np.asarray(self.to_host(self.R[:, index]), dtype=np.float64)
+        if self.missing is not None:
+            R = np.where(self.missing[:, index], np.nan, R)
+        return mean_of_observed(R, axis=0)
 
     def make_evaluator(self, X, Y):
         """The fused kernel over the labeled instances (L_sup without the ridge) at fixed (X, Y).

@@ -133,7 +133,7 @@ def joint_gradients(problem, X, Y, w, b):
     """
     p, rho, penalty = problem, problem.settings.rho, problem.settings.penalty
     rec = p.reconstruction_loss(X, Y)
-    gX, gY = p.backend.reconstruction_gradient(X, Y, p.R, p.C, p.lam)
+    gX, gY = p.reconstruction_gradient(X, Y)
     gX, gY = rho * np.asarray(gX, dtype=np.float64), rho * np.asarray(gY, dtype=np.float64)
     gw, gb, sup = np.zeros_like(w), 0.0, 0.0
     if p.has_labels:

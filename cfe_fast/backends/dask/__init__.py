@@ -19,7 +19,14 @@ from ...core.confidence import confidence_chunk
 from ...training.state import FitState, State, initial_instance_factors
 from .. import CAPABILITIES
 from ..numba import NumbaBackend
-from .data import as_instance_chunks, calibration_quality, check_confidence, check_probabilities, client_scope
+from .data import (
+    as_instance_chunks,
+    calibration_quality,
+    check_confidence,
+    check_probabilities,
+    client_scope,
+    count_missing,
+)
 from .engine import DaskEngine, fold_in_chunks
 from .problem import DaskProblem
 
@@ -42,29 +49,32 @@ class DaskBackend(NumbaBackend):
         """Lazy checked chunks of a dask array; NumPy input is checked in memory."""
         if not isinstance(X, da.Array):
             return super().check_new_data(X, dtype)
-        return check_probabilities(as_instance_chunks(X, "X", None, dtype), "X")
+        return check_probabilities(as_instance_chunks(X, "X", None, dtype), "X", missing=True)
 
-    def check_data(self, X, y, dtype, client=None):
-        P = check_probabilities(as_instance_chunks(X, "X", client, dtype), "X")
+    def check_data(self, X, y, dtype, client=None, names=None):
+        P = check_probabilities(as_instance_chunks(X, "X", client, dtype), "X", missing=True, names=names)
         return P, check_labels(y, P.shape[0], "y")
 
     def start_fit(self, data):
+        """The problem on a :class:`DaskEngine`; unobserved entries (NaN in P) get confidence 0 chunk by chunk."""
         P, labels, lam, d = data.P, data.labels, data.lam, data.latent_dim
+        n_missing = count_missing(P)
         quality = None
         if data.strategy is None:
             C = as_instance_chunks(data.confidence, "confidence", data.client, P.dtype)
-            confidence = check_confidence(C, P, "confidence")
+            confidence = check_confidence(C, P, "confidence", has_missing=n_missing > 0)
         else:
             if data.strategy == "calibration":
-                quality = calibration_quality(P, labels)
+                quality = calibration_quality(P, labels, data.classifier_names)
             confidence = functools.partial(confidence_chunk, strategy=data.strategy, alpha=data.confidence_alpha,
                                            quality=quality)
-        engine = DaskEngine(data.client, P, labels, data.omega, lam, confidence)
+        engine = DaskEngine(data.client, P, labels, data.omega, lam, confidence, has_missing=n_missing > 0)
         check_solvable(engine.C, lam, d, axis=0)
         check_solvable(engine.C, lam, d, axis=1)
         engine.init_instance_factors(data.rng, functools.partial(initial_instance_factors, d=d, dtype=P.dtype))
         labeled = data.labeled
-        problem = DaskProblem(self, engine, data.settings, labeled, labels[labeled], data.omega, quality)
+        problem = DaskProblem(self, engine, data.settings, labeled, labels[labeled], data.omega, quality,
+                              n_observed=P.size - n_missing)
         m = P.shape[1]
         progress = FitState(Y=None, X=None, w=np.full(m, 1.0 / m), b=0.0)
         return problem, State(None, None, progress.w, progress.b), progress

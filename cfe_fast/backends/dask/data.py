@@ -8,7 +8,7 @@ import numpy as np
 from distributed import Client, LocalCluster, default_client
 
 from ... import config
-from ..._validation import FLOAT_DTYPES
+from ..._validation import FLOAT_DTYPES, check_observed_classifiers
 from ...core.confidence import classifier_quality
 
 
@@ -98,33 +98,50 @@ def _npy_rows(path, start, stop):
     return np.array(np.load(path, mmap_mode="r")[start:stop])
 
 
-def check_probabilities(P, name):
-    """Check a dask array of probabilities (finite, in [0, 1]) in one streaming pass."""
-    finite, lo, hi = dask.compute(da.isfinite(P).all(), P.min(), P.max())
-    if not finite:
+def check_probabilities(P, name, missing=False, names=None):
+    """Check a dask array of probabilities (in [0, 1], NaN = unobserved with ``missing``) in one streaming pass.
+
+    With ``missing`` a classifier (column) with no observed entry is
+    refused, by its name in ``names`` if given.
+    """
+    infinite, nan, lo, hi, observed = dask.compute(da.isinf(P).any(), da.isnan(P).any(), da.nanmin(P), da.nanmax(P),
+                                                   (~da.isnan(P)).sum(axis=0))
+    if infinite or (nan and not missing):
         raise ValueError(f"{name} contains NaN or infinite values")
     if lo < 0 or hi > 1:
         raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
+    if nan:
+        check_observed_classifiers(np.where(observed > 0, 0.0, np.nan)[None, :], names, name)
     return P
 
 
-def check_confidence(C, P, name):
-    """Check a dask confidence array against P (shape, finite, >= 0); rechunk it like P."""
+def check_confidence(C, P, name, has_missing=False):
+    """Check a dask confidence array against P (shape, finite, >= 0); rechunk it like P.
+
+    With ``has_missing`` C is read as 0 where P is NaN (unobserved), whatever it holds there.
+    """
     if C.shape != P.shape:
         raise ValueError(f"{name} has shape {C.shape}, expected {P.shape} (the shape of X)")
     C = C.rechunk(P.chunks)
+    if has_missing:
+        C = da.where(da.isnan(P), 0, C).astype(C.dtype)
     finite, lo = dask.compute(da.isfinite(C).all(), C.min())
     if not finite:
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise ValueError(f"{name} contains NaN or infinite values at observed entries")
     if lo < 0:
         raise ValueError(f"{name} must be non-negative; found minimum {lo:g}")
     return C
 
 
-def calibration_quality(P, labels):
+def count_missing(P):
+    """The number of NaN (unobserved) entries of P (one streaming pass)."""
+    return int(da.isnan(P).sum().compute())
+
+
+def calibration_quality(P, labels, names=None):
     """Per-classifier quality of the "calibration" strategy; gathers the labeled rows (n_L, m)."""
     labeled = ~np.isnan(labels)
     if not labeled.any():
         raise ValueError("the 'calibration' confidence needs labeled instances")
     P_labeled = np.asarray(P[np.flatnonzero(labeled)].compute(), dtype=np.float64)
-    return classifier_quality(P_labeled.T, labels[labeled])
+    return classifier_quality(P_labeled.T, labels[labeled], names=names)

@@ -57,6 +57,7 @@ from distributed import get_worker
 from ... import config
 from ..._float64 import squared_norm
 from ...core.losses import aggregator_terms_from_sums
+from ...core.missing import filled_chunk
 from ...errors import SingularSystemError
 from ..numba.classifier_step import classifier_sums, solve_classifier_sums
 from ..numba.instance_step import solve_instances
@@ -118,11 +119,12 @@ def _aggregator_chunk(v, b, YtL, y, omega, focal_gamma, focal_variant, hessian):
 
 
 def _fold_in_chunk(P_chunk, X, lam, confidence, block_info=None):
+    """The chunk's instance factors; its unobserved entries (NaN) have confidence 0 and a neutral value."""
     offset = block_info[0]["array-location"][0][0]
     with _worker_threads():
-        Rt = np.ascontiguousarray(P_chunk)
+        Ct = np.ascontiguousarray(confidence(P_chunk), dtype=P_chunk.dtype)
         with _located(offset):
-            return solve_instances(X, Rt, np.ascontiguousarray(confidence(Rt), dtype=Rt.dtype), lam)
+            return solve_instances(X, np.ascontiguousarray(filled_chunk(P_chunk)), Ct, lam)
 
 
 def _add(*parts):
@@ -156,17 +158,20 @@ class DaskEngine:
     confidence : dask array (n, m) or callable
         C chunked like P, or ``confidence(P_chunk, labels_chunk) -> C_chunk``
         (e.g. a partial of :func:`cfe_fast.core.confidence.confidence_chunk`), evaluated lazily chunk
-        by chunk in the sweeps: C is then never stored.
+        by chunk in the sweeps: C is then never stored. Either is 0 where P is NaN.
+    has_missing : bool
+        Whether P holds NaN (unobserved entries): the sweeps then read each
+        chunk of P with a neutral value there.
 
     Attributes
     ----------
     P : dask array (n, m)
-        The probabilities as given (the held-out check reads its labeled rows).
+        The probabilities as given, NaN where unobserved (the held-out check reads its labeled rows).
     C : dask array (m, n)
         The confidence in the layout of docs/method.md, lazy unless given persisted.
     """
 
-    def __init__(self, client, P, labels, omega, lam, confidence):
+    def __init__(self, client, P, labels, omega, lam, confidence, has_missing=False):
         self.client = client
         self.lam = float(lam)
         self.shape = P.shape
@@ -181,7 +186,7 @@ class DaskEngine:
         if not isinstance(confidence, da.Array):
             confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
         self.C = confidence.T  # (m, n), the layout of docs/method.md; lazy
-        self._P = list(P.to_delayed().ravel())
+        self._P = list((P.map_blocks(filled_chunk) if has_missing else P).to_delayed().ravel())
         self._C = list(confidence.to_delayed().ravel())
         self._labels = list(labels_shared.to_delayed().ravel())
         labeled = ~np.isnan(labels)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ... import config
+from ...core.missing import mean_of_observed
 from ...training.problem import ProblemLosses
 
 
@@ -18,13 +19,14 @@ class DaskProblem(ProblemLosses):
     most ``config.DASK_MONITOR_SAMPLE`` instances, so Y is never gathered whole.
     """
 
-    def __init__(self, backend, engine, settings, labeled, y_labeled, omega, classifier_quality=None, seed=0):
+    def __init__(self, backend, engine, settings, labeled, y_labeled, omega, classifier_quality=None, seed=0,
+                 n_observed=None):
         self.backend = backend  # its kernels on in-memory arrays (e.g. on gathered labeled factors)
         self.engine = engine
         self.lam = engine.lam
         self.classifier_quality = classifier_quality
         n, m = engine.shape
-        self._init_weights(settings, labeled, y_labeled, omega, (m, n))
+        self._init_weights(settings, labeled, y_labeled, omega, (m, n), n_observed)
         size = min(n, config.DASK_MONITOR_SAMPLE)
         self._sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
         self._latest_Y = None  # the Y whose Grams the engine holds (None: the initial Y)
@@ -45,13 +47,13 @@ class DaskProblem(ProblemLosses):
         state.forget_derived()
         self.engine.instance_step(state.X)
         state.Y = self._latest_Y = self.engine.instance_factors()
-        state.reconstruction = self.engine.reconstruction_loss()
+        state.reconstruction = self._normalised(self.engine.reconstruction_loss())
 
     def reconstruction_loss(self, X, Y):
         """L_rec from the sums of the latest pass (which ran with these factors)."""
         if Y is not self._latest_Y:
             raise RuntimeError("the Dask problem knows L_rec of its latest instance step only")
-        return self.engine.reconstruction_loss()
+        return self._normalised(self.engine.reconstruction_loss())
 
     def labeled_factors(self, Y, positions=None):
         """Y of the labeled instances (d, n_L) (those at ``positions``), gathered to the client."""
@@ -59,8 +61,10 @@ class DaskProblem(ProblemLosses):
         return Y_labeled if positions is None else Y_labeled[:, positions]
 
     def labeled_mean_of_R(self, positions):
-        """The mean over classifiers of R for the labeled instances at ``positions`` (labeled order)."""
-        return np.asarray(self.engine.P[self._labeled_index[positions]].mean(axis=1).compute(), dtype=np.float64)
+        """The mean over classifiers of the observed entries of R for the labeled instances at ``positions``
+        (labeled order)."""
+        rows = np.asarray(self.engine.P[self._labeled_index[positions]].compute(), dtype=np.float64)
+        return mean_of_observed(rows)
 
     def make_evaluator(self, X, Y):
         engine, settings = self.engine, self.settings
