@@ -183,23 +183,41 @@ def _held_out_check(problem, validation, seed=0):
     ``mean_of_R_better``: the share of bootstrap resamples of those instances
     in which the mean of R has the higher average precision.
     """
-    from sklearn.metrics import average_precision_score
-
     if validation.prior is None:
         return None
     y, ours, mean = validation.y, validation.held_out_logits, problem.labeled_mean_of_R(validation.positions)
     rng = np.random.default_rng(seed)
-    better = []
-    for _ in range(HELD_OUT_RESAMPLES):
-        rows = rng.integers(0, y.size, y.size)
-        if 0 < y[rows].sum() < y.size:
-            better.append(average_precision_score(y[rows], mean[rows]) > average_precision_score(y[rows], ours[rows]))
+    # a resample with replacement is the labeled instances weighted by how often it draws each
+    counts = np.array([np.bincount(rng.integers(0, y.size, y.size), minlength=y.size)
+                       for _ in range(HELD_OUT_RESAMPLES)], dtype=np.float64)
+    positives = counts @ y
+    counts = counts[(positives > 0) & (positives < y.size)]  # both classes drawn
+    weights = np.vstack([np.ones(y.size), counts])
+    ap_ours, ap_mean = average_precision(y, ours, weights), average_precision(y, mean, weights)
     return {
-        "average_precision": float(average_precision_score(y, ours)),
-        "mean_of_R": float(average_precision_score(y, mean)),
+        "average_precision": float(ap_ours[0]),
+        "mean_of_R": float(ap_mean[0]),
         "chance": float(np.mean(y)),
-        "mean_of_R_better": float(np.mean(better)) if better else 0.0,
+        "mean_of_R_better": float(np.mean(ap_mean[1:] > ap_ours[1:])) if counts.size else 0.0,
     }
+
+
+def average_precision(y, scores, weights):
+    """Average precision of ``scores`` for the 0/1 labels ``y`` under each row of instance ``weights``.
+
+    ``sklearn.metrics.average_precision_score(y, scores, sample_weight=row)``
+    for every row of weights (k, n) at once, from one sort of the scores:
+    the sum over distinct thresholds of the recall step times the precision.
+    Integer weights make it the average precision of a resample.
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    y, weights = y[order], weights[:, order]
+    last_of_tie = np.append(np.flatnonzero(np.diff(scores[order])), y.size - 1)
+    true_pos = np.cumsum(weights * y, axis=1)[:, last_of_tie]
+    predicted_pos = np.cumsum(weights, axis=1)[:, last_of_tie]
+    precision = np.divide(true_pos, predicted_pos, out=np.zeros_like(true_pos), where=predicted_pos > 0)
+    recall_step = np.diff(true_pos, axis=1, prepend=0.0) / true_pos[:, -1:]
+    return np.sum(recall_step * precision, axis=1)
 
 
 def _refit_with_prior(problem, state, history, options, spread_of_R, prior):
