@@ -16,7 +16,7 @@ kernels) and one :class:`~cfe_fast.training.state.State` (X, Y, w, b):
 
 import numpy as np
 
-from ..core.losses import sample_loss_terms
+from ..core.losses import sample_gradient, sample_loss_terms
 from . import aggregator, exact_steps
 from .adam import Adam
 
@@ -143,9 +143,12 @@ def joint_gradients(problem, X, Y, w, b, with_loss=True):
         X64 = np.asarray(X, dtype=np.float64)
         Y_labeled = np.asarray(p.labeled_factors(Y), dtype=np.float64)
         v = X64 @ w
-        loss, g, _ = sample_loss_terms(v @ Y_labeled + b, p.y_labeled, p.settings.focal_gamma,
-                                       p.settings.focal_variant)
-        sup = float(p.omega @ loss / p.omega.sum()) + penalty.value(w)
+        z, gamma, variant = v @ Y_labeled + b, p.settings.focal_gamma, p.settings.focal_variant
+        if with_loss:
+            loss, g, _ = sample_loss_terms(z, p.y_labeled, gamma, variant)
+            sup = float(p.omega @ loss / p.omega.sum()) + penalty.value(w)
+        else:
+            g = sample_gradient(z, p.y_labeled, gamma, variant)
         e = p.a * g
         q = Y_labeled @ e
         gY.T[np.flatnonzero(p.labeled)] += np.outer(e, v)  # whole rows of instance-major data
