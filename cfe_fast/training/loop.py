@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import expit
 
 from .. import diagnostics
-from .._float64 import matvec64
+from .._float64 import blocks, matvec64
 from ..errors import CollapseWarning, SingularSystemError
 from .aggregator import cross_validate, fit_scale
 from .aggregator import fit as fit_aggregator
@@ -187,18 +187,21 @@ def _held_out_check(problem, validation, seed=0):
         return None
     y, ours, mean = validation.y, validation.held_out_logits, problem.labeled_mean_of_R(validation.positions)
     rng = np.random.default_rng(seed)
-    # a resample with replacement is the labeled instances weighted by how often it draws each
-    counts = np.array([np.bincount(rng.integers(0, y.size, y.size), minlength=y.size)
-                       for _ in range(HELD_OUT_RESAMPLES)], dtype=np.float64)
-    positives = counts @ y
-    counts = counts[(positives > 0) & (positives < y.size)]  # both classes drawn
-    weights = np.vstack([np.ones(y.size), counts])
-    ap_ours, ap_mean = average_precision(y, ours, weights), average_precision(y, mean, weights)
+    better = []
+    # resamples in blocks (the sums over a block hold several arrays of its size): a resample with
+    # replacement is the labeled instances weighted by how often it draws each
+    for start, stop in blocks(HELD_OUT_RESAMPLES, 8 * y.size):
+        counts = np.array([np.bincount(rng.integers(0, y.size, y.size), minlength=y.size)
+                           for _ in range(start, stop)], dtype=np.float64)
+        positives = counts @ y
+        counts = counts[(positives > 0) & (positives < y.size)]  # both classes drawn
+        better.extend(average_precision(y, mean, counts) > average_precision(y, ours, counts))
+    everything = np.ones((1, y.size))
     return {
-        "average_precision": float(ap_ours[0]),
-        "mean_of_R": float(ap_mean[0]),
+        "average_precision": float(average_precision(y, ours, everything)[0]),
+        "mean_of_R": float(average_precision(y, mean, everything)[0]),
         "chance": float(np.mean(y)),
-        "mean_of_R_better": float(np.mean(ap_mean[1:] > ap_ours[1:])) if counts.size else 0.0,
+        "mean_of_R_better": float(np.mean(better)) if better else 0.0,
     }
 
 
