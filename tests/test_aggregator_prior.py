@@ -142,6 +142,22 @@ def test_fit_compares_the_ensemble_with_the_mean_out_of_fold_and_warns_when_wors
     assert 0.0 <= model.held_out_mean_better_share_ <= 1.0
 
 
+def test_average_precision_under_weights_matches_scikit_learn_per_resample():
+    from sklearn.metrics import average_precision_score
+
+    from cfe_fast.training.loop import average_precision
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.3).astype(np.float64)
+    scores = np.round(rng.random(300) + 0.5 * y, 2)  # ties within and across the classes
+    weights = np.vstack([np.ones(300), rng.integers(0, 4, (5, 300))]).astype(np.float64)
+    expected = [average_precision_score(y, scores, sample_weight=row) for row in weights]
+    np.testing.assert_allclose(average_precision(y, scores, weights), expected, rtol=1e-12)
+    rows = rng.integers(0, 300, 300)
+    resample = average_precision(y, scores, np.bincount(rows, minlength=300)[None].astype(np.float64))
+    assert resample[0] == pytest.approx(average_precision_score(y[rows], scores[rows]), rel=1e-12)
+
+
 def test_a_failed_held_out_check_warns(monkeypatch):
     from cfe_fast import QualityWarning
     from cfe_fast.training import loop

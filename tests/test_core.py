@@ -65,3 +65,12 @@ def test_loss_terms_equal_the_reference_across_the_logit_range(gamma, variant):
         y = np.full(z.size, label)
         for fast, slow in zip(sample_loss_terms(z, y, gamma, variant), ref.sample_loss_terms(z, y, gamma, variant)):
             np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-15)  # the reference's p - y cancels
+
+
+@pytest.mark.parametrize("gamma, variant", [(0.0, "exact"), (2.0, "exact"), (2.0, "weighted_bce")])
+def test_sample_gradient_is_the_gradient_of_the_sample_terms(gamma, variant):
+    from cfe_fast.core.losses import sample_gradient, sample_loss_terms
+
+    z = np.concatenate([np.linspace(-40, 40, 401), [0.0, -0.0, 1e-300]])
+    for y in (np.zeros_like(z), np.ones_like(z)):
+        np.testing.assert_array_equal(sample_gradient(z, y, gamma, variant), sample_loss_terms(z, y, gamma, variant)[1])

@@ -147,3 +147,25 @@ def test_weighted_bce_aggregator_reaches_its_fixed_point(kernels):
     residual = np.append(terms.grad_w + p.settings.penalty.gradient(w), terms.grad_b)
     start = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, np.zeros(6), 0.0, 1.5, "weighted_bce")
     assert np.linalg.norm(residual) <= 1e-5 * np.linalg.norm(np.append(start.grad_w, start.grad_b))
+
+
+def test_adam_steps_equal_the_textbook_update_whatever_the_layouts():
+    from cfe_fast.training.adam import Adam
+
+    rng = np.random.default_rng(0)
+    params = [rng.random((100, 5)).T.copy(order="F"), rng.random(7), np.array([0.3])]
+    expected = [p.copy(order="K") for p in params]
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    adam = Adam(params, 0.01)
+    for t in range(1, 6):
+        grads = [np.ascontiguousarray(rng.standard_normal(p.shape)) for p in params]  # C order for an F-order Y
+        adam.step(params, grads, 0.01 * t)
+        c1, c2 = 1 - 0.9**t, 1 - 0.999**t
+        for p, g, (m, v) in zip(expected, grads, moments):
+            m *= 0.9
+            m += (1 - 0.9) * g
+            v *= 0.999
+            v += (1 - 0.999) * g * g
+            p -= 0.01 * t * (m / c1) / (np.sqrt(v / c2) + 1e-8)
+    for p, q in zip(params, expected):
+        np.testing.assert_array_equal(p, q)

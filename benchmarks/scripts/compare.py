@@ -37,6 +37,11 @@ fresh process with an empty Numba cache and a second one that reuses it.
     python benchmarks/scripts/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
                                  [--dtypes float64,float32] [--repeat 3] [--fit]
 
+Thousands of classifiers (the shapes of the asv ``ManyClassifiers`` benchmark), measured on fewer
+instances and scaled like the others::
+
+    python benchmarks/scripts/compare.py --shapes 1000x32,5000x32 --dtypes float32 --n 8000 --repeat 2 --reference-n 200
+
 Current results: ``benchmarks/results/compare_cpu2.md``.
 """
 

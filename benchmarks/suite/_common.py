@@ -15,6 +15,8 @@ import numpy as np
 QUICK = os.environ.get("CFE_ASV_PROFILE", "full") == "quick"
 N = 4_000 if QUICK else 1_000_000
 SHAPES = ["10x20", "100x20"] if QUICK else ["10x20", "10x64", "100x20", "100x64"]
+#: thousands of classifiers, float32: (m x d, n) -- m = 1,000 at n = 1e6 and m = 5,000 at n = 2e5
+MANY_CLASSIFIERS = {"1000x32": 2_000, "5000x32": 400} if QUICK else {"1000x32": 1_000_000, "5000x32": 200_000}
 LAM = 0.1
 
 
@@ -26,11 +28,11 @@ def shape(text):
 
 def problem(m, d, n, dtype, seed=0):
     """Instance-major Rt, Ct (n, m), X (d, m), Yt (n, d) of the given dtype."""
-    rng = np.random.default_rng(seed)
-    Rt = rng.random((n, m)).astype(dtype)
-    Ct = rng.random((n, m)).astype(dtype)
-    X = rng.standard_normal((d, m)).astype(dtype)
-    Yt = rng.standard_normal((n, d)).astype(dtype)
+    rng = np.random.default_rng(seed)  # drawn in the dtype: no float64 copy of an (n, m) array
+    Rt = rng.random((n, m), dtype=dtype)
+    Ct = rng.random((n, m), dtype=dtype)
+    X = rng.standard_normal((d, m), dtype=dtype)
+    Yt = rng.standard_normal((n, d), dtype=dtype)
     return Rt, Ct, X, Yt
 
 

@@ -4,7 +4,7 @@ reference (``track_``). The JIT is warmed up in ``setup`` on a tiny input."""
 
 import numpy as np
 
-from ._common import LAM, N, SHAPES, numba_kernels, problem, shape, solver_kwargs
+from ._common import LAM, MANY_CLASSIFIERS, N, SHAPES, numba_kernels, problem, shape, solver_kwargs
 
 
 class HalfSteps:
@@ -89,3 +89,49 @@ class Aggregator:
 
     def peakmem_aggregator_terms(self, mxd, hessian):
         self.nb.aggregator_terms_t(self.X, self.Yt, self.y, self.omega, self.w, 0.1, hessian=hessian)
+
+
+class ManyClassifiers:
+    """Thousands of classifiers, float32 in memory: both half-steps (``solver="auto"``) and the
+    classifier Gram build alone, at the n of ``MANY_CLASSIFIERS``; error against the reference."""
+
+    params = (list(MANY_CLASSIFIERS),)
+    param_names = ["m x d"]
+    timeout = 1200
+    number = 1
+    repeat = (1, 2, 300.0)
+
+    def setup(self, mxd):
+        self.nb = nb = numba_kernels()
+        m, d = shape(mxd)
+        self.Rt, self.Ct, self.X, self.Yt = problem(m, d, MANY_CLASSIFIERS[mxd], np.float32)
+        small = slice(0, 64)
+        nb.solve_instances(self.X, self.Rt[small], self.Ct[small], LAM)
+        nb.solve_classifiers(self.Yt[small], self.Rt[small], self.Ct[small], LAM)
+
+    def time_instance_step(self, mxd):
+        self.nb.solve_instances(self.X, self.Rt, self.Ct, LAM)
+
+    def time_classifier_step(self, mxd):
+        self.nb.solve_classifiers(self.Yt, self.Rt, self.Ct, LAM)
+
+    def time_classifier_grams(self, mxd):
+        self.nb.classifier_sums(self.Yt, self.Rt, self.Ct)
+
+    def peakmem_classifier_step(self, mxd):
+        self.nb.solve_classifiers(self.Yt, self.Rt, self.Ct, LAM)
+
+    def track_max_error(self, mxd):
+        """Largest relative error of either float32 half-step against the float64 reference (first 200 instances)."""
+        from cfe_fast import reference as ref
+
+        k = slice(0, 200)
+        Rt, Ct, Yt = self.Rt[k], self.Ct[k], self.Yt[k]
+        exact_y = ref.update_instance_factors(self.X, Rt.T, Ct.T, LAM).T
+        exact_x = ref.update_classifier_factors(Yt.T, Rt.T, Ct.T, LAM)
+        return max(
+            float(np.linalg.norm(self.nb.solve_instances(self.X, Rt, Ct, LAM) - exact_y) / np.linalg.norm(exact_y)),
+            float(np.linalg.norm(self.nb.solve_classifiers(Yt, Rt, Ct, LAM) - exact_x) / np.linalg.norm(exact_x)),
+        )
+
+    track_max_error.unit = "relative error"

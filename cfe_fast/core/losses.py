@@ -66,6 +66,22 @@ def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
     return loss, grad, curv
 
 
+def sample_gradient(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
+    """dloss/dz of :func:`sample_loss_terms` alone, for the steps that need no loss value.
+
+    BCE: -(2y - 1)(1 - p_t) by the same expressions (one exponential, no
+    logarithm), so the values are those of :func:`sample_loss_terms`; focal
+    loss takes its full terms.
+    """
+    if focal_gamma != 0.0:
+        return sample_loss_terms(z, y, focal_gamma, focal_variant, xp)[1]
+    z = xp.asarray(z, dtype=np.float64)
+    sign = 2.0 * y - 1.0
+    e = xp.exp(-xp.abs(z))
+    big = 1.0 / (1.0 + e)
+    return -sign * (xp.where(sign * z >= 0.0, e, 1.0) * big)  # 1 - p_t: e / (1 + e) where a >= 0, else 1 / (1 + e)
+
+
 #: where the aggregator's prior centres the weights w: "equal" (equal weights at any common
 #: scale: the ensemble becomes the mean of the reconstruction) or "zero" (a ridge, as in
 #: logistic-regression stacking: the ensemble becomes the class-balanced difference of means)

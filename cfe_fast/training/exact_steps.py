@@ -10,7 +10,7 @@ in x_u with slope w_u y_i).
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..core.losses import sample_loss_terms
+from ..core.losses import sample_gradient
 from ..errors import PIVOT_RTOL, singular_system_error
 
 
@@ -24,16 +24,15 @@ def instance_step(problem, X, Y0, w, b):
     """
     p = problem
     Y, Z = p.backend.instance_solves(X, p.R, p.C, p.lam, w)
-    Y = np.array(Y, dtype=np.float64)
-    labeled = p.labeled
+    Y = np.asarray(Y, dtype=np.float64)  # the backend's own result: corrected in place
     v = np.asarray(X, dtype=np.float64) @ w
     Y0_labeled = np.asarray(p.labeled_factors(Y0), dtype=np.float64)
-    _, g, _ = sample_loss_terms(v @ Y0_labeled + b, p.y_labeled, p.settings.focal_gamma)
+    g = sample_gradient(v @ Y0_labeled + b, p.y_labeled, p.settings.focal_gamma)
     kappa = p.a / (8 * p.s)
     shift = kappa * (v @ Y0_labeled) - p.a * g / (2 * p.s)
     Z_labeled = np.asarray(p.labeled_factors(Z), dtype=np.float64)
-    U = Y[:, labeled] + shift * Z_labeled
-    Y[:, labeled] = U - kappa * Z_labeled * (v @ U) / (1 + kappa * (v @ Z_labeled))
+    U = np.asarray(p.labeled_factors(Y), dtype=np.float64) + shift * Z_labeled
+    Y.T[np.flatnonzero(p.labeled)] = (U - kappa * Z_labeled * (v @ U) / (1 + kappa * (v @ Z_labeled))).T  # whole rows
     return Y
 
 
@@ -47,14 +46,14 @@ def classifier_step(problem, X0, Y, w, b):
     """
     p = problem
     G, B = p.backend.classifier_gram_terms(Y, p.R, p.C)
-    Y_labeled = np.asarray(Y, dtype=np.float64)[:, p.labeled]
+    Y_labeled = np.asarray(p.labeled_factors(Y), dtype=np.float64)
     a, s, lam = p.a, p.s, p.lam
     X = np.array(X0, dtype=np.float64)
     d, m = X.shape
     z = (X @ w) @ Y_labeled + b
     S = 0.25 * (Y_labeled * a) @ Y_labeled.T
     for u in range(m):
-        _, g, _ = sample_loss_terms(z, p.y_labeled, p.settings.focal_gamma)
+        g = sample_gradient(z, p.y_labeled, p.settings.focal_gamma)
         q = Y_labeled @ (a * g)
         A = 2 * s * (G[u] + lam * np.eye(d)) + w[u] ** 2 * S
         rhs = 2 * s * B[u] - w[u] * q + w[u] ** 2 * S @ X[:, u]

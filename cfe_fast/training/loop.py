@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import expit
 
 from .. import diagnostics
-from .._float64 import matvec64
+from .._float64 import blocks, matvec64
 from ..errors import CollapseWarning, SingularSystemError
 from .aggregator import cross_validate, fit_scale
 from .aggregator import fit as fit_aggregator
@@ -183,23 +183,44 @@ def _held_out_check(problem, validation, seed=0):
     ``mean_of_R_better``: the share of bootstrap resamples of those instances
     in which the mean of R has the higher average precision.
     """
-    from sklearn.metrics import average_precision_score
-
     if validation.prior is None:
         return None
     y, ours, mean = validation.y, validation.held_out_logits, problem.labeled_mean_of_R(validation.positions)
     rng = np.random.default_rng(seed)
     better = []
-    for _ in range(HELD_OUT_RESAMPLES):
-        rows = rng.integers(0, y.size, y.size)
-        if 0 < y[rows].sum() < y.size:
-            better.append(average_precision_score(y[rows], mean[rows]) > average_precision_score(y[rows], ours[rows]))
+    # resamples in blocks (the sums over a block hold several arrays of its size): a resample with
+    # replacement is the labeled instances weighted by how often it draws each
+    for start, stop in blocks(HELD_OUT_RESAMPLES, 8 * y.size):
+        counts = np.array([np.bincount(rng.integers(0, y.size, y.size), minlength=y.size)
+                           for _ in range(start, stop)], dtype=np.float64)
+        positives = counts @ y
+        counts = counts[(positives > 0) & (positives < y.size)]  # both classes drawn
+        better.extend(average_precision(y, mean, counts) > average_precision(y, ours, counts))
+    everything = np.ones((1, y.size))
     return {
-        "average_precision": float(average_precision_score(y, ours)),
-        "mean_of_R": float(average_precision_score(y, mean)),
+        "average_precision": float(average_precision(y, ours, everything)[0]),
+        "mean_of_R": float(average_precision(y, mean, everything)[0]),
         "chance": float(np.mean(y)),
         "mean_of_R_better": float(np.mean(better)) if better else 0.0,
     }
+
+
+def average_precision(y, scores, weights):
+    """Average precision of ``scores`` for the 0/1 labels ``y`` under each row of instance ``weights``.
+
+    ``sklearn.metrics.average_precision_score(y, scores, sample_weight=row)``
+    for every row of weights (k, n) at once, from one sort of the scores:
+    the sum over distinct thresholds of the recall step times the precision.
+    Integer weights make it the average precision of a resample.
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    y, weights = y[order], weights[:, order]
+    last_of_tie = np.append(np.flatnonzero(np.diff(scores[order])), y.size - 1)
+    true_pos = np.cumsum(weights * y, axis=1)[:, last_of_tie]
+    predicted_pos = np.cumsum(weights, axis=1)[:, last_of_tie]
+    precision = np.divide(true_pos, predicted_pos, out=np.zeros_like(true_pos), where=predicted_pos > 0)
+    recall_step = np.diff(true_pos, axis=1, prepend=0.0) / true_pos[:, -1:]
+    return np.sum(recall_step * precision, axis=1)
 
 
 def _refit_with_prior(problem, state, history, options, spread_of_R, prior):

@@ -16,7 +16,7 @@ kernels) and one :class:`~cfe_fast.training.state.State` (X, Y, w, b):
 
 import numpy as np
 
-from ..core.losses import sample_loss_terms
+from ..core.losses import sample_gradient, sample_loss_terms
 from . import aggregator, exact_steps
 from .adam import Adam
 
@@ -124,32 +124,39 @@ class ExactTrainer:
 
 
 # ---------------------------------------------------------------- joint
-def joint_gradients(problem, X, Y, w, b):
+def joint_gradients(problem, X, Y, w, b, with_loss=True):
     """L and its gradients with respect to X (d, m), Y (d, n), w (m,) and b.
 
     The reconstruction part comes from the backend's fused kernel; the
     supervised part adds a_i g_i v to labeled columns of dY, (sum a_i g_i y_i) w^T
-    to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db).
+    to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db). Without
+    ``with_loss`` the returned L is None (an Adam step needs the gradients
+    only, and L_rec would be a second pass over R and C).
     """
     p, rho, penalty = problem, problem.settings.rho, problem.settings.penalty
-    rec = p.reconstruction_loss(X, Y)
     gX, gY = p.reconstruction_gradient(X, Y)
-    gX, gY = rho * np.asarray(gX, dtype=np.float64), rho * np.asarray(gY, dtype=np.float64)
+    gX, gY = np.asarray(gX, dtype=np.float64), np.asarray(gY, dtype=np.float64)  # fresh arrays of the problem
+    gX *= rho
+    gY *= rho
     gw, gb, sup = np.zeros_like(w), 0.0, 0.0
     if p.has_labels:
         X64 = np.asarray(X, dtype=np.float64)
         Y_labeled = np.asarray(p.labeled_factors(Y), dtype=np.float64)
         v = X64 @ w
-        loss, g, _ = sample_loss_terms(v @ Y_labeled + b, p.y_labeled, p.settings.focal_gamma,
-                                       p.settings.focal_variant)
-        sup = float(p.omega @ loss / p.omega.sum()) + penalty.value(w)
+        z, gamma, variant = v @ Y_labeled + b, p.settings.focal_gamma, p.settings.focal_variant
+        if with_loss:
+            loss, g, _ = sample_loss_terms(z, p.y_labeled, gamma, variant)
+            sup = float(p.omega @ loss / p.omega.sum()) + penalty.value(w)
+        else:
+            g = sample_gradient(z, p.y_labeled, gamma, variant)
         e = p.a * g
         q = Y_labeled @ e
-        gY[:, p.labeled] += np.outer(v, e)
+        gY.T[np.flatnonzero(p.labeled)] += np.outer(e, v)  # whole rows of instance-major data
         gX += np.outer(q, w)
         gw = X64.T @ q + (1 - rho) * penalty.gradient(w)
         gb = float(e.sum())
-    return rho * rec + (1 - rho) * sup, gX, gY, gw, gb
+    value = rho * p.reconstruction_loss(X, Y) + (1 - rho) * sup if with_loss else None
+    return value, gX, gY, gw, gb
 
 
 class JointTrainer(_AdamState):
@@ -195,7 +202,8 @@ class JointTrainer(_AdamState):
         if self._adam is None:
             self._adam = Adam(params, self.learning_rate)
         for _ in range(self.steps_per_iter):
-            _, gX, gY, gw, gb = joint_gradients(problem, params[0], params[1], params[2], params[3][0])
+            _, gX, gY, gw, gb = joint_gradients(problem, params[0], params[1], params[2], params[3][0],
+                                                 with_loss=False)
             grads = [gX, gY, gw if fit_aggregator else 0 * gw, np.array([gb if fit_aggregator else 0.0])]
             if self.clip_norm is not None:
                 norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))

@@ -41,10 +41,10 @@ def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
 
 
 @jit(parallel=True)
-def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
+def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, lam, scale, gYt):
     """Fused pass over chunks with E = c (r - r_hat): returns sum c (r - r_hat)^2 and
-    gX = -2 sum_i y_i e_i^T (d, m), and writes gYt[i] = -2 X e_i (float64,
-    fixed-order reduction)."""
+    gX = -2 sum_i y_i e_i^T (d, m), and writes the whole instance gradient
+    gYt[i] = scale (2 lam y_i - 2 X e_i) (float64, fixed-order reduction)."""
     n, m = Rt.shape
     d = X.shape[0]
     n_chunks = (n + chunk - 1) // chunk
@@ -63,7 +63,10 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, gYt):
                 acc += E[i, u] * residual[i, u]
         sse_p[c] = acc
         assign(gX_p[c], -2.0 * np.dot(Yc.T, E))
-        assign(gYt[s:e], -2.0 * np.dot(E, X64.T))
+        XE = np.dot(E, X64.T)
+        for i in range(e - s):
+            for a in range(d):
+                gYt[s + i, a] = scale * (2.0 * lam * Yc[i, a] - 2.0 * XE[i, a])
     sse = 0.0
     for c in range(n_chunks):
         sse += sse_p[c]
@@ -150,13 +153,14 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
 def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
     """Normalised L_rec and its gradients (dX (d, m), dYt (n, d)) on instance-major data, float64."""
     n, m = Rt.shape
+    scale = 1.0 / (m * n)
     gYt = np.empty((n, X.shape[0]))
     with kernel_threads(4 * n * m * X.shape[0]):
-        sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct, config.REDUCE_CHUNK, gYt)
-    X64 = np.asarray(X, dtype=np.float64)
-    scale = 1.0 / (m * n)
-    loss = normalised_loss(sse, X, Yt, lam)
-    return loss, (gX + 2 * lam * X64) * scale, (gYt + 2 * lam * np.asarray(Yt, dtype=np.float64)) * scale
+        sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct,
+                                           config.REDUCE_CHUNK, float(lam), scale, gYt)
+    gX += 2 * lam * np.asarray(X, dtype=np.float64)
+    gX *= scale
+    return normalised_loss(sse, X, Yt, lam), gX, gYt
 
 
 def weighted_squared_residual_t(X, Yt, Rt, Ct):
