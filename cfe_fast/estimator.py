@@ -65,7 +65,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     Parameters
     ----------
     latent_dim : int or None, default=None
-        Latent dimension d. None picks ``max(1, min(20, n_classifiers // 2))``.
+        Latent dimension d. None picks ``max(1, min(20, n_classifiers - 1))``.
         At most n_classifiers: there the factorisation can copy R (it warns);
         above it each dimension only adds cost, so it is refused, as is a
         value whose factors would not fit in memory.
@@ -374,7 +374,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         """
         n_instances, n_classifiers = P.shape
         if self.latent_dim is None:
-            return max(1, min(20, n_classifiers // 2))
+            return max(1, min(20, n_classifiers - 1))
         d = int(self.latent_dim)
         if d > n_classifiers:
             raise ValueError(
