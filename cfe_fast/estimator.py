@@ -708,7 +708,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         check_is_fitted(self, "classes_")
         if self._multiclass:
             raise ValueError(f"models of more than two classes cannot be saved yet (this one has "
-                             f"{self.classes_.size}); see docs/guide/model_files.md")
+                             f"{self.classes_.size}); see docs/guide/multiclass.md")
         check_is_fitted(self, "classifier_factors_")
         names = [name for name in FITTED_ATTRIBUTES if name in vars(self)]
         if include_training_factors:

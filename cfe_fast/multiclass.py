@@ -84,11 +84,10 @@ def fit(estimator, X, classes, codes, sample_weight, weights, callback):
     X = stacking_layout(X, K)
     validate_data(estimator, X, reset=True, skip_check_array=True)
     check_every_class_labeled(classes, codes, weights)
-    params = {"unlabeled": "auto", "threshold": 0.5}
     labeled = ~np.isnan(codes)
     estimators = []
     for k in range(K):
-        member = clone(estimator).set_params(**params)
+        member = clone(estimator).set_params(unlabeled="auto")  # its labels are 0/1 with NaN where unlabeled
         target = np.where(labeled, (codes == k).astype(np.float64), np.nan)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -28,7 +28,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, log_loss
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
 from . import pools, tasks
-from .run import git_commit, machine_kind
+from .run import draw_labeled, git_commit, machine_kind
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FRACTIONS = (0.01, 0.05, 0.5)
@@ -98,17 +98,6 @@ def pool_probabilities(name, cache_dir=pools.CACHE_DIR):
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, P=P, codes=codes)
     return P, codes, classes, list(pool), description
-
-
-def draw_labeled(codes, fraction, seed, min_per_class=2):
-    """Stratified random labeled rows: ``fraction`` of each class, at least ``min_per_class``, one left unlabeled."""
-    rng = np.random.default_rng(seed)
-    labeled = np.zeros(codes.size, dtype=bool)
-    for c in np.unique(codes):
-        rows = np.flatnonzero(codes == c)
-        k = min(max(int(round(fraction * rows.size)), min_per_class), rows.size - 1)
-        labeled[rng.choice(rows, size=k, replace=False)] = True
-    return labeled
 
 
 def metrics(codes, proba, n_classes):

@@ -91,7 +91,7 @@ def draw_labeled(y, fraction, seed, min_per_class=2):
     Parameters
     ----------
     y : ndarray of shape (n,)
-        0/1 labels.
+        Class labels (0/1, or the class codes of a multi-class task).
     fraction : float in (0, 1)
         Share of each class to label (rounded), at least ``min_per_class``
         rows per class and at least one unlabeled row per class.
@@ -105,7 +105,7 @@ def draw_labeled(y, fraction, seed, min_per_class=2):
     """
     rng = np.random.default_rng(seed)
     labeled = np.zeros(len(y), dtype=bool)
-    for c in (0, 1):
+    for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         k = int(round(fraction * len(idx)))
         k = min(max(k, min_per_class), len(idx) - 1)

@@ -28,8 +28,8 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.multiclass import LOADERS, draw_labeled, lr_stacking, metrics, pool_probabilities  # noqa: E402
-from benchmarks.quality.run import git_commit, machine_kind  # noqa: E402
+from benchmarks.quality.multiclass import LOADERS, lr_stacking, metrics, pool_probabilities  # noqa: E402
+from benchmarks.quality.run import draw_labeled, git_commit, machine_kind  # noqa: E402
 from cfe_fast import CFEnsembleClassifier  # noqa: E402
 
 FRACTIONS = (0.01, 0.05, 0.5)
