@@ -162,7 +162,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         Seeds the model's own Generator (the global RNG is never used).
     backend : {"numba", "numpy", "cupy", "dask"}, default="numba"
         "numpy" is the reference; "cupy" runs on an NVIDIA GPU when one is usable
-        (float32 recommended there; trainer="als" only) and on NumPy otherwise;
+        (float32 recommended there; every trainer) and on NumPy otherwise;
         "dask" fits on a dask cluster (trainer="als" only): X may then be a dask
         array (n, m) chunked along instances, in memory or lazy (e.g. Zarr), and
         need not fit in memory (see :mod:`cfe_fast.backends.dask`).

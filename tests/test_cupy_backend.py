@@ -278,6 +278,56 @@ def test_tf32_is_reported_for_float32(monkeypatch):
         arrays.warn_if_tf32(np.float32)
 
 
+# ------------------------------------------- kernels of the exact and joint trainers
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m,n,d", EDGE_SHAPES)
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_trainer_kernels_match_reference(mode, m, n, d, dtype, chunk):
+    X, Y, R, C = random_problem(m, n, d, seed=m * 10 + n + d, dtype=dtype, zero_conf=0.3, extremes=0.2)
+    w = np.linspace(-1.0, 1.5, m)
+    (Xd, Yd, Rd, Cd), xp = place(mode, X, Y, R, C)
+    Y_fast, Z_fast = kernels.instance_solves(Xd, Rd, Cd, 0.4, w, xp=xp, chunk=chunk)
+    Y_ref, Z_ref = ref.instance_solves(X, R, C, 0.4, w)
+    assert host(Y_fast, mode).dtype == dtype and host(Z_fast, mode).dtype == np.float64
+    assert rel_error(host(Y_fast, mode), Y_ref) < TOL[dtype] and rel_error(host(Z_fast, mode), Z_ref) < TOL[dtype]
+    G, B = kernels.classifier_gram_terms(Yd, Rd, Cd, xp=xp, chunk=chunk)
+    G_ref, B_ref = ref.classifier_gram_terms(Y, R, C)
+    assert host(G, mode).shape == (m, d, d) and host(B, mode).shape == (m, d)
+    assert rel_error(host(G, mode), G_ref) < TOL[dtype] and rel_error(host(B, mode), B_ref) < TOL[dtype]
+    gX, gY = kernels.reconstruction_gradient(Xd, Yd, Rd, Cd, 0.4, xp=xp, chunk=chunk)
+    gX_ref, gY_ref = ref.reconstruction_gradient(X, Y, R, C, 0.4)
+    assert rel_error(host(gX, mode), gX_ref) < TOL[dtype] and rel_error(host(gY, mode), gY_ref) < TOL[dtype]
+
+
+def test_instance_solves_report_a_singular_system_by_index(mode):
+    X, _, R, C = random_problem(3, 8, 2)
+    X[:, 0] = X[:, 1]
+    C[:] = 1.0
+    C[2, 6] = 0.0  # lam = 0: instance 6 sees only two identical classifiers
+    (Xd, Rd, Cd), xp = place(mode, X, R, C)
+    for chunk in (None, 3):
+        with pytest.raises(SingularSystemError, match="instance 6 "):
+            kernels.instance_solves(Xd, Rd, Cd, 0.0, np.ones(3), xp=xp, chunk=chunk)
+
+
+@pytest.mark.parametrize("trainer", ["exact", "joint"])
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-8), ("float32", 2e-3)])
+@pytest.mark.parametrize("focal_gamma", [0.0, 1.0])
+def test_exact_and_joint_fits_match_numba(seed_data, trainer, dtype, tol, focal_gamma):
+    """Same trainer code on the backends' kernels; float32 differs by the kernels' float32 rounding."""
+    P, y = seed_data.P, seed_data.labels
+    params = dict(latent_dim=3, max_iter=4, tol=0.0, random_state=0, trainer=trainer, dtype=dtype,
+                  focal_gamma=focal_gamma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # cupy computing with NumPy here
+        got, want = (CFEnsembleClassifier(backend=b, **params).fit(P, y) for b in ("cupy", "numba"))
+    assert type(got.instance_factors_) is np.ndarray and got.instance_factors_.dtype == dtype
+    assert got.n_iter_ == want.n_iter_
+    assert rel_error(got.history_["loss"], want.history_["loss"]) < tol
+    assert rel_error(got.transductive_proba_, want.transductive_proba_) < tol
+    assert rel_error(got.predict_proba(P[:60]), want.predict_proba(P[:60])) < tol
+
+
 # -------------------------------------------------- API and estimator
 def test_functional_api_backend():
     """The functional API takes host arrays: NumPy here, streamed to the GPU where there is one."""
@@ -455,8 +505,10 @@ def test_kernels_place_results_like_cupy(stand_in, data, m, d):
     assert rel_error(terms.hessian, expected.hessian) < 1e-10
 
 
-@pytest.mark.parametrize("aggregator", ["weighted", "mean"])
-def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, monkeypatch, seed_data, aggregator):
+@pytest.mark.parametrize("aggregator,trainer", [("weighted", "als"), ("mean", "als"), ("weighted", "exact"),
+                                                ("weighted", "joint")])
+def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, monkeypatch, seed_data, aggregator,
+                                                                    trainer):
     placed = []
 
     def to_stand_in(*arrays):
@@ -465,7 +517,7 @@ def test_estimator_keeps_data_on_the_device_and_returns_host_arrays(stand_in, mo
 
     monkeypatch.setattr(get_backend("cupy"), "place", to_stand_in)
     P, y = seed_data.P, seed_data.labels
-    params = dict(latent_dim=3, max_iter=4, random_state=0, aggregator=aggregator)
+    params = dict(latent_dim=3, max_iter=4, random_state=0, aggregator=aggregator, trainer=trainer)
     model = CFEnsembleClassifier(backend="cupy", **params).fit(P, y)
     assert placed == [7]  # R, C, Y, X (None unless resuming), the labeled mask, labels, weights: once
     assert type(model.instance_factors_) is np.ndarray and type(model.classifier_factors_) is np.ndarray

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
+import cfe_fast.config
 import cfe_fast.core.missing
 from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast import reference as ref
@@ -77,21 +78,22 @@ def test_half_steps_and_loss_match_the_reference(backend, dtype, fraction, m, n,
     assert rel_error(kernels.to_host(kernels.fold_in(X, R_fast, C_fast, lam)), Y_ref) < TOL[dtype]
 
 
+@pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("fraction", MISSING)
-def test_exact_trainer_kernels_match_the_reference(fraction):
+def test_exact_trainer_kernels_match_the_reference(backend, fraction):
     X, Y, R, C = random_problem(6, 50, 3, seed=4)
     R = knock_out(R, fraction, seed=1)
     R_fast, C_fast = fast_inputs(R, C)
-    numba, w = get_backend("numba"), np.linspace(-1.0, 1.0, 6)
-    for got, want in zip(numba.instance_solves(X, R_fast, C_fast, 0.2, w), ref.instance_solves(X, R, C, 0.2, w)):
-        assert rel_error(got, want) < TOL[np.float64]
-    for got, want in zip(numba.classifier_gram_terms(Y, R_fast, C_fast), ref.classifier_gram_terms(Y, R, C)):
-        assert rel_error(got, want) < TOL[np.float64]
+    kernels, w = get_backend(backend), np.linspace(-1.0, 1.0, 6)
+    for got, want in zip(kernels.instance_solves(X, R_fast, C_fast, 0.2, w), ref.instance_solves(X, R, C, 0.2, w)):
+        assert rel_error(kernels.to_host(got), want) < TOL[np.float64]
+    for got, want in zip(kernels.classifier_gram_terms(Y, R_fast, C_fast), ref.classifier_gram_terms(Y, R, C)):
+        assert rel_error(kernels.to_host(got), want) < TOL[np.float64]
     if fraction < 0.99:
         scale = R.size / np.count_nonzero(~np.isnan(R))
-        for got, want in zip(numba.reconstruction_gradient(X, Y, R_fast, C_fast, 0.2),
+        for got, want in zip(kernels.reconstruction_gradient(X, Y, R_fast, C_fast, 0.2),
                              ref.reconstruction_gradient(X, Y, R, C, 0.2)):
-            assert rel_error(got * scale, want) < TOL[np.float64]
+            assert rel_error(kernels.to_host(got) * scale, want) < TOL[np.float64]
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "certainty", "label_aware", "calibration"])
@@ -168,6 +170,42 @@ def test_fits_of_every_in_memory_backend_agree(ensemble, backend, dtype, fractio
     assert rel_error(got.transductive_proba_, want.transductive_proba_) < tol
     assert rel_error(got.history_["loss"], want.history_["loss"]) < tol
     assert rel_error(got.predict_proba(P)[:, 1], want.predict_proba(P)[:, 1]) < tol
+
+
+@pytest.mark.parametrize("trainer", ["exact", "joint"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_exact_and_joint_fits_on_cupy_agree_with_numba(ensemble, trainer, dtype):
+    P, labels = ensemble
+    P = knock_out(P, 0.5, seed=6)
+    tol = 1e-8 if dtype == "float64" else 2e-3
+    want = _fit(P, labels, dtype=dtype, trainer=trainer)
+    got = _fit(P, labels, dtype=dtype, trainer=trainer, backend="cupy")
+    assert rel_error(got.history_["loss"], want.history_["loss"]) < tol
+    assert rel_error(got.transductive_proba_, want.transductive_proba_) < tol
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_blocked_fold_in_reads_missing_entries_as_unobserved(ensemble, monkeypatch, backend):
+    """fold_in_data in blocks of a few rows: each block filled and weighted 0 where NaN, results in place."""
+    P, labels = ensemble
+    model = _fit(P, labels, confidence="certainty", backend=backend)
+    new = knock_out(P[:70], 0.4, seed=11)
+    new[3] = np.nan  # a row with nothing observed
+    monkeypatch.setattr(cfe_fast.config, "FLOAT64_BLOCK_BYTES", 8 * 8 * P.shape[1])  # blocks of 8 rows
+    kernels, widths = get_backend(backend), []
+    fold_in = kernels.fold_in
+
+    def counted(X, R, C, lam):
+        assert not np.isnan(R).any() and (C[np.isnan(new[len(widths) * 8:][:R.shape[1]].T)] == 0).all()
+        widths.append(R.shape[1])
+        return fold_in(X, R, C, lam)
+
+    monkeypatch.setattr(kernels, "fold_in", counted)
+    want = ref.fold_in(model.classifier_factors_, new.T, ref.certainty_confidence(new.T), model.lam)
+    got = model.transform(new).T
+    assert widths == [8] * 8 + [6]
+    assert rel_error(got, want) < 1e-10
+    np.testing.assert_array_equal(got[:, 3], 0.0)
 
 
 @pytest.mark.parametrize("trainer", ["als", "exact"])

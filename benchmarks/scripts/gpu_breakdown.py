@@ -51,7 +51,7 @@ def main(argv=None):
         "instance Gram GEMM C^T P_X^T": lambda: kernels._primal_grams(PXt, C_c),
         "instance right-hand sides": lambda: (X @ (C_c * R_c)).T.astype(np.float64),
         "packed solve, CUDA kernel": lambda: solve.packed_spd_solve(G, B, lam, xp),
-        "packed solve, library path": lambda: solve.spd_solve(solve._unpack(G, d, lam, xp), B, xp),
+        "packed solve, library path": lambda: solve.spd_solve(solve.unpack(G, d, lam, xp), B, xp),
         "classifier packed outer P_Y": lambda: kernels._packed_outer(Y_c, tril),
         "classifier Gram GEMM P_Y C^T": lambda: PY @ C_c.T,
         "instance step (all n)": lambda: kernels.update_instance_factors(X, R, C, lam, xp=xp, chunk=args.chunk),
@@ -70,7 +70,7 @@ def main(argv=None):
         print(f"solve kernel: {systems} systems per block, {kernel.num_regs} registers per thread, "
               f"{kernel.local_size_bytes} bytes of local memory, {kernel.shared_size_bytes} bytes of shared memory")
     x_kernel, failed_kernel = solve.packed_spd_solve(G, B, lam, xp)
-    x_library, failed_library = solve.spd_solve(solve._unpack(G, d, lam, xp), B, xp)
+    x_library, failed_library = solve.spd_solve(solve.unpack(G, d, lam, xp), B, xp)
     difference = float(xp.abs(x_kernel - x_library).max() / xp.abs(x_library).max())
     print(f"kernel vs library: max |difference| / max |x| = {difference:.1e}; "
           f"failed systems {int(failed_kernel.sum())} vs {int(failed_library.sum())}")

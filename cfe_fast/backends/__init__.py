@@ -29,7 +29,7 @@ BACKENDS = tuple(_PACKAGES)
 CAPABILITIES = {
     "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS),
     "numpy": Capabilities(trainers=TRAINERS, solvers=SOLVERS),  # exact: every solver name, ignored
-    "cupy": Capabilities(trainers=("als",), solvers=("auto",)),
+    "cupy": Capabilities(trainers=TRAINERS, solvers=("auto",)),
     "dask": Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "dask"), focal_variants=("exact",),
                          checkpoints=False),
 }

@@ -152,3 +152,12 @@ class ModuleBackend(InMemoryBackend):
                          hessian=False):
         return self.kernels.aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma, focal_variant,
                                              hessian)
+
+    def instance_solves(self, X, R, C, lam, w):
+        return self.kernels.instance_solves(X, R, C, lam, w)
+
+    def classifier_gram_terms(self, Y, R, C):
+        return self.kernels.classifier_gram_terms(Y, R, C)
+
+    def reconstruction_gradient(self, X, Y, R, C, lam):
+        return self.kernels.reconstruction_gradient(X, Y, R, C, lam)

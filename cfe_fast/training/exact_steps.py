@@ -15,7 +15,7 @@ from ..errors import PIVOT_RTOL, singular_system_error
 
 
 def instance_step(problem, X, Y0, w, b):
-    """Instance block via Sherman-Morrison: Y (d, n) float64.
+    """Instance block via Sherman-Morrison: Y (d, n) float64 on the host.
 
     The labeled systems are the ALS systems A_i plus kappa_i v v^T; the
     backend returns A_i^-1 b_i and A_i^-1 v from one factorisation each, and
@@ -23,21 +23,22 @@ def instance_step(problem, X, Y0, w, b):
     instances take the ALS solution.
     """
     p = problem
+    y_labeled, _, a = p.host_labels
     Y, Z = p.backend.instance_solves(X, p.R, p.C, p.lam, w)
-    Y = np.asarray(Y, dtype=np.float64)  # the backend's own result: corrected in place
-    v = np.asarray(X, dtype=np.float64) @ w
-    Y0_labeled = np.asarray(p.labeled_factors(Y0), dtype=np.float64)
-    g = sample_gradient(v @ Y0_labeled + b, p.y_labeled, p.settings.focal_gamma)
-    kappa = p.a / (8 * p.s)
-    shift = kappa * (v @ Y0_labeled) - p.a * g / (2 * p.s)
-    Z_labeled = np.asarray(p.labeled_factors(Z), dtype=np.float64)
-    U = np.asarray(p.labeled_factors(Y), dtype=np.float64) + shift * Z_labeled
-    Y.T[np.flatnonzero(p.labeled)] = (U - kappa * Z_labeled * (v @ U) / (1 + kappa * (v @ Z_labeled))).T  # whole rows
+    Y = np.asarray(p.to_host(Y), dtype=np.float64)  # the backend's own result: corrected in place
+    v = np.asarray(p.to_host(X), dtype=np.float64) @ w
+    Y0_labeled = np.asarray(p.to_host(p.labeled_factors(Y0)), dtype=np.float64)
+    g = sample_gradient(v @ Y0_labeled + b, y_labeled, p.settings.focal_gamma)
+    kappa = a / (8 * p.s)
+    shift = kappa * (v @ Y0_labeled) - a * g / (2 * p.s)
+    Z_labeled = np.asarray(p.to_host(p.labeled_factors(Z)), dtype=np.float64)
+    U = p.labeled_factors(Y) + shift * Z_labeled
+    Y.T[np.flatnonzero(p.to_host(p.labeled))] = (U - kappa * Z_labeled * (v @ U) / (1 + kappa * (v @ Z_labeled))).T
     return Y
 
 
 def classifier_step(problem, X0, Y, w, b):
-    """Classifier block, x_u one at a time (Gauss-Seidel): X (d, m) float64.
+    """Classifier block, x_u one at a time (Gauss-Seidel): X (d, m) float64 on the host.
 
     With S = (1/4) sum_i a_i y_i y_i^T, x_u solves
     [2s(G_u + lam I) + w_u^2 S] x = 2s B_u - w_u q + w_u^2 S x_u0 with
@@ -45,15 +46,16 @@ def classifier_step(problem, X0, Y, w, b):
     each u; the Grams G_u and right-hand sides B_u come from the backend.
     """
     p = problem
-    G, B = p.backend.classifier_gram_terms(Y, p.R, p.C)
-    Y_labeled = np.asarray(p.labeled_factors(Y), dtype=np.float64)
-    a, s, lam = p.a, p.s, p.lam
-    X = np.array(X0, dtype=np.float64)
+    y_labeled, _, a = p.host_labels
+    G, B = (np.asarray(p.to_host(t)) for t in p.backend.classifier_gram_terms(Y, p.R, p.C))
+    Y_labeled = np.asarray(p.to_host(p.labeled_factors(Y)), dtype=np.float64)
+    s, lam = p.s, p.lam
+    X = np.array(p.to_host(X0), dtype=np.float64)
     d, m = X.shape
     z = (X @ w) @ Y_labeled + b
     S = 0.25 * (Y_labeled * a) @ Y_labeled.T
     for u in range(m):
-        g = sample_gradient(z, p.y_labeled, p.settings.focal_gamma)
+        g = sample_gradient(z, y_labeled, p.settings.focal_gamma)
         q = Y_labeled @ (a * g)
         A = 2 * s * (G[u] + lam * np.eye(d)) + w[u] ** 2 * S
         rhs = 2 * s * B[u] - w[u] * q + w[u] ** 2 * S @ X[:, u]

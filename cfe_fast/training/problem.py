@@ -8,6 +8,7 @@ as per-chunk passes on a cluster. Steps write what they compute into the
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -132,6 +133,12 @@ class ProblemLosses:
     @property
     def has_labels(self):
         return self.y_labeled.size > 0
+
+    @cached_property
+    def host_labels(self):
+        """(y_labeled, omega, a) as float64 NumPy arrays, for the trainers' arithmetic on the host
+        (a GPU backend keeps the originals on the device)."""
+        return tuple(np.asarray(self.to_host(v), dtype=np.float64) for v in (self.y_labeled, self.omega, self.a))
 
     def evaluator(self, state):
         """The aggregator's evaluator at the state's factors (made once per factors, kept on the state)."""

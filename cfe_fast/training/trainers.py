@@ -113,7 +113,7 @@ class ExactTrainer:
         if problem.settings.focal_gamma == 0:
             setattr(state, name, proposal)
             return
-        old = getattr(state, name)
+        old = problem.to_host(getattr(state, name))
         before = problem.objective(state)[0]
         step = proposal - old
         for t in 0.5 ** np.arange(30):
@@ -134,24 +134,24 @@ def joint_gradients(problem, X, Y, w, b, with_loss=True):
     only, and L_rec would be a second pass over R and C).
     """
     p, rho, penalty = problem, problem.settings.rho, problem.settings.penalty
-    gX, gY = p.reconstruction_gradient(X, Y)
-    gX, gY = np.asarray(gX, dtype=np.float64), np.asarray(gY, dtype=np.float64)  # fresh arrays of the problem
-    gX *= rho
+    gX, gY = (np.asarray(p.to_host(g), dtype=np.float64) for g in p.reconstruction_gradient(X, Y))
+    gX *= rho  # fresh arrays of the problem
     gY *= rho
     gw, gb, sup = np.zeros_like(w), 0.0, 0.0
     if p.has_labels:
-        X64 = np.asarray(X, dtype=np.float64)
-        Y_labeled = np.asarray(p.labeled_factors(Y), dtype=np.float64)
+        y_labeled, omega, a = p.host_labels
+        X64 = np.asarray(p.to_host(X), dtype=np.float64)
+        Y_labeled = np.asarray(p.to_host(p.labeled_factors(Y)), dtype=np.float64)
         v = X64 @ w
         z, gamma, variant = v @ Y_labeled + b, p.settings.focal_gamma, p.settings.focal_variant
         if with_loss:
-            loss, g, _ = sample_loss_terms(z, p.y_labeled, gamma, variant)
-            sup = float(p.omega @ loss / p.omega.sum()) + penalty.value(w)
+            loss, g, _ = sample_loss_terms(z, y_labeled, gamma, variant)
+            sup = float(omega @ loss / omega.sum()) + penalty.value(w)
         else:
-            g = sample_gradient(z, p.y_labeled, gamma, variant)
-        e = p.a * g
+            g = sample_gradient(z, y_labeled, gamma, variant)
+        e = a * g
         q = Y_labeled @ e
-        gY.T[np.flatnonzero(p.labeled)] += np.outer(e, v)  # whole rows of instance-major data
+        gY.T[np.flatnonzero(p.to_host(p.labeled))] += np.outer(e, v)  # whole rows of instance-major data
         gX += np.outer(q, w)
         gw = X64.T @ q + (1 - rho) * penalty.gradient(w)
         gb = float(e.sum())
@@ -197,7 +197,8 @@ class JointTrainer(_AdamState):
             aggregator.fit(problem, state)
 
     def step(self, problem, state, fit_aggregator):
-        params = [np.array(state.X, dtype=np.float64), np.array(state.Y, dtype=np.float64),
+        params = [np.array(problem.to_host(state.X), dtype=np.float64),
+                  np.array(problem.to_host(state.Y), dtype=np.float64),
                   np.array(state.w, dtype=np.float64), np.array([state.b], dtype=np.float64)]
         if self._adam is None:
             self._adam = Adam(params, self.learning_rate)

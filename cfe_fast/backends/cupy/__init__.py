@@ -1,8 +1,9 @@
 """CuPy backend: the kernels on an NVIDIA GPU, and on NumPy where no GPU is usable.
 
 See :mod:`.kernels` for the design, :mod:`.arrays` for data placement and
-streaming, :mod:`.solve` for the batched SPD solves. It runs the "als"
-trainer with the exact solvers chosen by its own rule (:func:`.kernels.choose_solver`).
+streaming, :mod:`.solve` for the batched SPD solves. It runs every trainer
+("als", "exact", "joint"), the ALS half-steps with the exact solvers chosen
+by its own rule (:func:`.kernels.choose_solver`).
 """
 
 import warnings
@@ -46,11 +47,6 @@ class CupyBackend(ModuleBackend):
 
     def to_host(self, array):
         return to_host(array)
-
-    def _unsupported(self, *args, **kwargs):
-        raise NotImplementedError(f"backend={self.name!r} runs trainer='als' only (see its capabilities)")
-
-    instance_solves = classifier_gram_terms = reconstruction_gradient = _unsupported
 
 
 BACKEND = CupyBackend()

@@ -13,6 +13,10 @@ instances, so n d^2 never has to fit at once.
 * Classifier step: per-chunk partial Grams ``P_Y @ C_chunk^T`` accumulated
   in float64; on CuPy, P_Y comes from one small kernel (no gathered copies).
 * Systems are solved by :mod:`.solve`, in float64.
+* The exact trainer's kernels (:func:`instance_solves`,
+  :func:`classifier_gram_terms`) reuse the half-steps' Grams; the joint
+  trainer's :func:`reconstruction_gradient` forms the weighted residual one
+  block at a time, like :func:`reconstruction_loss`.
 * The aggregator pass is z = v^T y + b with v = X w, elementwise loss terms
   and the gradient by one GEMV per chunk: O(n_L d), R_hat never formed.
 * TF32: cfe_fast never enables it. CuPy runs float32 GEMMs in TF32 only when
@@ -41,7 +45,7 @@ from .arrays import (
     to_host,
     warn_if_tf32,
 )
-from .solve import packed_spd_solve, raise_if_failed, solve_bytes, tril_indices
+from .solve import packed_spd_solve, raise_if_failed, solve_bytes, tril_indices, unpack
 
 
 def choose_solver(m, d, lam=1.0):
@@ -106,6 +110,11 @@ def _instance_bytes(m, d, dtype, xp):
     """Working memory of the instance step per instance (bytes): its system, right-hand side and solve."""
     if choose_solver(m, d) == "dual":  # m x m systems, built in float64
         return 8 * (m * (m + 1) // 2 + 4 * m + d) + solve_bytes(m, xp)
+    return _primal_bytes(m, d, dtype, xp)
+
+
+def _primal_bytes(m, d, dtype, xp):
+    """Working memory per instance of the primal (d x d) instance systems (bytes)."""
     return d * (d + 1) // 2 * np.dtype(dtype).itemsize + 8 * (2 * m + 4 * d) + solve_bytes(d, xp)
 
 
@@ -114,9 +123,13 @@ def _classifier_bytes(m, d, dtype):
     return np.dtype(dtype).itemsize * (d * (d + 1) // 2 + 2 * d + 3 * m)
 
 
+def _primal_systems(X, PXt, R_c, C_c):
+    """Packed Grams (nc, T) and right-hand sides (nc, d) float64 of a chunk's primal instance systems."""
+    return _primal_grams(PXt, C_c), (X @ (C_c * R_c)).T.astype(np.float64)
+
+
 def _instance_block_primal(X, PXt, R_c, C_c, lam, xp):
-    G = _primal_grams(PXt, C_c)
-    B = (X @ (C_c * R_c)).T.astype(np.float64)
+    G, B = _primal_systems(X, PXt, R_c, C_c)
     return packed_spd_solve(G, B, lam, xp)
 
 
@@ -198,12 +211,19 @@ def update_classifier_factors(Y, R, C, lam, *, xp=None, chunk=None):
     Returns X (d, m), a CuPy array when R is one.
     """
     xp = xp or compute_module(Y, R, C)
+    G, B = _classifier_sums(Y, R, C, xp, chunk)
+    solution, failed = packed_spd_solve(G.T, B.T, lam, xp)
+    raise_if_failed([failed], "classifier", xp)
+    return _placed_like(R, solution.T.astype(working_dtype(R)))
+
+
+def _classifier_sums(Y, R, C, xp, chunk):
+    """Packed Grams G (T, m) and right-hand sides B (d, m) of the classifier step, summed in float64 over blocks."""
     dtype = working_dtype(R)
     if not is_numpy(xp):
         warn_if_tf32(dtype)
     d, m = Y.shape[0], R.shape[0]
-    T = d * (d + 1) // 2
-    G = xp.zeros((T, m))
+    G = xp.zeros((d * (d + 1) // 2, m))
     B = xp.zeros((d, m))
     tril = tril_indices(d, xp)
     size = chunk_size(xp, _classifier_bytes(m, d, dtype), chunk)
@@ -211,10 +231,61 @@ def update_classifier_factors(Y, R, C, lam, *, xp=None, chunk=None):
         Y_c, C_c = Y_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False)
         G += _classifier_grams(Y_c, C_c, tril).astype(np.float64)
         B += (Y_c @ (C_c * R_c.astype(dtype, copy=False)).T).astype(np.float64)
-    solution, failed = packed_spd_solve(G.T, B.T, lam, xp)
-    raise_if_failed([failed], "classifier", xp)
-    X = solution.T.astype(dtype)
-    return to_host(X) if array_module(R) is np else X
+    return G, B
+
+
+def _placed_like(R, a):
+    """A result where R lives: on the host for NumPy R, else as it is."""
+    return to_host(a) if array_module(R) is np else a
+
+
+def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None):
+    """The instance half-step and Z[:, i] = A_i^-1 X w from the same systems (see
+    :func:`cfe_fast.reference.instance_solves`).
+
+    Always the primal d x d systems A_i = X C_i X^T + lam I, whatever
+    :func:`choose_solver` says: X w lies in the space they act on. Each
+    chunk's packed Grams are one GEMM; both right-hand sides are solved
+    against them in float64. Parameters as in :func:`update_instance_factors`,
+    plus w (m,).
+
+    Returns
+    -------
+    (Y, Z) : arrays (d, n); Y float32 for float32 R else float64, Z float64;
+    CuPy arrays when R is one.
+    """
+    xp = xp or compute_module(X, R, C)
+    dtype = working_dtype(R)
+    if not is_numpy(xp):
+        warn_if_tf32(dtype)
+    d, m = X.shape
+    X64 = np.asarray(to_host(X), dtype=np.float64)
+    Xw = as_module(xp, X64, dtype)
+    PXt = xp.ascontiguousarray(_packed_outer(Xw, tril_indices(d, xp)).T)
+    v = xp.asarray(X64 @ np.asarray(to_host(w), dtype=np.float64))
+    Y, Z = Output(xp, R, d, dtype), Output(xp, R, d, np.float64)
+    failures = []
+    size = chunk_size(xp, _primal_bytes(m, d, dtype, xp) + 8 * 3 * d, chunk)
+    for s, e, (R_c, C_c) in stream_columns((R, C), size, xp):
+        G, B = _primal_systems(Xw, PXt, R_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False))
+        Y_c, failed = packed_spd_solve(G, B, lam, xp)
+        Z_c, _ = packed_spd_solve(G, xp.broadcast_to(v, B.shape), lam, xp)  # the same systems fail
+        Y.put(s, e, Y_c.T.astype(dtype))
+        Z.put(s, e, Z_c.T)
+        failures.append(failed)
+    raise_if_failed(failures, "instance", xp)
+    return Y.array, Z.array
+
+
+def classifier_gram_terms(Y, R, C, *, xp=None, chunk=None):
+    """Per-classifier Grams (m, d, d) and right-hand sides (m, d), float64, before the ridge and the solve
+    (see :func:`cfe_fast.reference.classifier_gram_terms`): the sums of :func:`update_classifier_factors`.
+
+    CuPy arrays when R is one.
+    """
+    xp = xp or compute_module(Y, R, C)
+    G, B = _classifier_sums(Y, R, C, xp, chunk)
+    return _placed_like(R, unpack(G.T, Y.shape[0], 0.0, xp)), _placed_like(R, B.T)
 
 
 def reconstruction_loss(X, Y, R, C, lam, *, xp=None, chunk=None):
@@ -234,10 +305,43 @@ def reconstruction_loss(X, Y, R, C, lam, *, xp=None, chunk=None):
     return _normalised_loss(sse, y_norm, Xw, lam, R.shape)
 
 
+def reconstruction_gradient(X, Y, R, C, lam, *, xp=None, chunk=None):
+    """Gradients of the normalised reconstruction term (see :func:`cfe_fast.reference.reconstruction_gradient`).
+
+    Per block of instances E = C (R - X^T Y) in float64, R_hat formed for
+    that block only: dL/dX accumulates -2 Y E^T, the block's dL/dY is
+    -2 X E + 2 lam Y; both normalised by m n.
+
+    Returns
+    -------
+    (dX (d, m), dY (d, n)) : float64 arrays, CuPy arrays when R is one.
+    """
+    xp = xp or compute_module(X, Y, R, C)
+    dtype = working_dtype(R)
+    m, n = R.shape
+    X64 = as_module(xp, X, np.float64)
+    Xw = X64.astype(dtype)
+    d = X64.shape[0]
+    gX = xp.zeros((d, m))
+    gY = Output(xp, R, d, np.float64)
+    per_instance = 8 * (4 * m + 3 * d)
+    for s, e, (Y_c, R_c, C_c) in stream_columns((Y, R, C), chunk_size(xp, per_instance, chunk), xp):
+        Y_c = Y_c.astype(dtype, copy=False)
+        E = C_c.astype(np.float64) * _residual(Xw, Y_c, R_c)
+        Y64 = Y_c.astype(np.float64)
+        gX -= 2 * (Y64 @ E.T)
+        gY.put(s, e, (2 * lam * Y64 - 2 * (X64 @ E)) / (m * n))
+    return _placed_like(R, (gX + 2 * lam * X64) / (m * n)), gY.array
+
+
+def _residual(Xw, Y_c, R_c):
+    """r - r_hat over a block of instances, in float64."""
+    return R_c.astype(np.float64) - (Xw.T @ Y_c).astype(np.float64)
+
+
 def _squared_residual(Xw, Y_c, R_c, C_c, xp):
     """sum c (r - r_hat)^2 over a block of instances, in float64."""
-    residual = R_c.astype(np.float64) - (Xw.T @ Y_c).astype(np.float64)
-    return xp.sum(C_c.astype(np.float64) * residual**2)
+    return xp.sum(C_c.astype(np.float64) * _residual(Xw, Y_c, R_c) ** 2)
 
 
 def _normalised_loss(sse, y_norm, Xw, lam, shape):

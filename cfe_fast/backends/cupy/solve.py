@@ -24,7 +24,7 @@ def tril_indices(k, xp):
     return xp.asarray(rows), xp.asarray(cols)
 
 
-def _unpack(G, k, lam, xp):
+def unpack(G, k, lam, xp):
     """(nb, T) packed lower triangles -> (nb, k, k) symmetric float64 systems + lam I."""
     rows, cols = tril_indices(k, xp)
     G = G.astype(np.float64, copy=False)
@@ -253,7 +253,7 @@ def packed_spd_solve(G, B, lam, xp):
     """
     nb, k = B.shape
     if not _kernel_solves(k, xp) or nb == 0:
-        return spd_solve(_unpack(G, k, lam, xp), B, xp)
+        return spd_solve(unpack(G, k, lam, xp), B, xp)
     kernel, systems, threads = _packed_solve_kernel(k, G.dtype)
     G = xp.ascontiguousarray(G)
     B = xp.ascontiguousarray(B, dtype=np.float64)
