@@ -57,3 +57,26 @@ def test_gpu_breakdown_refuses_cleanly_without_gpu(capsys):
         _load("scripts/gpu_breakdown.py").main(["--n", "1000"])
     assert exit_info.value.code == 2
     assert "CUDA device is needed" in capsys.readouterr().err
+
+
+def test_gpu_job_smoke_run_writes_every_result(tmp_path):
+    """The GPU batch job end to end with --smoke (NumPy as the array module, tiny sizes): each step's file."""
+    job = _load("scripts/gpu_job.py")
+    written = job.main(["--smoke", "--out", str(tmp_path), "--work", str(tmp_path)])
+    names = ["gpu_tests_cpu-numpy.log", "gpu_sweep_cpu-numpy.md", "gpu_trainers_cpu-numpy.md", "gpu_batch_cpu-numpy.md"]
+    assert written == [tmp_path / name for name in names]
+    log = written[0].read_text()
+    assert "array module: numpy" in log
+    assert re.search(r"pytest -m gpu tests/test_cupy_backend.py: \d+ skipped, \d+ deselected in .*\(exit 0", log)
+    sweep = written[1].read_text()
+    assert [line.split(" | ")[3] for line in sweep.splitlines() if re.match(r"\| \d", line)] == ["float32", "float64"]
+    rows = [line.split(" | ") for line in written[2].read_text().splitlines() if re.match(r"\| [a-z]+ \| float", line)]
+    assert [(r[0][2:], r[1]) for r in rows] == [(t, dt) for t in job.TRAINERS for dt in job.DTYPES]
+    for r in rows:  # per-iteration seconds, then the errors against the float64 Numba fit
+        assert all(float(v) > 0 for v in r[2:5])
+        assert float(r[5]) < (1e-10 if r[1] == "float64" else 1e-3)
+    batch = written[3].read_text()
+    assert "Exit code 0." in batch
+    timings = [float(v) for v in batch.splitlines()[-3].strip("|").split("|")[:5]]
+    assert len(timings) == 5 and all(t >= 0 for t in timings) and timings[4] >= sum(timings[:4])
+    assert not list(tmp_path.glob("tmp*"))  # the batch input and outputs are removed
