@@ -244,9 +244,9 @@ def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None):
     :func:`cfe_fast.reference.instance_solves`).
 
     Always the primal d x d systems A_i = X C_i X^T + lam I, whatever
-    :func:`choose_solver` says: X w lies in the space they act on. Each
-    chunk's packed Grams are one GEMM; both right-hand sides are solved
-    against them in float64. Parameters as in :func:`update_instance_factors`,
+    :func:`choose_solver` says (the dual m x m form reaches A_i^-1 X w only
+    through a Woodbury correction). Each chunk's packed Grams are one GEMM;
+    both right-hand sides are solved against them in float64. Parameters as in :func:`update_instance_factors`,
     plus w (m,).
 
     Returns
