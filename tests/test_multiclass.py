@@ -142,3 +142,15 @@ def test_every_trainer_and_input_type_serves_each_class(data, params):
     fitted = fit_quietly(model(**params), P, labels)
     assert all(member.get_params()[key] == value for member in fitted.estimators_ for key, value in params.items())
     np.testing.assert_allclose(fitted.predict_proba(P[:6]).sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("trainer", ["als", "exact", "joint"])
+def test_each_class_fits_on_the_cupy_backend_as_on_numba(data, trainer):
+    """CuPy computes with NumPy where no GPU is usable, and on the device where there is one."""
+    P, labels, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # cupy without a GPU
+        got = fit_quietly(model(backend="cupy", trainer=trainer), P, labels)
+    want = fit_quietly(model(trainer=trainer), P, labels)
+    assert all(member.backend == "cupy" for member in got.estimators_)
+    np.testing.assert_allclose(got.predict_proba(P), want.predict_proba(P), rtol=1e-8, atol=1e-10)

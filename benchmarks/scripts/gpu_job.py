@@ -50,8 +50,8 @@ SIZES = {  # the job's sizes on a GPU, and on the CPU with --smoke
 }
 TEST_RUNS = {  # pytest arguments of each run of step 1
     "gpu": [["-m", "gpu", "tests"],
-            ["-m", "not slow", "-k", "cupy", "tests/test_cupy_backend.py", "tests/test_backend_contract.py",
-             "tests/test_missing.py"]],
+            ["-m", "not slow and not gpu", "-k", "cupy", "tests/test_cupy_backend.py", "tests/test_backend_contract.py",
+             "tests/test_missing.py", "tests/test_multiclass.py"]],
     "smoke": [["-m", "gpu", "tests/test_cupy_backend.py"]],
 }
 TRAINERS = ("als", "exact", "joint")
@@ -241,7 +241,7 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, help="folder for the batch step's input (default: a temporary one)")
     parser.add_argument("--steps", nargs="+", choices=["tests", "sweep", "trainers", "batch"],
                         default=["tests", "sweep", "trainers", "batch"])
-    parser.add_argument("--test-timeout", type=int, default=240, help="seconds per pytest run")
+    parser.add_argument("--test-timeout", type=int, default=180, help="seconds per pytest run")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--cli-child"]:  # the batch step's child: --cli-child RESULT.json -- CLI ARGUMENTS
         return cli_child(argv[1], argv[3:])
