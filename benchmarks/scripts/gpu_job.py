@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -160,6 +159,15 @@ def write_input(path, n, m, seed=0):
     return path.stat().st_size
 
 
+def _memory(field):
+    """A memory figure of this process from /proc/self/status (Linux), in bytes: VmRSS now, VmHWM its peak.
+
+    Not ``getrusage``: its peak survives ``exec`` and would be the parent's.
+    """
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1]) * 1024
+
+
 def cli_child(result_path, argv):
     """Run ``cfe-fast`` with timers around reading, device placement, the fit and the writers; save them as JSON."""
     from cfe_fast import CFEnsembleClassifier, cli, report
@@ -170,7 +178,7 @@ def cli_child(result_path, argv):
     cupy = gpu_module()
     if cupy is not None:
         cupy.zeros(1)  # the CUDA context: part of the baseline, not of the data
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = _memory("VmRSS")
     seconds = {"read": 0.0, "transfer": 0.0, "fit_total": 0.0, "write": 0.0}
 
     def timed(owner, name, key):
@@ -197,7 +205,7 @@ def cli_child(result_path, argv):
     code = cli.main(argv)
     seconds["wall"] = time.perf_counter() - start
     seconds["fit"] = seconds.pop("fit_total") - seconds["transfer"]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _memory("VmHWM")
     Path(result_path).write_text(json.dumps(dict(seconds=seconds, peak_rss=peak, baseline_rss=baseline, code=code)))
     return code
 
