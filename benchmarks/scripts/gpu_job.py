@@ -5,8 +5,7 @@ Four steps, each writing one file under ``--out`` (``<device>`` as in gpu_sweep.
 1. ``gpu_tests_<device>.log``: the suite's ``gpu``-marked tests, then every test of the CuPy
    backend (test_cupy_backend.py and the ``cupy`` cases of the contract, missing-entry and
    multi-class suites, which compute on the device where there is one): the device, CuPy
-   and CUDA versions and each run's pytest summary, then their output. Linux only (the
-   batch step reads /proc).
+   and CUDA versions and each run's pytest summary, then their output.
 2. ``gpu_sweep_<device>.md``: :mod:`gpu_sweep` at (m, d, n) = (100, 64, 1e7), float32 and
    float64: the sweep time and the Gram GEMMs' rate against the measured cuBLAS rate.
 3. ``gpu_trainers_<device>.md``: fits with each trainer on ``backend="cupy"`` in float32 and
@@ -21,7 +20,8 @@ Four steps, each writing one file under ``--out`` (``<device>`` as in gpu_sweep.
     python benchmarks/scripts/gpu_job.py --smoke --out /tmp/j  # the same logic on the CPU: tiny sizes, NumPy
 
 ``--smoke`` runs every step with NumPy as the array module (the CuPy backend computes with
-NumPy where no GPU is usable); its figures say nothing about a GPU.
+NumPy where no GPU is usable); its figures say nothing about a GPU. Linux only: the batch
+step reads its child's memory from /proc.
 """
 
 import argparse
