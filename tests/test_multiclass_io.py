@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import warnings
 
 import numpy as np
@@ -213,3 +214,123 @@ def test_a_truncated_multi_class_file_is_refused(tmp_path, saved):
     for size in (0, 100, len(saved) // 2, len(saved) - 10):
         with pytest.raises(ModelFileError):
             load(tmp_path, saved[:size])
+
+
+# ------------------------------------------------------------------ the command line
+CLASSES = ["cat", "dog", "emu"]
+FAST = ["--latent-dim", "2", "--max-iter", "8", "--quiet"]
+
+
+def write_table(path, columns):
+    pd.DataFrame(columns).to_csv(path, index=False)
+
+
+def class_major(P, names):
+    """Columns m<j>_<class> in class-major order (not StackingClassifier's): the command line regroups them."""
+    return {f"m{j}_{name}": P[:, j, k] for k, name in enumerate(names) for j in range(M)}
+
+
+@pytest.fixture(scope="module")
+def cli_fit(tmp_path_factory, data):
+    """(folder, the training table's labels, the API fit on StackingClassifier's layout) of a CLI fit on CSV."""
+    from cfe_fast.cli import main
+
+    P, codes, labeled = data
+    folder = tmp_path_factory.mktemp("cli")
+    labels = np.where(labeled, np.asarray(CLASSES, dtype=object)[codes], "")
+    write_table(folder / "train.csv", {"id": [f"r{i}" for i in range(N)], **class_major(P, CLASSES), "label": labels})
+    assert main(["fit", str(folder / "train.csv"), "-o", str(folder / "out"), *FAST]) == 0
+    layout = pd.DataFrame({f"m{j}_{name}": P[:, j, k] for j in range(M) for k, name in enumerate(CLASSES)})
+    api = fit(layout, np.where(labeled, np.asarray(CLASSES, dtype=object)[codes], None))
+    return folder, api
+
+
+def test_the_cli_fits_more_than_two_classes_as_the_api_does(cli_fit, data):
+    folder, api = cli_fit
+    written = pd.read_csv(folder / "out" / "predictions.csv", dtype={"id": str})
+    assert list(written.columns) == ["id", "probability_cat", "probability_dog", "probability_emu", "prediction"]
+    assert np.array_equal(written[["probability_cat", "probability_dog", "probability_emu"]].to_numpy(),
+                          api.transductive_proba_)
+    assert written["prediction"].tolist() == api.classes_[np.argmax(api.transductive_proba_, axis=1)].tolist()
+    model = CFEnsembleClassifier.load(folder / "out" / "model.npz")
+    assert model.classes_.tolist() == CLASSES and list(model.feature_names_in_) == list(api.feature_names_in_)
+    assert sorted(path.name for path in (folder / "out").iterdir()) == ["model.npz", "predictions.csv", "report.md"]
+    report = (folder / "out" / "report.md").read_text()
+    assert "3 classes, one two-class model per class" in report and "| classifier | cat | dog | emu |" in report
+    assert all(f"class '{name}': " in report for name in CLASSES)
+
+
+def test_cli_predict_prints_the_multi_class_scores(cli_fit, data, capsys):
+    from sklearn.metrics import accuracy_score, average_precision_score, log_loss
+
+    from cfe_fast.cli import main
+
+    folder, api = cli_fit
+    P, codes, _ = data
+    new = np.asarray(CLASSES, dtype=object)[codes[:60]]
+    new[::4] = ""
+    columns = class_major(P[:60], CLASSES)
+    write_table(folder / "new.csv", {**dict(reversed(list(columns.items()))), "label": new})  # any column order
+    capsys.readouterr()
+    assert main(["predict", str(folder / "out" / "model.npz"), str(folder / "new.csv"), "-o",
+                 str(folder / "p.csv"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    layout = pd.DataFrame({f"m{j}_{name}": P[:60, j, k] for j in range(M) for k, name in enumerate(CLASSES)})
+    proba = api.predict_proba(layout)
+    written = pd.read_csv(folder / "p.csv")
+    assert np.array_equal(written.iloc[:, :3].to_numpy(), proba)
+    scored = new != ""
+    y = codes[:60][scored]
+    pr_auc = np.mean([average_precision_score(y == k, proba[scored, k]) for k in range(K)])
+    assert (f"on the {scored.sum()} labeled instances: log-loss {log_loss(y, proba[scored]):.4f}, "
+            f"accuracy {accuracy_score(y, proba[scored].argmax(axis=1)):.4f}, macro PR-AUC {pr_auc:.4f}") in printed
+
+
+@pytest.mark.parametrize("rename, match", [
+    ({"m1_dog": "m1_wolf"}, r"column 'm1_wolf' does not end with one of the 3 classes \['cat', 'dog', 'emu'\]"),
+    ({"m2_emu": "m5_emu"}, r"classifier 'm2_' has no column of class\(es\) \['emu'\]"),
+])
+def test_cli_columns_not_named_by_classifier_and_class_are_refused(tmp_path, data, capsys, rename, match):
+    from cfe_fast.cli import main
+
+    P, codes, _ = data
+    columns = {rename.get(name, name): values for name, values in class_major(P, CLASSES).items()}
+    write_table(tmp_path / "t.csv", {**columns, "label": np.asarray(CLASSES, dtype=object)[codes]})
+    assert main(["fit", str(tmp_path / "t.csv"), "-o", str(tmp_path / "out"), *FAST]) == 2
+    assert re.search(match, capsys.readouterr().err) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kinds, unlabeled, options", [
+    (["no", "yes"], "", []),
+    ([1, 2], "", []),
+    ([False, True], "", []),
+    ([-1, 1], "?", ["--unlabeled", "?"]),
+])
+def test_cli_fits_two_classes_of_any_kind(tmp_path, data, kinds, unlabeled, options):
+    from cfe_fast.cli import main
+
+    P, codes, labeled = data
+    y = np.asarray(kinds, dtype=object)[(codes == 0).astype(int)]  # column 0: the probability of kinds[1]
+    write_table(tmp_path / "t.csv", {**{f"m{j}": P[:, j, 0] for j in range(M)},
+                                     "label": np.where(labeled, y, unlabeled)})
+    assert main(["fit", str(tmp_path / "t.csv"), "-o", str(tmp_path / "out"), "--no-report", *FAST, *options]) == 0
+    api = fit(pd.DataFrame({f"m{j}": P[:, j, 0] for j in range(M)}), np.where(labeled, y, None), unlabeled=None)
+    written = pd.read_csv(tmp_path / "out" / "predictions.csv", dtype={"prediction": str})
+    assert np.array_equal(written["probability"].to_numpy(), api.transductive_proba_)
+    expected = np.where(api.transductive_proba_ >= 0.5, api.classes_[1], api.classes_[0])
+    assert written["prediction"].tolist() == [str(value) for value in expected]
+    assert CFEnsembleClassifier.load(tmp_path / "out" / "model.npz").classes_.tolist() == kinds
+
+
+def test_cli_reads_integer_classes_of_an_npz_in_stacking_layout(tmp_path, data, capsys):
+    from cfe_fast.cli import main
+
+    P, codes, labeled = data
+    y = np.where(labeled, codes + 1.0, np.nan)  # classes 1, 2, 3
+    np.savez(tmp_path / "t.npz", P=P.reshape(N, M * K), label=y)
+    assert main(["fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "out"), *FAST]) == 0
+    assert pd.read_csv(tmp_path / "out" / "predictions.csv").columns.tolist()[:3] == \
+        ["probability_1", "probability_2", "probability_3"]
+    assert main(["fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "again"), "--checkpoint-every", "2",
+                 *FAST]) == 2
+    assert "checkpoints are not supported with more than two classes" in capsys.readouterr().err

@@ -179,7 +179,8 @@ def check_fitted(path, fitted, schema=None):
         if name in fitted and rule.shape is None:
             _check_scalar(path, name, rule, fitted[name])
     classes = fitted["classes_"]
-    sizes = {"m": fitted["n_features_in_"], "d": fitted.get("latent_dim_"), "K": classes.shape[0] if classes.ndim else None}
+    sizes = {"m": fitted["n_features_in_"], "d": fitted.get("latent_dim_"),
+             "K": classes.shape[0] if classes.ndim else None}
     if "instance_factors_" in fitted:
         sizes["n"] = fitted["instance_factors_"].shape[-1]
     elif "transductive_proba_" in fitted:
@@ -340,4 +341,5 @@ def read_model(path, known_params, required_history=()):
     return ModelContent(metadata.get("estimator"), params, fitted, history, per_class)
 
 
-__all__ = ["MODEL_FORMAT", "MULTICLASS_SCHEMA", "SCHEMA", "TRAINING_ATTRIBUTES", "ClassModel", "ModelContent", "ModelFileError", "read_model", "write_model"]
+__all__ = ["MODEL_FORMAT", "MULTICLASS_SCHEMA", "SCHEMA", "TRAINING_ATTRIBUTES", "ClassModel", "ModelContent",
+           "ModelFileError", "read_model", "write_model"]
