@@ -213,6 +213,12 @@ def _verdict_panel(ax, text):
     ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=size, transform=ax.transAxes)
 
 
+def _refuse_multiclass(model):
+    if hasattr(model, "estimators_"):
+        raise ValueError(f"the report's picture and comparison are drawn for two classes only (this model has "
+                         f"{model.classes_.size}): use write_report or multiclass_markdown")
+
+
 def comparison_of(model, P, labels):
     """The cross-validated comparison of the report, or None without the probabilities or labels."""
     if P is None or labels is None:
@@ -232,6 +238,7 @@ def report_figure(model, labels=None, comparison=None):
     comparison : :class:`~cfe_fast.comparison.Comparison` or None
         From :func:`comparison_of`; None leaves its two panels with a note.
     """
+    _refuse_multiclass(model)
     plt = _pyplot()
     history = model.history_
     names = _classifier_names(model)
@@ -270,6 +277,7 @@ def plot_report(model, path, labels=None, *, comparison=None, overwrite=False):
 
 def markdown_report(model, picture=None, comparison=None):
     """Markdown text of the report (embedding ``picture``, a relative path, if given; with the comparison's table)."""
+    _refuse_multiclass(model)
     lines = [
         "# cfe_fast fit report",
         "",

@@ -334,3 +334,29 @@ def test_cli_reads_integer_classes_of_an_npz_in_stacking_layout(tmp_path, data, 
     assert main(["fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "again"), "--checkpoint-every", "2",
                  *FAST]) == 2
     assert "checkpoints are not supported with more than two classes" in capsys.readouterr().err
+
+
+def test_the_report_of_more_than_two_classes_is_a_summary_per_class(tmp_path, data):
+    from cfe_fast.report import markdown_report, report_figure, write_report
+
+    P, codes, labeled = data
+    model = fit(P, labels_of(list("abc"), codes, labeled))
+    png, md = write_report(model, tmp_path, picture=True)
+    assert png is None and not (tmp_path / "report.png").exists()
+    text = md.read_text()
+    for name, member in zip("abc", model.estimators_):
+        assert f"| {name} | {member.n_iter_} (" in text and f"{member.intercept_:.4g}" in text
+    for refused in (report_figure, markdown_report):
+        with pytest.raises(ValueError, match="drawn for two classes only .* has 3"):
+            refused(model)
+
+
+def test_the_longest_class_at_the_end_of_a_name_is_its_class():
+    from cfe_fast.io.tables import Table, stacking_columns
+
+    names = ["a11", "a1", "a2", "b2", "b11", "b1"]
+    P = np.arange(6.0)[None, :] / 10
+    table = Table(P, names, None, None, None, np.array([1, 2, 11]), None)
+    grouped = stacking_columns(table, "t.csv")
+    assert grouped.columns == ["a1", "a2", "a11", "b1", "b2", "b11"]
+    assert grouped.P.tolist() == [[0.1, 0.2, 0.0, 0.5, 0.3, 0.4]]

@@ -48,8 +48,8 @@ class Table(NamedTuple):
     """A probability table read from a file.
 
     P : (n_instances, n_classifiers) float64; columns : classifier names;
-    labels : (n,) array of the labels as read (:func:`label_values`; None
-    where a cell is empty or marked by ``read_table``'s ``unlabeled``), or None;
+    labels : (n,) array of the labels as read (:func:`label_values`: NaN or
+    None where a cell is empty or marked by ``read_table``'s ``unlabeled``), or None;
     ids : (n,) array or None; id_name : name of the id column (None without
     ids); classes : the sorted classes of the labeled rows and codes : (n,)
     float64, each row's index in ``classes``, NaN where unlabeled (both
@@ -150,9 +150,9 @@ def _blank(cell):
 
 
 def label_values(values, unlabeled=None, name="labels"):
-    """Labels as read from a column or member, as an object array: None where a cell is empty or NaN or
-    says ``unlabeled`` (as written, :func:`class_text`); text, booleans or numbers elsewhere. Numbers
-    written as text are numbers, and integral numbers are integers (classes {1, 2} are written 1 and 2).
+    """Labels as read from a column or member: numbers as float64 (NaN where a cell is empty), anything else
+    (text, booleans) as an object array (None where a cell is empty); a cell that says ``unlabeled`` (as
+    written, :func:`class_text`) is empty too. Numbers written as text are numbers.
 
     Raises
     ------
@@ -160,14 +160,11 @@ def label_values(values, unlabeled=None, name="labels"):
         Text that mixes numbers and words, naming both.
     """
     values = np.asarray(values)
-    if values.dtype.kind in "biuf" and unlabeled is None:  # the common case, without a loop in Python
-        missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
-        observed = values[~missing]
-        integral = values.dtype.kind == "f" and np.isfinite(observed).all() and (observed == np.round(observed)).all()
-        cells = np.where(missing, 0, values).astype(np.int64) if integral else values
-        cells = cells.astype(object)
-        cells[missing] = None
-        return cells
+    if values.dtype.kind in "iuf":
+        values = values.astype(np.float64)
+        if unlabeled is not None:
+            values[[class_text(value) == unlabeled for value in values.tolist()]] = np.nan
+        return values
     cells = [None if _blank(cell) or (unlabeled is not None and class_text(cell) == unlabeled) else cell
              for cell in values.tolist()]
     text = [cell for cell in cells if isinstance(cell, str)]
@@ -176,9 +173,7 @@ def label_values(values, unlabeled=None, name="labels"):
         words = list(dict.fromkeys(cell for cell in text if not _is_number(cell)))
         raise ValueError(f"{name} mixes numbers ({numbers[0]!r}) and text ({words[:5]}); use one kind of label")
     if numbers:
-        return label_values(np.array([np.nan if cell is None else float(cell) for cell in cells]), name=name)
-    if cells and all(isinstance(cell, float) for cell in cells if cell is not None):
-        return label_values(np.array([np.nan if cell is None else cell for cell in cells]), name=name)
+        return np.array([np.nan if cell is None else float(cell) for cell in cells])
     return np.array(cells, dtype=object)
 
 
