@@ -714,12 +714,13 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         the column names and classes, the history), so its size does not grow
         with the fitted instances; ``include_training_factors=True`` also
         keeps ``instance_factors_`` and ``transductive_proba_`` (n values
-        each). A model of more than two classes is saved with each class's
-        model (``estimators_``) so. A model fitted with a dask ``client`` is
-        saved with its fitted arrays computed and ``client=None``.
+        each). A model of more than two classes holds each class's model
+        (``estimators_``), each as a two-class model is held, and its
+        ``classes_`` (of any kind, as a plain array). A model fitted with a
+        dask ``client`` is saved with its fitted arrays computed and ``client=None``.
         """
         check_is_fitted(self, "classes_")
-        params = {**self.get_params(deep=False), "client": None}
+        params = {**self.get_params(deep=False), "client": None}  # a live connection, not part of the model
         if not self._multiclass:
             fitted, history = _fitted_values(self, include_training_factors)
             write_model(path, ModelContent(type(self).__name__, params, fitted, history), overwrite=overwrite)

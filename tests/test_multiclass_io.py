@@ -360,3 +360,19 @@ def test_the_longest_class_at_the_end_of_a_name_is_its_class():
     grouped = stacking_columns(table, "t.csv")
     assert grouped.columns == ["a1", "a2", "a11", "b1", "b2", "b11"]
     assert grouped.P.tolist() == [[0.1, 0.2, 0.0, 0.5, 0.3, 0.4]]
+
+
+def test_cli_predict_does_not_score_labels_that_are_not_classes_of_the_model(cli_fit, data, capsys):
+    from cfe_fast.cli import main
+
+    folder, _ = cli_fit
+    P, codes, _ = data
+    new = np.asarray(CLASSES, dtype=object)[codes[:30]]
+    new[0] = "wolf"
+    write_table(folder / "odd.csv", {**class_major(P[:30], CLASSES), "label": new})
+    capsys.readouterr()
+    assert main(["predict", str(folder / "out" / "model.npz"), str(folder / "odd.csv"), "-o",
+                 str(folder / "odd_p.csv"), "--quiet"]) == 0
+    assert "the label column holds ['wolf'], which are not classes of the model ['cat', 'dog', 'emu']: it is " \
+           "not scored" in capsys.readouterr().out
+    assert len(pd.read_csv(folder / "odd_p.csv")) == 30

@@ -30,9 +30,10 @@ members and unknown parameters, and checks every fitted value against
 :data:`SCHEMA`: its name, type, shape (in terms of m, d and n) and range,
 numbers finite (with K >= 3 classes: one model per class, each of classes
 [0, 1], all of m = n_features_in_ / K classifiers and the same latent
-dimension, column names those of their class). The estimator validates the parameters as ``fit`` does. Every
-refusal is a :class:`~.archive.ModelFileError` naming the file. This module
-reads and writes :class:`ModelContent`; the estimator provides and restores it.
+dimension, column names those of their class). The estimator validates the
+parameters as ``fit`` does. Every refusal is a :class:`~.archive.ModelFileError`
+naming the file. This module reads and writes :class:`ModelContent`; the
+estimator provides and restores it.
 """
 
 from dataclasses import dataclass
@@ -208,6 +209,7 @@ def check_per_class(path, fitted, per_class):
     classes = fitted["classes_"]
     require(len(per_class) == classes.size, path,
             f"it holds {len(per_class)} per-class models for the {classes.size} fitted classes_ {classes.tolist()}")
+    first = per_class[0].fitted if per_class else {}
     for k, (name, part) in enumerate(zip(classes.tolist(), per_class)):
         where = f"{path}: the model of class {name!r}"
         check_fitted(where, part.fitted)
@@ -216,11 +218,10 @@ def check_per_class(path, fitted, per_class):
         require(part.fitted["n_features_in_"] * classes.size == fitted["n_features_in_"], where,
                 f"fitted n_features_in_ is {part.fitted['n_features_in_']}, expected {fitted['n_features_in_']} / "
                 f"{classes.size} (one column per classifier)")
-        first = per_class[0].fitted
         require(part.fitted["latent_dim_"] == first["latent_dim_"], where,
                 f"fitted latent_dim_ is {part.fitted['latent_dim_']}, that of the first class {first['latent_dim_']}")
-        held = [len(p.fitted["transductive_proba_"]) if "transductive_proba_" in p.fitted else None
-                for p in (per_class[0], part)]
+        held = [len(values["transductive_proba_"]) if "transductive_proba_" in values else None
+                for values in (first, part.fitted)]
         require(held[0] == held[1], where, f"it holds the values of {held[1]} fitted instances, the model of the "
                 f"first class those of {held[0]} (None: not held); every class's model holds the same or none")
         if "feature_names_in_" in fitted:
