@@ -213,7 +213,11 @@ def _threads(count):
 
 
 class _Progress:
-    """A tqdm bar over the iterations showing the objective; silent with --quiet."""
+    """A tqdm bar over the iterations showing the objective; silent with --quiet.
+
+    ``total``: the iterations of every fit together (with more than two classes one fit per class, each
+    counting its iterations from 1).
+    """
 
     def __init__(self, total, quiet):
         from tqdm.auto import tqdm
@@ -224,9 +228,13 @@ class _Progress:
         # the package's log lines (the first run's "compiling kernels") go above the bar, not into it
         self.redirect = logging_redirect_tqdm([logging.getLogger("cfe_fast")])
         self.redirect.__enter__()
+        self.done, self.last = 0, 0  # the iterations of the fits before this one, and this fit's so far
 
     def __call__(self, iteration, history):
-        self.bar.update(iteration - self.bar.n)
+        if iteration < self.last:  # the next class's fit
+            self.done += self.last
+        self.last = iteration
+        self.bar.update(self.done + iteration - self.bar.n)
         self.bar.set_postfix(loss=f"{history['loss'][-1]:.6g}", refresh=False)
 
     def close(self):
@@ -305,7 +313,8 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
 
     import pandas as pd
 
-    progress = _Progress(model.max_iter, args.quiet)
+    fits = table.classes.size if table.classes is not None and table.classes.size > 2 else 1
+    progress = _Progress(model.max_iter * fits, args.quiet)
     start = time.perf_counter()
     try:
         with _threads(args.threads):
@@ -323,7 +332,8 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     model.save(outputs.path("model.npz"), overwrite=True, include_training_factors=args.keep_training_factors)
     write_report(model, outputs.staging, table.codes, P=table.P, overwrite=True, picture=picture)
     written = outputs.commit()
-    _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
+    each = f" (the most of the {model.classes_.size} classes' fits)" if model.classes_.size > 2 else ""
+    _say(args, f"fit: {model.n_iter_} iterations{each} in {time.perf_counter() - start:.2f} s "
                f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {', '.join(map(str, written))}")
 
 

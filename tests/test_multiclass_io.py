@@ -376,3 +376,16 @@ def test_cli_predict_does_not_score_labels_that_are_not_classes_of_the_model(cli
     assert "the label column holds ['wolf'], which are not classes of the model ['cat', 'dog', 'emu']: it is " \
            "not scored" in capsys.readouterr().out
     assert len(pd.read_csv(folder / "odd_p.csv")) == 30
+
+
+def test_the_progress_bar_counts_the_iterations_of_every_class_fit():
+    from cfe_fast.cli import _Progress
+
+    progress = _Progress(3 * 4, quiet=False)
+    try:
+        for iterations in (4, 2, 3):  # the second class's fit converged after 2 iterations
+            for iteration in range(1, iterations + 1):
+                progress(iteration, {"loss": [1.0]})
+        assert progress.bar.n == 9
+    finally:
+        progress.close()
