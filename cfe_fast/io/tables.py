@@ -6,7 +6,7 @@ Input formats (by suffix):
     One matrix (n_instances, n_classifiers); no labels.
 ``.npz``
     Member ``P`` (or the only member) is the matrix; optional members named by
-    ``label_col`` (0/1, NaN or -1 = unlabeled) and ``id_col``. Members are
+    ``label_col`` (classes; NaN or -1 = unlabeled) and ``id_col``. Members are
     checked from their headers before they are decompressed (:mod:`.npz`).
 ``.csv``
     A header row, one column per classifier; optional label column (empty,
@@ -24,6 +24,13 @@ name looks like a label (:data:`LABEL_LIKE`) draws a warning. Every other
 probability must be a number in [0, 1]: a non-numeric, infinite or
 out-of-range cell is an error naming the file, the column and the data row.
 Nothing is unpickled.
+
+Labels are classes of any kind (text, numbers, booleans; :func:`label_values`):
+an empty cell, a null or NaN is unlabeled, and so is -1 among numbers or the
+value ``read_table``'s ``unlabeled`` names. With more than two classes the
+classifier columns are named by classifier and class (:func:`stacking_columns`).
+Predictions (:func:`write_predictions`) hold the class probabilities and the
+predicted class.
 """
 
 import csv
