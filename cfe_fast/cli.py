@@ -28,7 +28,7 @@ CLI_DEFAULTS = {"random_state": 0}
 #: Option names that differ from --parameter-name.
 FLAGS = {"random_state": "--seed"}
 #: Kinds of parameter (cfe_fast.parameters.KINDS) that a command line can give; "object" (client) cannot,
-#: nor "label" (unlabeled): the table readers read 0/1 labels with NaN or -1 for unlabeled.
+#: nor "label" (unlabeled): the table readers mark unlabeled rows themselves (--unlabeled).
 CLI_KINDS = ("int", "float", "bool", "choice", "str-or-array", "seed")
 #: fit's checkpoint in OUTPUT_DIR (--checkpoint-every, --resume)
 CHECKPOINT = "checkpoint.npz"
@@ -213,7 +213,11 @@ def _threads(count):
 
 
 class _Progress:
-    """A tqdm bar over the iterations showing the objective; silent with --quiet."""
+    """A tqdm bar over the iterations showing the objective; silent with --quiet.
+
+    ``total``: the iterations of every fit together (with more than two classes one fit per class, each
+    counting its iterations from 1).
+    """
 
     def __init__(self, total, quiet):
         from tqdm.auto import tqdm
@@ -224,9 +228,13 @@ class _Progress:
         # the package's log lines (the first run's "compiling kernels") go above the bar, not into it
         self.redirect = logging_redirect_tqdm([logging.getLogger("cfe_fast")])
         self.redirect.__enter__()
+        self.done, self.last = 0, 0  # the iterations of the fits before this one, and this fit's so far
 
     def __call__(self, iteration, history):
-        self.bar.update(iteration - self.bar.n)
+        if iteration < self.last:  # the next class's fit
+            self.done += self.last
+        self.last = iteration
+        self.bar.update(self.done + iteration - self.bar.n)
         self.bar.set_postfix(loss=f"{history['loss'][-1]:.6g}", refresh=False)
 
     def close(self):
@@ -250,14 +258,22 @@ def _refuse_existing(paths, force):
 # ------------------------------------------------------------------ commands
 def _fit(args):
     from .io.outputs import OutputSet
-    from .io.tables import read_table
+    from .io.tables import read_table, stacking_columns
 
     model = _estimator_from(args)  # bad parameters are refused before the table is read
-    table = read_table(args.input, args.label_col, args.id_col)
+    table = read_table(args.input, args.label_col, args.id_col, unlabeled=args.unlabeled)
+    if args.unlabeled is not None:  # the table marked them: every other label is a class (-1 too)
+        model.set_params(unlabeled=None)
+    multiclass = table.classes is not None and table.classes.size > 2
+    if multiclass and Path(args.input).suffix.lower() in (".csv", ".parquet"):
+        table = stacking_columns(table, args.input)
     out = Path(args.output_dir)
     suffix = ".parquet" if Path(args.input).suffix.lower() == ".parquet" else ".csv"
     predictions, checkpoint = f"predictions{suffix}", out / CHECKPOINT
-    picture = not args.no_report and _has_matplotlib(args)
+    if multiclass and not args.no_report:
+        _say(args, f"cfe-fast: {table.classes.size} classes: report.md summarises each class's model; report.png "
+                   "is drawn for two classes only")
+    picture = not args.no_report and not multiclass and _has_matplotlib(args)
     names = [predictions, "model.npz", "report.md"] + (["report.png"] if picture else [])
     outputs = OutputSet(out, names, obsolete=[checkpoint.name])
     if outputs.interrupted():
@@ -297,7 +313,8 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
 
     import pandas as pd
 
-    progress = _Progress(model.max_iter, args.quiet)
+    fits = table.classes.size if table.classes is not None and table.classes.size > 2 else 1
+    progress = _Progress(model.max_iter * fits, args.quiet)
     start = time.perf_counter()
     try:
         with _threads(args.threads):
@@ -310,12 +327,13 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     finally:
         progress.close()
     model.feature_names_in_ = np.asarray(table.columns, dtype=object)
-    write_predictions(outputs.path(predictions), model.transductive_proba_, table.ids, table.id_name,
+    write_predictions(outputs.path(predictions), model.transductive_proba_, model.classes_, table.ids, table.id_name,
                       threshold=model.threshold, overwrite=True)
     model.save(outputs.path("model.npz"), overwrite=True, include_training_factors=args.keep_training_factors)
-    write_report(model, outputs.staging, labels, P=table.P, overwrite=True, picture=picture)
+    write_report(model, outputs.staging, table.codes, P=table.P, overwrite=True, picture=picture)
     written = outputs.commit()
-    _say(args, f"fit: {model.n_iter_} iterations in {time.perf_counter() - start:.2f} s "
+    each = f" (the most of the {model.classes_.size} classes' fits)" if model.classes_.size > 2 else ""
+    _say(args, f"fit: {model.n_iter_} iterations{each} in {time.perf_counter() - start:.2f} s "
                f"({'converged' if model.converged_ else 'max_iter reached'}); wrote {', '.join(map(str, written))}")
 
 
@@ -333,7 +351,7 @@ def _predict(args):
     from .io.tables import read_table, select_columns, write_predictions
 
     model = load_model(args.model)
-    table = read_table(args.input, args.label_col, args.id_col, ignore_bad_labels=True)
+    table = read_table(args.input, args.label_col, args.id_col, ignore_bad_labels=True, unlabeled=args.unlabeled)
     names = getattr(model, "feature_names_in_", None)
     P = table.P if names is None or Path(args.input).suffix.lower() in (".npy", ".npz") else select_columns(
         table, list(names), args.input
@@ -343,28 +361,63 @@ def _predict(args):
 
         P = pd.DataFrame(P, columns=list(names), copy=False)
     with _threads(args.threads):
-        proba = model.predict_proba(P)[:, 1]
-    write_predictions(args.output, proba, table.ids, table.id_name, threshold=model.threshold, overwrite=args.force)
-    _say(args, f"predict: {proba.size} instances; wrote {args.output}")
+        proba = model.predict_proba(P)
+    binary = model.classes_.size == 2
+    write_predictions(args.output, proba[:, 1] if binary else proba, model.classes_, table.ids, table.id_name,
+                      threshold=model.threshold, overwrite=args.force)
+    _say(args, f"predict: {len(proba)} instances; wrote {args.output}")
     if table.labels is not None:
-        print(_label_scores(table.labels, proba))
+        print(_label_scores(model.classes_, table, proba))
     return 0
 
 
-def _label_scores(labels, proba):
-    """One line: PR-AUC, ROC-AUC and Brier score of the predictions on the labeled rows (NaN = unlabeled)."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+def _label_scores(classes, table, proba):
+    """One line: the scores of the predictions ``proba`` (n, K) on the labeled rows of ``table``.
 
-    labeled = ~np.isnan(labels)
-    y, p = labels[labeled].astype(int), proba[labeled]
+    Two classes: PR-AUC, ROC-AUC (of ``classes[1]``) and Brier score; more: log-loss, accuracy and the
+    macro average over the classes present of each class's PR-AUC against the rest.
+    """
+    from .io.tables import class_text
+
+    index = {class_text(value): k for k, value in enumerate(classes)}
+    labeled = ~np.isnan(table.codes)
+    texts = [class_text(table.classes[int(code)]) for code in table.codes[labeled]]
+    unknown = sorted(set(texts) - set(index))
+    if unknown:
+        return (f"predict: the label column holds {unknown[:5]}, which are not classes of the model "
+                f"{list(index)[:10]}: it is not scored")
+    y = np.array([index[text] for text in texts], dtype=int)
     if y.size == 0:
         return "predict: the label column has no labeled row to score"
+    if classes.size == 2:
+        return f"predict: on the {y.size} labeled instances: {_binary_scores(y, proba[labeled, 1], classes)}"
+    return f"predict: on the {y.size} labeled instances: {_multiclass_scores(y, proba[labeled], classes)}"
+
+
+def _multiclass_scores(y, proba, classes):
+    """Log-loss, accuracy and macro one-vs-rest PR-AUC of class indices ``y`` and probabilities (n, K)."""
+    from sklearn.metrics import accuracy_score, average_precision_score, log_loss
+
+    present = np.unique(y)
+    pr_auc = np.mean([average_precision_score(y == k, proba[:, k]) for k in present])
+    scores = (f"log-loss {log_loss(y, proba, labels=np.arange(classes.size)):.4f}, "
+              f"accuracy {accuracy_score(y, np.argmax(proba, axis=1)):.4f}, "
+              f"macro PR-AUC {pr_auc:.4f}")
+    if present.size < classes.size:
+        scores += f" (over the {present.size} of {classes.size} classes present)"
+    return scores
+
+
+def _binary_scores(y, p, classes):
+    """PR-AUC, ROC-AUC and Brier score of 0/1 codes ``y`` and probabilities ``p`` of ``classes[1]``."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
     scores = f"Brier {brier_score_loss(y, p, pos_label=1):.4f}"
     if np.unique(y).size == 2:
         scores = f"PR-AUC {average_precision_score(y, p):.4f}, ROC-AUC {roc_auc_score(y, p):.4f}, " + scores
     else:
-        scores += f" (PR-AUC and ROC-AUC need both classes; all {y.size} labels are {y[0]})"
-    return f"predict: on the {y.size} labeled instances: {scores}"
+        scores += f" (PR-AUC and ROC-AUC need both classes; all {y.size} labels are {classes[y[0]]!r})"
+    return scores
 
 
 def _diagnose(args):
@@ -445,8 +498,13 @@ def _common_options():
 
 def _table_options(parser):
     parser.add_argument("--label-col", metavar="NAME",
-                        help="label column (CSV/Parquet) or member (.npz): 0/1, empty/NaN/-1 = unlabeled; a "
-                        "name given must exist (default: 'label' when present)")
+                        help="label column (CSV/Parquet) or member (.npz): classes of any kind (text, integers, "
+                        "booleans), an empty cell or NaN (and -1 among numbers) = unlabeled; a name given must "
+                        "exist (default: 'label' when present)")
+    parser.add_argument("--unlabeled", metavar="VALUE",
+                        help="the label that marks an unlabeled row, as written in the table (e.g. ?, unknown, 0), "
+                        "besides empty cells and NaN; with it -1 is a class like any other (default: -1 among "
+                        "numeric labels)")
     parser.add_argument("--id-col", metavar="NAME",
                         help="instance id column or member, copied to the predictions; a name given must exist "
                         "(default: 'id' when present)")
@@ -498,11 +556,15 @@ def build_parser():
         "fit", parents=[common], help="fit on a probability table; write predictions, model and report",
         description="Fit CF-Ensemble on INPUT, a table of probabilities (one column per classifier, one row "
         "per instance): .npy/.npz (a matrix; .npz member 'P' plus optional label/id members), .csv or "
-        ".parquet. Instances without a label take part in the fit (semi-supervised). Writes to OUTPUT_DIR: "
-        "predictions.csv (or .parquet for Parquet input; P(y=1) and the 0/1 prediction of every instance, "
-        "with the id column if INPUT has one), model.npz (a safe model file for 'cfe-fast predict', of a size "
-        "that does not grow with the instances), "
-        "report.png and report.md.",
+        ".parquet. Instances without a label take part in the fit (semi-supervised). With two classes, each "
+        "column holds a classifier's probability of the larger class (in sorted order: 'yes' of no/yes, 2 of "
+        "1/2). With K > 2 classes (K: those of the label column), each classifier has one column per class, "
+        "named by classifier and class ending with the class, e.g. rf_cat rf_dog rf_emu, in any order (.npy/"
+        ".npz: StackingClassifier's layout, classifier j's probability of the k-th class in column j*K+k). "
+        "Writes to OUTPUT_DIR: predictions.csv (or .parquet for Parquet input; every instance's probability "
+        "of the larger class, or one probability_CLASS column per class, and the predicted class, with the id "
+        "column if INPUT has one), model.npz (a safe model file for 'cfe-fast predict', of a size that does "
+        "not grow with the instances), report.md and, with two classes, report.png.",
     )
     fit.add_argument("input", metavar="INPUT", help="probability table (.npy, .npz, .csv, .parquet)")
     fit.add_argument("-o", "--output-dir", default="cfe-fast-output", metavar="OUTPUT_DIR",
@@ -524,10 +586,11 @@ def build_parser():
 
     predict = commands.add_parser(
         "predict", parents=[common], help="predict new instances with a fitted model",
-        description="Predict P(y=1) for the instances of INPUT with MODEL (written by 'cfe-fast fit'): each "
-        "new instance is folded in with the classifier factors fixed. CSV/Parquet columns are matched to "
-        "the model's classifiers by name. With a label column, the PR-AUC, ROC-AUC and Brier score of the "
-        "labeled rows are printed.",
+        description="Predict the class probabilities of the instances of INPUT with MODEL (written by 'cfe-fast "
+        "fit'), written as fit writes them: each new instance is folded in with the classifier factors fixed. "
+        "CSV/Parquet columns are matched to the model's columns by name. With a label column, the scores of "
+        "the labeled rows are printed: PR-AUC, ROC-AUC and Brier score with two classes; log-loss, accuracy "
+        "and the macro average of each class's PR-AUC against the rest with more.",
     )
     predict.add_argument("model", metavar="MODEL", help="model file (model.npz of 'cfe-fast fit')")
     predict.add_argument("input", metavar="INPUT", help="probability table (.npy, .npz, .csv, .parquet)")

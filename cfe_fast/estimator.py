@@ -33,7 +33,15 @@ from .core.missing import mean_of_observed
 from .core.losses import AggregatorPenalty
 from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
-from .io.model_file import TRAINING_ATTRIBUTES, ModelContent, ModelFileError, read_model, write_model
+from .io.model_file import (
+    MULTICLASS_SCHEMA,
+    TRAINING_ATTRIBUTES,
+    ClassModel,
+    ModelContent,
+    ModelFileError,
+    read_model,
+    write_model,
+)
 from .parameters import DTYPES, validate_params
 from .scores import fit_quantiles, to_unit_interval
 from .training import loop
@@ -353,7 +361,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     def __getattr__(self, name):
         """Only for attributes not found: say why a loaded model lacks its training instances' values."""
-        if name in TRAINING_ATTRIBUTES and "classifier_factors_" in vars(self):
+        fitted = "classifier_factors_" in vars(self) or ("estimators_" in vars(self) and name == "transductive_proba_")
+        if name in TRAINING_ATTRIBUTES and fitted:
             raise AttributeError(f"this model holds no {name}: it was loaded from a model file saved without "
                                  "the fitted instances' values (save(path, include_training_factors=True) "
                                  "keeps them; 'cfe-fast fit' writes their probabilities to its predictions file)")
@@ -462,7 +471,10 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         classes, codes = encode_labels(y, unlabeled=self.unlabeled, max_classes=None)
         if classes.size > 2:
             if checkpoint is not None or resume_from is not None:
-                raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size})")
+                raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size}): "
+                                 "fit without checkpoint and resume_from, or fit one two-class model per class "
+                                 "(labels 'this class or not', X's columns of that class), each with its own "
+                                 "checkpoint")
             for name in (*FITTED_ATTRIBUTES, "history_"):
                 vars(self).pop(name, None)
             weights = check_sample_weight(sample_weight, codes.size, ~np.isnan(codes))
@@ -702,31 +714,20 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         the column names and classes, the history), so its size does not grow
         with the fitted instances; ``include_training_factors=True`` also
         keeps ``instance_factors_`` and ``transductive_proba_`` (n values
-        each). A model fitted with a dask ``client`` is saved with its fitted
-        arrays computed and ``client=None``.
+        each). A model of more than two classes holds each class's model
+        (``estimators_``), each as a two-class model is held, and its
+        ``classes_`` (of any kind, as a plain array). A model fitted with a
+        dask ``client`` is saved with its fitted arrays computed and ``client=None``.
         """
         check_is_fitted(self, "classes_")
-        if self._multiclass:
-            raise ValueError(f"models of more than two classes cannot be saved yet (this one has "
-                             f"{self.classes_.size}); see docs/guide/multiclass.md")
-        check_is_fitted(self, "classifier_factors_")
-        names = [name for name in FITTED_ATTRIBUTES if name in vars(self)]
-        if include_training_factors:
-            missing = [name for name in TRAINING_ATTRIBUTES if name not in names]
-            if missing:
-                raise ValueError(f"include_training_factors=True: this model holds no {missing}; "
-                                 "it was loaded from a file saved without them")
-        else:
-            names = [name for name in names if name not in TRAINING_ATTRIBUTES]
-        # a model fitted with a dask client: its factors on the cluster come back as NumPy arrays,
-        # and the client (a live connection, not part of the model) is stored as None
-        fitted = {}
-        for name in names:
-            value = getattr(self, name)
-            fitted[name] = np.asarray(value) if hasattr(value, "dask") else value
-        params = {**self.get_params(deep=False), "client": None}
-        content = ModelContent(type(self).__name__, params, fitted, self.history_)
-        write_model(path, content, overwrite=overwrite)
+        params = {**self.get_params(deep=False), "client": None}  # a live connection, not part of the model
+        if not self._multiclass:
+            fitted, history = _fitted_values(self, include_training_factors)
+            write_model(path, ModelContent(type(self).__name__, params, fitted, history), overwrite=overwrite)
+            return
+        per_class = [ClassModel(*_fitted_values(member, include_training_factors)) for member in self.estimators_]
+        fitted = {name: getattr(self, name) for name in MULTICLASS_SCHEMA if name in vars(self)}
+        write_model(path, ModelContent(type(self).__name__, params, fitted, None, per_class), overwrite=overwrite)
 
     @classmethod
     def load(cls, path):
@@ -737,7 +738,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         says so).
 
         The file is validated like ``fit``'s inputs: its fitted values against
-        :data:`cfe_fast.io.model_file.SCHEMA` and its parameters by
+        :data:`cfe_fast.io.model_file.SCHEMA` (and, with more than two classes,
+        :data:`~cfe_fast.io.model_file.MULTICLASS_SCHEMA`) and its parameters by
         :func:`~cfe_fast.parameters.validate_params`; anything else is a
         :class:`~cfe_fast.ModelFileError` naming the file.
         """
@@ -749,18 +751,13 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         except ValueError as error:
             raise ModelFileError(f"{path}: invalid parameter: {error}") from None
         estimator = cls(**content.params)
-        factors = content.fitted["classifier_factors_"]
-        if factors.dtype != np.dtype(estimator.dtype):
-            raise ModelFileError(f"{path}: classifier_factors_ has dtype {factors.dtype} but dtype={estimator.dtype!r}")
-        if (estimator.input_type == "scores") != ("score_quantiles_" in content.fitted):
-            raise ModelFileError(f"{path}: input_type={estimator.input_type!r} but the file "
-                                 f"{'lacks' if estimator.input_type == 'scores' else 'has'} score_quantiles_")
-        for name, value in content.fitted.items():
-            # string arrays (feature_names_in_) are object arrays in scikit-learn
-            is_text = isinstance(value, np.ndarray) and value.dtype.kind == "U"
-            setattr(estimator, name, value.astype(object) if is_text else value)
-        if content.history is not None:
-            estimator.history_ = content.history
+        if content.per_class is None:
+            return _restored(estimator, content.fitted, content.history, path)
+        members = [_restored(multiclass.member_of(estimator), part.fitted, part.history,
+                             f"{path}: the model of class {name!r}")
+                   for name, part in zip(content.fitted["classes_"].tolist(), content.per_class)]
+        _set_fitted(estimator, content.fitted)
+        multiclass.publish(estimator, members)
         return estimator
 
 
@@ -772,6 +769,49 @@ def save_model(estimator, path, *, overwrite=False, include_training_factors=Fal
 def load_model(path):
     """Load a model saved by :func:`save_model`; it predicts bit-identically."""
     return CFEnsembleClassifier.load(path)
+
+
+def _fitted_values(model, include_training_factors):
+    """(fitted values, history) of a fitted two-class model (or one class's model) for its model file.
+
+    A model fitted with a dask client: its factors on the cluster come back as NumPy arrays.
+    """
+    check_is_fitted(model, "classifier_factors_")
+    names = [name for name in FITTED_ATTRIBUTES if name in vars(model)]
+    if include_training_factors:
+        missing = [name for name in TRAINING_ATTRIBUTES if name not in names]
+        if missing:
+            raise ValueError(f"include_training_factors=True: this model holds no {missing}; "
+                             "it was loaded from a file saved without them")
+    else:
+        names = [name for name in names if name not in TRAINING_ATTRIBUTES]
+    fitted = {}
+    for name in names:
+        value = getattr(model, name)
+        fitted[name] = np.asarray(value) if hasattr(value, "dask") else value
+    return fitted, model.history_
+
+
+def _set_fitted(model, fitted):
+    """Set the fitted values of a model file on ``model`` (text arrays as object arrays, as scikit-learn has them)."""
+    for name, value in fitted.items():
+        is_text = isinstance(value, np.ndarray) and value.dtype.kind == "U"
+        setattr(model, name, value.astype(object) if is_text else value)
+
+
+def _restored(model, fitted, history, path):
+    """``model`` (unfitted, its parameters those of the file) with the fitted values and history of a two-class
+    model (or one class's model) set, once they agree with its parameters."""
+    factors = fitted["classifier_factors_"]
+    if factors.dtype != np.dtype(model.dtype):
+        raise ModelFileError(f"{path}: classifier_factors_ has dtype {factors.dtype} but dtype={model.dtype!r}")
+    if (model.input_type == "scores") != ("score_quantiles_" in fitted):
+        raise ModelFileError(f"{path}: input_type={model.input_type!r} but the file "
+                             f"{'lacks' if model.input_type == 'scores' else 'has'} score_quantiles_")
+    _set_fitted(model, fitted)
+    if history is not None:
+        model.history_ = history
+    return model
 
 
 def _check_both_classes(classes, y_labeled, weights):

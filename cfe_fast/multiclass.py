@@ -87,7 +87,7 @@ def fit(estimator, X, classes, codes, sample_weight, weights, callback):
     labeled = ~np.isnan(codes)
     estimators = []
     for k in range(K):
-        member = clone(estimator).set_params(unlabeled="auto")  # its labels are 0/1 with NaN where unlabeled
+        member = member_of(estimator)
         target = np.where(labeled, (codes == k).astype(np.float64), np.nan)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -96,11 +96,26 @@ def fit(estimator, X, classes, codes, sample_weight, weights, callback):
             warnings.warn(f"class {classes[k]!r}: {warning.message}", warning.category, stacklevel=4)
         estimators.append(member)
     estimator.classes_ = classes
+    publish(estimator, estimators)
+
+
+def member_of(estimator):
+    """An unfitted per-class model of ``estimator``: its parameters, labels 0/1 with NaN where unlabeled."""
+    return clone(estimator).set_params(unlabeled="auto")
+
+
+def publish(estimator, estimators):
+    """Set ``estimators_`` and the fit's summary from the per-class models (after a fit or a load).
+
+    ``transductive_proba_`` is set where the per-class models hold their fitted instances' probabilities.
+    """
     estimator.estimators_ = estimators
     estimator.latent_dim_ = estimators[0].latent_dim_
     estimator.n_iter_ = max(member.n_iter_ for member in estimators)
     estimator.converged_ = all(member.converged_ for member in estimators)
-    estimator.transductive_proba_ = normalised([member.transductive_proba_ for member in estimators])
+    vars(estimator).pop("transductive_proba_", None)
+    if all("transductive_proba_" in vars(member) for member in estimators):
+        estimator.transductive_proba_ = normalised([member.transductive_proba_ for member in estimators])
 
 
 def normalised(probabilities):

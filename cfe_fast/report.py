@@ -8,7 +8,8 @@ the labeled instances; objective terms per iteration; aggregator weight per
 classifier per iteration; latent effective rank of X and Y; the collapse
 monitors (||w||, std of p, fraction predicted positive); the collapse
 verdicts of ``model.diagnose()``. A panel whose data the fit did not record
-(or that needs labels of both classes) holds a note instead of a plot.
+(or that needs labels of both classes) holds a note instead of a plot. A
+model of more than two classes gets a Markdown summary of each class's model.
 matplotlib (the ``plot`` extra) is imported only here, when a picture is drawn.
 """
 
@@ -212,6 +213,12 @@ def _verdict_panel(ax, text):
     ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=size, transform=ax.transAxes)
 
 
+def _refuse_multiclass(model):
+    if hasattr(model, "estimators_"):
+        raise ValueError(f"the report's picture and comparison are drawn for two classes only (this model has "
+                         f"{model.classes_.size}): use write_report or multiclass_markdown")
+
+
 def comparison_of(model, P, labels):
     """The cross-validated comparison of the report, or None without the probabilities or labels."""
     if P is None or labels is None:
@@ -231,6 +238,7 @@ def report_figure(model, labels=None, comparison=None):
     comparison : :class:`~cfe_fast.comparison.Comparison` or None
         From :func:`comparison_of`; None leaves its two panels with a note.
     """
+    _refuse_multiclass(model)
     plt = _pyplot()
     history = model.history_
     names = _classifier_names(model)
@@ -269,6 +277,7 @@ def plot_report(model, path, labels=None, *, comparison=None, overwrite=False):
 
 def markdown_report(model, picture=None, comparison=None):
     """Markdown text of the report (embedding ``picture``, a relative path, if given; with the comparison's table)."""
+    _refuse_multiclass(model)
     lines = [
         "# cfe_fast fit report",
         "",
@@ -294,14 +303,48 @@ def markdown_report(model, picture=None, comparison=None):
     return "\n".join(lines) + "\n"
 
 
+def multiclass_markdown(model):
+    """Markdown text of the report of a model of more than two classes: each class's model in a line, the
+    collapse verdicts of every class, and the aggregator weights per classifier and class."""
+    classes = [str(name) for name in model.classes_.tolist()]
+    members = model.estimators_
+    names = _classifier_names(members[0])
+    lines = [
+        "# cfe_fast fit report",
+        "",
+        f"- {len(classes)} classes, one two-class model per class (its class against the rest; "
+        "docs/guide/multiclass.md); the picture and the cross-validated comparison are drawn for two classes only",
+        f"- classifiers: {members[0].n_features_in_}, latent dimension: {model.latent_dim_}",
+        "",
+        "| class | iterations | final objective | aggregator | intercept |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {member.n_iter_} ({'converged' if member.converged_ else 'not converged'}) | "
+              f"{member.history_['loss'][-1]:.6g} | {member.aggregator_} | {member.intercept_:.4g} |"
+              for name, member in zip(classes, members)]
+    lines += ["", "## Collapse verdicts", "", "```text", verdicts_text(model), "```", ""]
+    lines += ["## Aggregator weights", "", f"| classifier | {' | '.join(classes)} |", "|---|" + "---|" * len(classes)]
+    weights = np.column_stack([np.asarray(member.coef_) for member in members])
+    lines += [f"| {name} | {' | '.join(f'{w:.4g}' for w in row)} |" for name, row in zip(names, weights)]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(model, folder, labels=None, *, P=None, overwrite=False, picture=True):
     """Write ``report.png`` (if ``picture``) and ``report.md`` into ``folder``; return their paths.
 
     With the fit's probabilities ``P`` (n_instances, n_classifiers) and
-    ``labels``, both hold the cross-validated comparison with the baselines
-    (:func:`cfe_fast.comparison.cross_validated_comparison`: K refits).
+    ``labels`` (0/1, NaN where unlabeled), both hold the cross-validated
+    comparison with the baselines
+    (:func:`cfe_fast.comparison.cross_validated_comparison`: K refits). A
+    model of more than two classes gets :func:`multiclass_markdown` and no
+    picture, whatever ``picture`` says (the path returned for it is None).
     """
     folder = Path(folder)
+    if hasattr(model, "estimators_"):
+        text = multiclass_markdown(model)
+        md = folder / "report.md"
+        atomic_write(md, lambda file: file.write(text.encode("utf-8")), overwrite=overwrite)
+        return None, md
     comparison = comparison_of(model, P, labels)
     png = folder / "report.png" if picture else None
     if png is not None:

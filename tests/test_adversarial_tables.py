@@ -92,7 +92,7 @@ def test_predict_ignores_a_bad_label_column_with_a_warning(tmp_path, table_file)
     train = table_file(good_columns(40), "train.csv")
     assert main(["fit", str(train), "-o", str(tmp_path / "out"), *FAST]) == 0
     columns = good_columns(40)
-    columns["label"] = ["yes"] * 40
+    columns["label"] = ["0.5"] * 40
     new = table_file(columns, "new.csv")
     with pytest.warns(UserWarning, match="the label column is ignored"):
         code = main(["predict", str(tmp_path / "out" / "model.npz"), str(new), "-o", str(tmp_path / "p.csv"),
@@ -125,11 +125,15 @@ def test_a_bad_cell_is_named_by_column_and_row(table_file, cell, why, row):
         read_table(table_file(columns))
 
 
-@pytest.mark.parametrize("cell", ["2", "0.5", "yes", "inf"])
-def test_a_bad_label_is_named(table_file, cell):
+@pytest.mark.parametrize("cell, why", [
+    ("0.5", r"continuous values \[0.5\]"),
+    ("yes", r"mixes numbers \('0'\) and text \(\['yes'\]\)"),
+    ("inf", "infinite values"),
+])
+def test_a_bad_label_is_named(table_file, cell, why):
     columns = good_columns()
     columns["label"][3] = cell
-    with pytest.raises((TypeError, ValueError), match="t.csv.*label"):
+    with pytest.raises((TypeError, ValueError), match=f"t.csv: label column 'label'.*{why}"):
         read_table(table_file(columns))
 
 
@@ -137,7 +141,25 @@ def test_a_bad_label_is_named(table_file, cell):
 def test_empty_nan_and_minus_one_labels_are_unlabeled(table_file, cell):
     columns = good_columns()
     columns["label"][3] = cell
-    assert np.isnan(read_table(table_file(columns)).labels[3])
+    table = read_table(table_file(columns))
+    assert np.isnan(table.codes[3]) and table.classes.tolist() == [0, 1]
+    assert np.isnan(table.codes).sum() == 1
+
+
+@pytest.mark.parametrize("cells, classes", [
+    (["no", "yes", ""], ["no", "yes"]),
+    (["1", "2", "3"], [1, 2, 3]),
+    (["true", "false", ""], [False, True]),
+    (["-1", "1", "?"], [-1, 1]),
+])
+def test_labels_of_any_kind_are_read_with_their_classes(table_file, cells, classes):
+    columns = good_columns(12)
+    columns["label"] = [cells[i % 3] for i in range(12)]
+    table = read_table(table_file(columns), unlabeled="?" if "?" in cells else None)
+    assert table.classes.tolist() == classes
+    assert [None if code != code else table.classes[int(code)] for code in table.codes][:3] == \
+        [None if cell in ("", "?") else cell if cell.isalpha() and cell not in ("true", "false")
+         else cell == "true" if cell in ("true", "false") else int(cell) for cell in cells]
 
 
 def test_a_utf8_byte_order_mark_is_dropped(table_file):
@@ -201,12 +223,12 @@ def test_parquet_nulls_are_unobserved_and_strings_are_named(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"m0": [0.1, None, 0.3], "m1": [0.2, 0.4, 0.6], "label": [1, None, 0]}), path)
     table = read_table(path)  # a null is an unobserved entry
-    assert np.isnan(table.P[1, 0]) and np.isnan(table.P).sum() == 1 and np.isnan(table.labels[1])
+    assert np.isnan(table.P[1, 0]) and np.isnan(table.P).sum() == 1 and np.isnan(table.codes[1])
     pq.write_table(pa.table({"m0": ["0.1", "x"], "m1": [0.2, 0.4]}), path)
     with pytest.raises(ValueError, match="t.parquet: column 'm0', data row 2: 'x' is not a number"):
         read_table(path)
     pq.write_table(pa.table({"m0": [0.1, 0.2], "m1": [0.2, 0.4], "label": [1, None]}), path)
-    assert np.isnan(read_table(path).labels[1])
+    assert np.isnan(read_table(path).codes[1])
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(ValueError, match="t.parquet: not a readable Parquet file"):
         read_table(path)

@@ -135,7 +135,7 @@ def test_parquet_round_trip(tmp_path, data):
         ("m0,m1\n0.5,abc\n", "column 'm1', data row 1: 'abc' is not a number"),
         ("m0,m1\n0.5,0.2,0.1\n", "Row #2: Expected 2 columns, got 3"),
         ("m0,m1\n0.5,1.7\n0.1,0.2\n", r"column 'm1', data row 1: 1.7 is not a probability in \[0, 1\]"),
-        ("m0,label\n0.5,2\n0.1,0\n", "label column 'label' must hold 0, 1"),
+        ("m0,label\n0.5,0.5\n0.1,0\n", r"label column 'label' must hold class labels; found continuous values"),
         ("", "Empty CSV"),
     ],
 )

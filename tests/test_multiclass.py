@@ -113,13 +113,13 @@ def test_a_class_without_weight_is_named(data):
         model().fit(P, labels, sample_weight=weights)
 
 
-def test_what_multi_class_models_do_not_support_is_refused(tmp_path, data, fitted):
+@pytest.mark.parametrize("where", ["checkpoint", "resume_from"])
+def test_checkpoints_are_refused_with_the_alternative(tmp_path, data, where):
     P, labels, _ = data
-    with pytest.raises(ValueError, match="checkpoints are not supported with more than two classes"):
-        model().fit(P, labels, checkpoint=tmp_path / "state.npz")
-    with pytest.raises(ValueError, match="cannot be saved yet"):
-        fitted.save(tmp_path / "model.npz")
-    assert not (tmp_path / "model.npz").exists() and not (tmp_path / "state.npz").exists()
+    with pytest.raises(ValueError, match=r"not supported with more than two classes \(y has 3\): fit without "
+                                         r"checkpoint and resume_from, or fit one two-class model per class"):
+        model().fit(P, labels, **{where: tmp_path / "state.npz"})
+    assert not (tmp_path / "state.npz").exists()
 
 
 def test_a_warning_of_a_class_ensemble_names_the_class(data):

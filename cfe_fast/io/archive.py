@@ -87,13 +87,13 @@ def params_payload(parameters):
     return params, arrays
 
 
-def history_payload(history):
-    """(JSON description, arrays) of a ``history_`` dict of per-iteration lists."""
+def history_payload(history, prefix=""):
+    """(JSON description, arrays) of a ``history_`` dict of per-iteration lists; members ``<prefix>history/<key>``."""
     kinds, arrays = {}, {}
     for key, values in history.items():
         arr = safe_array(values, f"history_[{key!r}]")
         kinds[key] = "vector" if arr.ndim == 2 else "scalar"
-        arrays[f"history/{key}"] = arr
+        arrays[f"{prefix}history/{key}"] = arr
     return {"keys": list(history), "kinds": kinds}, arrays
 
 
@@ -191,11 +191,11 @@ def restore_params(path, metadata, arrays, known):
     return restored
 
 
-def restore_history(path, description, arrays, required=()):
-    """The ``history_`` dict of lists (scalars as Python numbers, vectors as arrays).
+def restore_history(path, description, arrays, required=(), prefix=""):
+    """The ``history_`` dict of lists (scalars as Python numbers, vectors as arrays), taken from ``arrays``.
 
     Every entry must be numeric with one value per iteration, and the keys
-    ``required`` must be there.
+    ``required`` must be there; the members are ``<prefix>history/<key>``.
     """
     if description is None:
         return None
@@ -207,7 +207,7 @@ def restore_history(path, description, arrays, required=()):
     require(not missing, path, f"its history lacks the entries {missing}")
     history, length = {}, None
     for key in keys:
-        member = f"history/{key}"
+        member = f"{prefix}history/{key}"
         require(member in arrays, path, f"missing history member {member!r}")
         require(kinds.get(key) in ("vector", "scalar"), path, f"history entry {key!r} has no kind")
         values = arrays.pop(member)

@@ -6,7 +6,7 @@ Input formats (by suffix):
     One matrix (n_instances, n_classifiers); no labels.
 ``.npz``
     Member ``P`` (or the only member) is the matrix; optional members named by
-    ``label_col`` (0/1, NaN or -1 = unlabeled) and ``id_col``. Members are
+    ``label_col`` (classes; NaN or -1 = unlabeled) and ``id_col``. Members are
     checked from their headers before they are decompressed (:mod:`.npz`).
 ``.csv``
     A header row, one column per classifier; optional label column (empty,
@@ -24,6 +24,13 @@ name looks like a label (:data:`LABEL_LIKE`) draws a warning. Every other
 probability must be a number in [0, 1]: a non-numeric, infinite or
 out-of-range cell is an error naming the file, the column and the data row.
 Nothing is unpickled.
+
+Labels are classes of any kind (text, numbers, booleans; :func:`label_values`):
+an empty cell, a null or NaN is unlabeled, and so is -1 among numbers or the
+value ``read_table``'s ``unlabeled`` names. With more than two classes the
+classifier columns are named by classifier and class (:func:`stacking_columns`).
+Predictions (:func:`write_predictions`) hold the class probabilities and the
+predicted class.
 """
 
 import csv
@@ -36,7 +43,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .npz import NpzReader
-from .._validation import check_labels
+from .._validation import AUTO_UNLABELED, encode_labels
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 DEFAULT_LABEL, DEFAULT_ID = "label", "id"
@@ -48,8 +55,12 @@ class Table(NamedTuple):
     """A probability table read from a file.
 
     P : (n_instances, n_classifiers) float64; columns : classifier names;
-    labels : (n,) float64 with NaN for unlabeled, or None; ids : (n,) array or
-    None; id_name : name of the id column (None without ids).
+    labels : (n,) array of the labels as read (:func:`label_values`: NaN or
+    None where a cell is empty or marked by ``read_table``'s ``unlabeled``), or None;
+    ids : (n,) array or None; id_name : name of the id column (None without
+    ids); classes : the sorted classes of the labeled rows and codes : (n,)
+    float64, each row's index in ``classes``, NaN where unlabeled (both
+    None without labels).
     """
 
     P: np.ndarray
@@ -57,6 +68,8 @@ class Table(NamedTuple):
     labels: np.ndarray | None
     ids: np.ndarray | None
     id_name: str | None
+    classes: np.ndarray | None = None
+    codes: np.ndarray | None = None
 
 
 def _suffix(path):
@@ -132,18 +145,84 @@ def _numbers(path, name, column):
     raise ValueError(f"{path}: column {name!r} holds {kind} values, not numbers")
 
 
-def _labels(path, name, read, n, ignore_bad):
-    """Checked labels from ``read()``, or None with a warning when ``ignore_bad`` and they are not labels."""
+def class_text(value):
+    """How a class is written in a table: an integral number without ".0", anything else as ``str``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _blank(cell):
+    return cell is None or (isinstance(cell, float) and cell != cell) or (isinstance(cell, str) and not cell.strip())
+
+
+def label_values(values, unlabeled=None, name="labels"):
+    """Labels as read from a column or member: numbers as float64 (NaN where a cell is empty), anything else
+    (text, booleans) as an object array (None where a cell is empty); a cell that says ``unlabeled`` (as
+    written, :func:`class_text`) is empty too. Numbers written as text are numbers.
+
+    Raises
+    ------
+    ValueError
+        Text that mixes numbers and words, naming both.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "iuf":
+        values = values.astype(np.float64)
+        if unlabeled is not None:
+            values[[class_text(value) == unlabeled for value in values.tolist()]] = np.nan
+        return values
+    cells = [None if _blank(cell) or (unlabeled is not None and class_text(cell) == unlabeled) else cell
+             for cell in values.tolist()]
+    text = [cell for cell in cells if isinstance(cell, str)]
+    numbers = [cell for cell in text if _is_number(cell)]
+    if numbers and len(numbers) < len(text):
+        words = list(dict.fromkeys(cell for cell in text if not _is_number(cell)))
+        raise ValueError(f"{name} mixes numbers ({numbers[0]!r}) and text ({words[:5]}); use one kind of label")
+    if numbers:
+        return np.array([np.nan if cell is None else float(cell) for cell in cells])
+    return np.array(cells, dtype=object)
+
+
+def _arrow_labels(path, name, column, unlabeled):
+    """The labels of a pyarrow column (:func:`label_values`)."""
+    pa = _pyarrow()
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_boolean(kind):
+        values = np.array(column.to_pylist(), dtype=object)
+    else:
+        values = _numbers(path, name, column)
+    return label_values(values, unlabeled, f"{path}: label column {name!r}")
+
+
+def _is_number(text):
     try:
-        return check_labels(read(), n, f"{path}: label column {name!r}")
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _labels(path, name, read, n, ignore_bad, unlabeled):
+    """(labels, classes, codes) from ``read()`` (:func:`label_values`), checked (see :class:`Table`); three
+    None with a warning when ``ignore_bad`` and they are not labels.
+
+    ``unlabeled``: the text of a label that marks unlabeled rows, or None: NaN and empty cells, and -1 among
+    numeric labels.
+    """
+    try:
+        labels = read()
+        classes, codes = encode_labels(labels, n, AUTO_UNLABELED if unlabeled is None else None,
+                                       f"{path}: label column {name!r}", max_classes=None)
+        return labels, classes, codes
     except (TypeError, ValueError) as error:
         if not ignore_bad:
             raise
         warnings.warn(f"{error}; the label column is ignored", UserWarning, stacklevel=4)
-        return None
+        return None, None, None
 
 
-def _from_arrow(path, table, label_col, id_col, ignore_bad_labels):
+def _from_arrow(path, table, label_col, id_col, ignore_bad_labels, unlabeled):
     """Table from a pyarrow table (CSV or Parquet)."""
     names = table.column_names
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -153,18 +232,19 @@ def _from_arrow(path, table, label_col, id_col, ignore_bad_labels):
     ident = _pick(path, names, id_col, DEFAULT_ID, "id")
     if table.num_rows == 0:
         raise ValueError(f"{path}: no data rows (only the header)")
-    labels = None if label is None else _labels(
-        path, label, lambda: _numbers(path, label, table.column(label)), table.num_rows, ignore_bad_labels)
+    labels, classes, codes = (None, None, None) if label is None else _labels(
+        path, label, lambda: _arrow_labels(path, label, table.column(label), unlabeled), table.num_rows,
+        ignore_bad_labels, unlabeled)
     ids = None if ident is None else np.asarray(table.column(ident).to_numpy(zero_copy_only=False))
     columns = {name: _check_probabilities(path, name, _numbers(path, name, table.column(name)))
                for name in names if name not in (label, ident)}
     if not columns:
         raise ValueError(f"{path}: no classifier column (only the label/id columns)")
     _warn_label_like(path, columns, label is not None)
-    return Table(np.column_stack(list(columns.values())), list(columns), labels, ids, ident)
+    return Table(np.column_stack(list(columns.values())), list(columns), labels, ids, ident, classes, codes)
 
 
-def _read_csv(path, label_col, id_col, ignore_bad_labels):
+def _read_csv(path, label_col, id_col, ignore_bad_labels, unlabeled):
     pa = _pyarrow()
     from pyarrow import csv as arrow_csv
 
@@ -187,10 +267,10 @@ def _read_csv(path, label_col, id_col, ignore_bad_labels):
             table = read(False)  # reads again on one thread, whose errors name the row
     except pa.ArrowInvalid as error:
         raise ValueError(f"{path}: not a readable CSV file ({error})") from None
-    return _from_arrow(path, table, label_col, id_col, ignore_bad_labels)
+    return _from_arrow(path, table, label_col, id_col, ignore_bad_labels, unlabeled)
 
 
-def _read_parquet(path, label_col, id_col, ignore_bad_labels):
+def _read_parquet(path, label_col, id_col, ignore_bad_labels, unlabeled):
     pa = _pyarrow()
     import pyarrow.parquet as pq
 
@@ -198,7 +278,7 @@ def _read_parquet(path, label_col, id_col, ignore_bad_labels):
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
-    return _from_arrow(path, table, label_col, id_col, ignore_bad_labels)
+    return _from_arrow(path, table, label_col, id_col, ignore_bad_labels, unlabeled)
 
 
 def _matrix(path, P, what):
@@ -227,7 +307,7 @@ def _read_npy(path):
     return Table(P, [f"classifier_{j}" for j in range(P.shape[1])], None, None, None)
 
 
-def _read_npz(path, label_col, id_col, ignore_bad_labels):
+def _read_npz(path, label_col, id_col, ignore_bad_labels, unlabeled):
     with NpzReader(path) as reader:
         names = reader.names
         label = _pick(path, names, label_col, DEFAULT_LABEL, "label")
@@ -237,14 +317,16 @@ def _read_npz(path, label_col, id_col, ignore_bad_labels):
         if key is None:
             raise ValueError(f"{path}: expected a member 'P' (the probability matrix); found {sorted(names)}")
         P = _matrix(path, reader.read(key), f"member {key!r}")
-        labels = None if label is None else _labels(path, label, lambda: reader.read(label), len(P), ignore_bad_labels)
+        labels, classes, codes = (None, None, None) if label is None else _labels(
+            path, label, lambda: label_values(reader.read(label), unlabeled, f"{path}: label member {label!r}"),
+            len(P), ignore_bad_labels, unlabeled)
         ids = None if ident is None else reader.read(ident)
     if ids is not None and ids.ndim != 1:
         raise ValueError(f"{path}: id member {ident!r} must be 1-D, got shape {ids.shape}")
-    return Table(P, [f"classifier_{j}" for j in range(P.shape[1])], labels, ids, ident)
+    return Table(P, [f"classifier_{j}" for j in range(P.shape[1])], labels, ids, ident, classes, codes)
 
 
-def read_table(path, label_col=None, id_col=None, *, ignore_bad_labels=False):
+def read_table(path, label_col=None, id_col=None, *, ignore_bad_labels=False, unlabeled=None):
     """Read a probability table (see the module docstring for the formats).
 
     Parameters
@@ -256,17 +338,21 @@ def read_table(path, label_col=None, id_col=None, *, ignore_bad_labels=False):
     ignore_bad_labels : bool, default=False
         A label column that does not hold labels is ignored with a warning
         instead of being an error (prediction, which does not need labels).
+    unlabeled : str or None, default=None
+        The label (as written, :func:`class_text`) that marks unlabeled rows,
+        besides empty cells and NaN. None: empty cells and NaN, and -1 among
+        numeric labels.
     """
     path = Path(path)
     suffix = _suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if suffix == ".csv":
-        table = _read_csv(path, label_col, id_col, ignore_bad_labels)
+        table = _read_csv(path, label_col, id_col, ignore_bad_labels, unlabeled)
     elif suffix == ".parquet":
-        table = _read_parquet(path, label_col, id_col, ignore_bad_labels)
+        table = _read_parquet(path, label_col, id_col, ignore_bad_labels, unlabeled)
     elif suffix == ".npz":
-        table = _read_npz(path, label_col, id_col, ignore_bad_labels)
+        table = _read_npz(path, label_col, id_col, ignore_bad_labels, unlabeled)
     else:
         if label_col is not None or id_col is not None:
             raise ValueError(f"{path}: a .npy file holds the matrix only; it has no label or id column")
@@ -285,30 +371,88 @@ def select_columns(table, names, path):
     return np.asarray(table.P)[:, index]
 
 
-def write_predictions(path, proba, ids=None, id_name=None, *, threshold=0.5, overwrite=False):
-    """Write P(y=1) and the 0/1 prediction (P(y=1) >= ``threshold``) per instance as CSV or Parquet (by suffix), atomically."""
+def stacking_columns(table, path):
+    """The table with its classifier columns in StackingClassifier's layout, for K >= 3 ``table.classes``.
+
+    Each classifier column's name ends with its class as written
+    (:func:`class_text`), e.g. ``rf_cat``, ``rf_dog``, ``rf_emu``
+    (StackingClassifier's own names, ``..._rf0``, ``..._rf1``, ``..._rf2``,
+    where the classes are 0, 1, 2); the rest of the name is the classifier.
+    Columns may come in any order; the result holds each classifier's columns
+    together (classifiers in order of first appearance), its classes in
+    ``table.classes`` order. A column without a class at its end, or a
+    classifier without a column of every class, is an error naming them.
+    """
+    texts = [class_text(value) for value in table.classes]
+    columns = {}
+    for j, name in enumerate(table.columns):
+        name = str(name)
+        ends = [text for text in texts if name.endswith(text) and len(name) > len(text)]
+        if not ends:
+            raise ValueError(f"{path}: column {name!r} does not end with one of the {len(texts)} classes {texts} of "
+                             f"the label column: with more than two classes each classifier column is named by "
+                             f"its classifier and class, e.g. 'rf_{texts[0]}', 'rf_{texts[1]}', ... (any order)")
+        text = max(ends, key=len)  # classes 1 and 11: 'rf11' is rf's column of class 11
+        columns.setdefault(name[: -len(text)], {})[text] = j
+    for classifier, found in columns.items():
+        missing = [text for text in texts if text not in found]
+        if missing:
+            raise ValueError(f"{path}: classifier {classifier!r} has no column of class(es) {missing} (its columns: "
+                             f"{[table.columns[j] for j in found.values()]}); every classifier needs one column "
+                             "per class")
+    order = [found[text] for found in columns.values() for text in texts]
+    return table._replace(P=table.P[:, order], columns=[table.columns[j] for j in order])
+
+
+def _class_array(classes):
+    """The classes as the values of a prediction column: integral numbers as integers."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind == "f" and (classes == np.round(classes)).all():
+        return classes.astype(np.int64)
+    return classes
+
+
+def write_predictions(path, proba, classes, ids=None, id_name=None, *, threshold=0.5, overwrite=False):
+    """Write the class probabilities and the predicted class per instance as CSV or Parquet (by suffix), atomically.
+
+    ``proba``: (n,), the probability of ``classes[1]`` of a two-class model,
+    written as ``probability``, the prediction being ``classes[1]`` where
+    it is >= ``threshold``; or (n, K), written as one column
+    ``probability_<class>`` per class, the prediction being the most probable class.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: predictions are written as .csv or .parquet, not {suffix!r}")
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim == 1:
+        probabilities = {"probability": proba}
+        picked = (proba >= threshold).astype(np.intp)
+    else:
+        probabilities = {f"probability_{class_text(value)}": proba[:, k] for k, value in enumerate(classes)}
+        picked = np.argmax(proba, axis=1)
+    if id_name in probabilities or id_name == "prediction":
+        raise ValueError(f"{path}: the id column {id_name!r} has the name of a prediction column")
     columns = {} if ids is None else {id_name: list(np.asarray(ids).tolist())}
-    columns["probability"] = np.asarray(proba, dtype=np.float64)
-    columns["prediction"] = (columns["probability"] >= threshold).astype(np.int64)
+    columns.update(probabilities)
+    columns["prediction"] = _class_array(classes)[picked]
     if suffix == ".parquet":
         pa = _pyarrow()
         import pyarrow.parquet as pq
 
-        table = pa.table(columns)
+        table = pa.table({name: list(values.tolist()) if name == "prediction" else values
+                          for name, values in columns.items()})
         write = lambda file: pq.write_table(table, file)  # noqa: E731
     else:
+        cells = {name: [repr(float(v)) for v in values] if name in probabilities else
+                 [class_text(v) for v in values.tolist()] if name == "prediction" else values
+                 for name, values in columns.items()}
+
         def write(file):
             text = io.TextIOWrapper(file, encoding="utf-8", newline="")
             writer = csv.writer(text)
-            writer.writerow(list(columns))
-            writer.writerows(
-                zip(*[[repr(float(v)) for v in values] if name == "probability" else values
-                      for name, values in columns.items()])
-            )
+            writer.writerow(list(cells))
+            writer.writerows(zip(*cells.values()))
             text.flush()
             text.detach()
     atomic_write(path, write, overwrite=overwrite, hint="use --force to overwrite it")
