@@ -45,7 +45,7 @@ from .io.model_file import (
 from .parameters import DTYPES, validate_params
 from .scores import fit_quantiles, to_unit_interval
 from .training import loop
-from .training.aggregator import PRIOR_FALLBACK, PRIOR_GRID
+from .training.aggregator import AUTO_PRIOR_CENTERS, PRIOR_FALLBACK, PRIOR_STRENGTHS
 from .training.problem import FitData, Settings, mean_of_reconstruction
 from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 
@@ -104,9 +104,17 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
     focal_variant : {"exact", "weighted_bce"}, default="exact"
         True focal gradient, or the original implementation's (1 - p_t)^gamma-weighted
         BCE gradient.
-    aggregator_l2 : float, default=1e-3
-        Ridge on w; keeps the Newton fit well posed when r_hat is collinear
-        (it has rank d) or the labels are separable.
+    aggregator_l2 : float, default=1.0
+        Strength, in labeled instances, of a ridge on w: the penalty
+        (aggregator_l2 / n_labeled / 2) ||w||^2, with n_labeled the total class
+        weight of the labeled instances; 1 is the ridge of scikit-learn's
+        ``LogisticRegression(C=1)``. It keeps the Newton fit well posed when
+        r_hat is collinear (it has rank d) or the labels are separable, and
+        fades as labels grow. On the real-data benchmark 1 lowered the
+        shortfall to max(mean, LR stacking) on two sets of re-drawn splits
+        where 0.1 and 10 did not, and a fixed ridge on the mean loss (its
+        strength growing with the labels) fell 0.01 PR-AUC behind LR stacking
+        with 27,000 labels (``benchmarks/results/quality_cpu2.md``).
     aggregator_prior : float or "auto", default="auto"
         Strength, in labeled instances, of a prior on the weights w toward
         the centre ``aggregator_prior_center``, never on b: the penalty
@@ -122,14 +130,19 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         (``benchmarks/results/quality_cpu2.md``) it keeps few-label fits
         near the mean of the classifiers, where a free aggregator fell up to
         0.3 PR-AUC below it, and lets a ridge follow a dominant classifier.
-    aggregator_prior_center : {"auto", "equal", "zero"}, default="auto"
-        The prior's centre: "equal" weights at any common scale (a strong
+    aggregator_prior_center : {"auto", "consensus", "equal", "zero"}, default="auto"
+        The prior's centre: "consensus", the classifiers' agreement weights
+        at any common scale (each classifier weighted by its correlation with
+        the others' reconstructions, to the 4th power, over all instances,
+        labeled or not: :func:`cfe_fast.core.consensus.consensus_weights`;
+        trainer="als" only), "equal" weights at any common scale (a strong
         prior gives the mean of the reconstruction) or "zero" (a ridge, as in
         logistic-regression stacking: a strong prior weights each classifier
         by the class-weighted difference of the classes' mean r_hat). "auto":
-        chosen with the strength by aggregator_prior="auto" ("zero" unless
-        the cross-validated loss of the best "equal" prior is lower by more
-        than its standard error), "equal" with a given strength.
+        chosen with the strength by aggregator_prior="auto" between
+        "consensus" and "zero" ("zero" unless the cross-validated loss of the
+        best "consensus" prior is lower by more than its standard error), and
+        "equal" with a given strength.
     freeze_aggregator_iters : int, default=0
         Keep (w, b) at its initial value (w = 1/m, b = 0) for this many iterations.
     trainer : {"als", "exact", "joint"}, default="als"
@@ -139,8 +152,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         increases; needs rho > 0). "joint": Adam on all parameters together.
         See :mod:`cfe_fast.training.trainers`. On the real-data benchmark
         (``benchmarks/results/quality_cpu2.md``) "exact" and "joint" predict
-        worse than "als" (8 of 33 cells within 0.002 PR-AUC of the better of
-        the mean and LR stacking, against 19): their factors follow the few
+        worse than "als" (17 and 12 of 33 cells within 0.002 PR-AUC of the
+        better of the mean and LR stacking, against 23): their factors follow the few
         labels too, so the aggregator's cross-validation cannot be run on
         fixed factors ("auto" is 0 for them) and they overfit where labels
         are few. Use them to study the joint objective, not for prediction.
@@ -291,7 +304,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         class_weight="balanced",
         focal_gamma=0.0,
         focal_variant="exact",
-        aggregator_l2=1e-3,
+        aggregator_l2=1.0,
         aggregator_prior="auto",
         aggregator_prior_center="auto",
         freeze_aggregator_iters=0,
@@ -619,7 +632,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if self.aggregator_prior != "auto" or self.trainer != "als" or self.aggregator_solver != "newton":
             return None
         center = self.aggregator_prior_center
-        return tuple(prior for prior in PRIOR_GRID if center == "auto" or prior[0] == center)
+        centers = AUTO_PRIOR_CENTERS if center == "auto" else (center,)
+        return tuple((center, strength) for center in centers for strength in PRIOR_STRENGTHS)
 
     def _prior_correction(self, y_labeled, weights):
         """The intercept's shift by balanced class weights: log(W_neg / W_pos), W a class's total weight; else 0."""

@@ -275,6 +275,13 @@ def _solver_of_trainer(p):
         return f"solver={p['solver']!r} applies to trainer='als' only (the others solve exactly)"
 
 
+def _consensus_of_trainer(p):
+    if p["aggregator_prior_center"] == "consensus" and p["trainer"] != "als":
+        return ("aggregator_prior_center='consensus' follows the factors (its direction is recomputed at each "
+                "aggregator fit), which trainer='als' alone allows: its factors do not depend on the aggregator; "
+                "use aggregator_prior_center='equal' or 'zero'")
+
+
 def _scores_in_memory(p):
     if p["input_type"] == "scores" and p["backend"] == "dask":
         return ("input_type='scores' maps each classifier's scores by their quantiles over all instances, "
@@ -304,6 +311,8 @@ CROSS_RULES = (
     CrossRule(("trainer", "rho", "focal_variant"),
               "trainer='exact' needs rho > 0 and focal_variant='exact'", _exact_trainer),
     CrossRule(("solver", "trainer"), "solver != 'auto' needs trainer='als'", _solver_of_trainer),
+    CrossRule(("aggregator_prior_center", "trainer"), "aggregator_prior_center='consensus' needs trainer='als'",
+              _consensus_of_trainer),
     CrossRule(("input_type", "backend"), "input_type='scores' needs backend != 'dask'", _scores_in_memory),
     CrossRule(("backend", "trainer", "solver", "focal_gamma", "focal_variant"),
               "the backend supports the trainer, the solver and the focal variant (cfe_fast.backends.CAPABILITIES)",

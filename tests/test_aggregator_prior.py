@@ -1,5 +1,6 @@
-"""The aggregator's prior (toward equal weights or toward zero) and its cross-validated choice, against
-independent computations (SciPy's optimiser on the reference loss; the reference objective)."""
+"""The aggregator's prior (toward equal weights, the classifiers' consensus or zero) and its cross-validated
+choice, against independent computations (SciPy's optimiser on the reference loss; the reference objective;
+the consensus weights from the correlations of the reconstruction's rows)."""
 
 from dataclasses import replace
 
@@ -10,21 +11,42 @@ from sklearn.model_selection import StratifiedKFold
 
 from cfe_fast import CFEnsembleClassifier, diagnostics, make_ensemble
 from cfe_fast import reference as ref
+from cfe_fast.core.consensus import consensus_weights
 from cfe_fast.training.aggregator import PRIOR_GRID, choose_prior, cross_validate
 from test_trainers import make_problem
 
 
-def _reference_fit(X, Y, y, omega, l2, shrinkage, center="equal"):
+def reference_consensus(X, Y, power=4):
+    """Weights proportional to max(corr(r_hat_u, sum of the other rows of r_hat), 0)^power, from r_hat itself."""
+    R_hat = X.T @ Y
+    correlation = np.array([np.corrcoef(row, R_hat.sum(axis=0) - row)[0, 1] for row in R_hat])
+    weights = np.maximum(correlation, 0.0) ** power
+    return weights / weights.sum()
+
+
+def centred(w, center, direction=None):
+    """w minus its projection on the centre's line (equal weights, ``direction``), or w for "zero"."""
+    if center == "zero":
+        return w
+    v = np.ones_like(w) if center == "equal" else direction
+    return w - (v @ w) / (v @ v) * v
+
+
+def reference_penalty(w, ridge, shrinkage, center, direction=None):
+    """(value, gradient) of (ridge / 2) ||w||^2 + (shrinkage / 2) ||w - centre(w)||^2."""
+    offset = centred(w, center, direction)
+    return 0.5 * ridge * w @ w + 0.5 * shrinkage * offset @ offset, ridge * w + shrinkage * offset
+
+
+def _reference_fit(X, Y, y, omega, ridge, shrinkage, center="equal", direction=None):
     """(w, b) minimising the reference supervised loss plus the penalty, by BFGS."""
     m = X.shape[0 if X.ndim == 1 else 1]
 
     def f(theta):
         w, b = theta[:-1], theta[-1]
         terms = ref.aggregator_terms(X, Y, y, omega, w, b)
-        centred = w - w.mean() if center == "equal" else w
-        value = terms.loss + 0.5 * l2 * w @ w + 0.5 * shrinkage * centred @ centred
-        grad_w = terms.grad_w + l2 * w + shrinkage * centred
-        return value, np.append(grad_w, terms.grad_b)
+        value, gradient = reference_penalty(w, ridge, shrinkage, center, direction)
+        return terms.loss + value, np.append(terms.grad_w + gradient, terms.grad_b)
 
     result = minimize(f, np.append(np.full(m, 1.0 / m), 0.0), jac=True, method="BFGS", options={"gtol": 1e-10})
     return result.x[:-1], result.x[-1]
@@ -32,16 +54,19 @@ def _reference_fit(X, Y, y, omega, l2, shrinkage, center="equal"):
 
 def test_cross_validated_losses_match_an_independent_computation():
     p, s = make_problem(5, 300, 3, seed=4, labeled_fraction=0.4)
-    grid = (("equal", 0.0), ("equal", 10.0), ("equal", 100.0), ("zero", 3.0), ("zero", 100.0))
+    grid = (("equal", 0.0), ("equal", 10.0), ("equal", 100.0), ("consensus", 10.0), ("consensus", 100.0),
+            ("zero", 3.0), ("zero", 100.0))
     validation = cross_validate(p, s, grid=grid, folds=3)
     prior, losses = validation.prior, validation.losses
     Y_labeled = s.Y[:, p.labeled]
-    y, omega = p.y_labeled, p.omega
+    y, omega, l2 = p.y_labeled, p.omega, p.settings.penalty.l2
+    direction = reference_consensus(s.X, s.Y)  # over all instances, labeled or not
     expected, logits = np.zeros(len(grid)), np.zeros((len(grid), y.size))
     for train, test in StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(y.size), y):
+        total = omega[train].sum()
         for k, (center, tau) in enumerate(grid):
-            w, b = _reference_fit(s.X, Y_labeled[:, train], y[train], omega[train], 1e-3, tau / omega[train].sum(),
-                                  center)
+            w, b = _reference_fit(s.X, Y_labeled[:, train], y[train], omega[train], l2 / total, tau / total,
+                                  center, direction)
             z = logits[k, test] = w @ (s.X.T @ Y_labeled[:, test]) + b
             expected[k] += omega[test] @ (np.logaddexp(0, z) - y[test] * z)  # cross-entropy of held-out labels
     np.testing.assert_allclose(losses, expected / omega.sum(), rtol=1e-6)
@@ -94,15 +119,15 @@ def test_auto_records_the_chosen_prior_and_the_final_aggregator_in_the_history()
                                  confidence="label_aware", backend="numpy").fit(data.P, data.labels)
     assert (model.aggregator_prior_center_, model.aggregator_prior_) in PRIOR_GRID
     labeled = ~np.isnan(data.labels)
-    omega = ref.class_weights(data.labels[labeled])
+    total = ref.class_weights(data.labels[labeled]).sum()
     R = data.P.T
     C = ref.confidence(R, data.labels, "label_aware")
     X, Y = model.classifier_factors_, model.instance_factors_
-    strength = model.aggregator_prior_ / omega.sum()
-    pull = strength if model.aggregator_prior_center_ == "equal" else 0.0  # a "zero" centre adds to the ridge
-    expected = ref.objective(X, Y, R, C, 0.1, data.labels, model.coef_, model.history_["intercept"][-1], 0.9,
-                             l2=1e-3 + strength - pull, shrinkage=pull)
-    assert model.history_["loss"][-1] == pytest.approx(expected[0], rel=1e-10)
+    rho = 0.9
+    unpenalised = ref.objective(X, Y, R, C, 0.1, data.labels, model.coef_, model.history_["intercept"][-1], rho)
+    penalty, _ = reference_penalty(model.coef_, model.aggregator_l2 / total, model.aggregator_prior_ / total,
+                                   model.aggregator_prior_center_, reference_consensus(X, Y))
+    assert model.history_["loss"][-1] == pytest.approx(unpenalised[0] + (1 - rho) * penalty, rel=1e-10)
     np.testing.assert_array_equal(model.history_["coef"][-1], model.coef_)
 
 
@@ -185,16 +210,45 @@ def test_the_scale_refit_keeps_the_direction_and_zeroes_the_unpenalised_gradient
     np.testing.assert_allclose(s.w, scale * shrunk, rtol=1e-12)
     assert scale > 1.5  # the strong ridge had shrunk the logits
     terms = ref.aggregator_terms(s.X, s.Y[:, p.labeled], p.y_labeled, p.omega, s.w, s.b)
-    assert abs((terms.grad_w + 1e-3 * s.w) @ shrunk) < 1e-8 and abs(terms.grad_b) < 1e-8
+    ridge = 1e-3 / p.omega.sum()
+    assert abs((terms.grad_w + ridge * s.w) @ shrunk) < 1e-8 and abs(terms.grad_b) < 1e-8
 
 
-def test_fewer_labeled_instances_of_a_class_than_folds_take_the_strongest_prior_toward_equal_weights():
+def test_fewer_labeled_instances_of_a_class_than_folds_take_the_strongest_prior_toward_the_consensus():
     p, s = make_problem(5, 300, 3, seed=4, labeled_fraction=0.4)
     n_pos = int(min(p.y_labeled.sum(), p.y_labeled.size - p.y_labeled.sum()))  # the smaller class
     validation = cross_validate(p, s, folds=n_pos + 1)
-    strongest_equal = max((prior for prior in PRIOR_GRID if prior[0] == "equal"), key=lambda prior: prior[1])
-    assert validation.grid == (strongest_equal,) and validation.prior == strongest_equal
+    strongest = max((prior for prior in PRIOR_GRID if prior[0] == "consensus"), key=lambda prior: prior[1])
+    assert validation.grid == (strongest,) and validation.prior == strongest
     assert validation.held_out_logits.shape == validation.y.shape  # the held-out check still has its logits
-    assert {center for center, _ in cross_validate(p, s, folds=n_pos).grid} == {"equal", "zero"}
+    assert {center for center, _ in cross_validate(p, s, folds=n_pos).grid} == {"consensus", "zero"}
+    equal_or_zero = (("equal", 10.0), ("equal", 30.0), ("zero", 100.0))
+    assert cross_validate(p, s, grid=equal_or_zero, folds=n_pos + 1).grid == (("equal", 30.0),)
     only_zero = (("zero", 10.0), ("zero", 100.0))
     assert cross_validate(p, s, grid=only_zero, folds=n_pos + 1).grid == (("zero", 100.0),)  # a centre asked for is kept
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_consensus_weights_from_the_factor_moments_match_the_reconstruction_rows(dtype):
+    from cfe_fast._float64 import moments64
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((4, 7))
+    X[:, 3] = -X[:, 0]  # a classifier against the others: weight 0
+    Y = (rng.standard_normal((4, 500)) + 2.0).astype(dtype)  # factors far from centred
+    weights = consensus_weights(X, *moments64(Y))
+    np.testing.assert_allclose(weights, reference_consensus(X, Y.astype(np.float64)),
+                               rtol=1e-10 if dtype == np.float64 else 1e-4, atol=1e-12)
+    assert weights[3] == 0.0 and weights.sum() == pytest.approx(1.0)
+    lonely = consensus_weights(np.eye(3), np.zeros(3), np.eye(3))  # uncorrelated classifiers: equal weights
+    np.testing.assert_allclose(lonely, np.full(3, 1 / 3))
+
+
+def test_the_consensus_centre_follows_the_fitted_factors():
+    data = make_ensemble(n_classifiers=8, n_instances=600, labeled_fraction=0.2, random_state=6)
+    model = CFEnsembleClassifier(latent_dim=3, max_iter=4, random_state=0, aggregator_prior=1e6,
+                                 aggregator_prior_center="consensus").fit(data.P, data.labels)
+    direction = reference_consensus(model.classifier_factors_, model.instance_factors_)
+    np.testing.assert_allclose(model.coef_ / model.coef_.sum(), direction, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="aggregator_prior_center='consensus' follows the factors"):
+        CFEnsembleClassifier(trainer="exact", aggregator_prior_center="consensus").fit(data.P, data.labels)

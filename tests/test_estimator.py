@@ -12,6 +12,7 @@ from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast.backends import get_backend
 from cfe_fast import reference as ref
 from conftest import rel_error
+from test_aggregator_prior import reference_consensus, reference_penalty
 
 nb = get_backend("numba")
 
@@ -108,9 +109,10 @@ def test_aggregator_is_actually_fitted(seed_data):
     omega = ref.class_weights(y[labeled])
     fitted_b = model.intercept_ + model.prior_correction_  # the intercept of the class-weighted fit
     terms = ref.aggregator_terms(model.classifier_factors_, Yl, y[labeled], omega, model.coef_, fitted_b)
-    w = model.coef_  # the penalty's gradient: the ridge and the prior toward its centre
-    centre = w.mean() if model.aggregator_prior_center_ == "equal" else 0.0
-    penalty_gradient = model.aggregator_l2 * w + model.aggregator_prior_ / omega.sum() * (w - centre)
+    total = omega.sum()  # the penalty's gradient: the ridge and the prior toward its centre
+    _, penalty_gradient = reference_penalty(model.coef_, model.aggregator_l2 / total, model.aggregator_prior_ / total,
+                                            model.aggregator_prior_center_,
+                                            reference_consensus(model.classifier_factors_, model.instance_factors_))
     grad = np.append(terms.grad_w + penalty_gradient, terms.grad_b)
     assert np.abs(grad).max() < 1e-6  # stationary point of the supervised objective
     assert np.abs(model.coef_ - 1 / P.shape[1]).max() > 0.1

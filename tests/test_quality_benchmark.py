@@ -103,7 +103,7 @@ def test_reports_written(evaluated, tmp_path):
     run.write_csv(rows, out.with_suffix(".csv"))
     run.plot(run.cell_table(rows), ["breast_cancer"], [FRACTION], METHODS, out.with_suffix(".png"))
     run.plot_reliability(rows, [FRACTION], METHODS, run.reliability_path(out))
-    heads = run.write_markdown(out, rows, info, [FRACTION], 1, METHODS, "small", "test", 1.0)
+    heads = run.write_markdown(out, rows, info, [FRACTION], [0], METHODS, "small", "test", 1.0)
     assert set(heads) == {METHODS[-1]} and heads[METHODS[-1]]["n_cells"] == 1
     text = out.read_text()
     assert "## Headline" in text and "breast_cancer" in text and "core" in text

@@ -5,7 +5,7 @@ aggregator's loss, gradient and Hessian assembled from a backend's sums
 over the labeled instances, and the normalised reconstruction term.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -85,53 +85,74 @@ def sample_gradient(z, y, focal_gamma=0.0, focal_variant="exact", xp=np):
 #: where the aggregator's prior centres the weights w: "equal" (equal weights at any common
 #: scale: the ensemble becomes the mean of the reconstruction) or "zero" (a ridge, as in
 #: logistic-regression stacking: the ensemble becomes the class-balanced difference of means)
-PRIOR_CENTERS = ("equal", "zero")
+PRIOR_CENTERS = ("equal", "consensus", "zero")
 
 
 @dataclass(frozen=True)
 class AggregatorPenalty:
-    """(l2 / 2) ||w||^2 + (shrinkage / 2) ||w - centre(w)||^2 on the aggregator's weights.
+    """(ridge / 2) ||w||^2 + (shrinkage / 2) ||w - centre(w)||^2 on the aggregator's weights.
 
     The ridge keeps the fit well posed (r_hat has rank d; separable labels).
-    The prior pulls the weights toward its ``center``: toward equal weights
-    (centre(w) = mean(w) 1, the ensemble toward the mean of the
-    reconstruction, without pulling their common scale) or toward zero
-    (centre(w) = 0; a strong pull leaves the direction of the first gradient
-    step, the class-weighted difference of the classes' mean r_hat); never the
-    intercept. ``prior`` is its strength in labeled instances: shrinkage =
-    prior / ``weight_total``, the total class weight of the labeled instances
-    the supervised loss averages over.
+    Both strengths, ``l2`` and ``prior``, are in labeled instances: ridge =
+    l2 / ``weight_total`` and shrinkage = prior / ``weight_total``, the total
+    class weight of the labeled instances the supervised loss averages over
+    (l2 = 1 is the ridge of scikit-learn's LogisticRegression with C = 1).
+    The prior pulls the weights toward its ``center``, the line through a
+    direction v, without pulling their scale along it: centre(w) =
+    (v^T w / v^T v) v. "equal": v = 1, the ensemble toward the mean of the
+    reconstruction; "consensus": v = ``direction``, the classifiers'
+    agreement weights (:func:`cfe_fast.core.consensus.consensus_weights` of
+    the factors; equal weights until it is set);
+    "zero": centre(w) = 0 (a strong pull leaves the direction of the first
+    gradient step, the class-weighted difference of the classes' mean
+    r_hat). Never the intercept.
     """
 
     l2: float = 0.0
     prior: float = 0.0
     weight_total: float = 1.0
     center: str = "equal"
+    direction: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def ridge(self):
+        return self.l2 / self.weight_total if self.l2 else 0.0
 
     @property
     def shrinkage(self):
         return self.prior / self.weight_total if self.prior else 0.0
 
+    def _line(self, m):
+        """The unit vector of the centre's line, or None for "zero"."""
+        if self.center == "zero":
+            return None
+        if self.center == "equal" or self.direction is None:
+            return np.full(m, 1.0 / np.sqrt(m))
+        direction = np.asarray(self.direction, dtype=np.float64)
+        return direction / np.linalg.norm(direction)
+
     def _offset(self, w):
-        return w - w.mean() if self.center == "equal" else w
+        line = self._line(w.size)
+        return w if line is None else w - (line @ w) * line
 
     def value(self, w):
-        value = 0.5 * self.l2 * float(w @ w)
+        value = 0.5 * self.ridge * float(w @ w)
         if self.shrinkage:
             offset = self._offset(w)
             value += 0.5 * self.shrinkage * float(offset @ offset)
         return value
 
     def gradient(self, w):
-        gradient = self.l2 * w
+        gradient = self.ridge * w
         if self.shrinkage:
             gradient = gradient + self.shrinkage * self._offset(w)
         return gradient
 
     def hessian(self, m):
-        hessian = np.diag(np.full(m, self.l2))
+        hessian = np.diag(np.full(m, self.ridge))
         if self.shrinkage:
-            hessian = hessian + self.shrinkage * (np.eye(m) - (1.0 / m if self.center == "equal" else 0.0))
+            line = self._line(m)
+            hessian = hessian + self.shrinkage * (np.eye(m) - (0.0 if line is None else np.outer(line, line)))
         return hessian
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .._float64 import matvec64
+from .._float64 import matvec64, moments64
 from ..core.losses import AggregatorPenalty, sample_loss_terms, supervised_weights
 from ..core.missing import mean_of_observed
 
@@ -110,6 +110,9 @@ class Problem(Protocol):
 
     def monitor_factors(self, Y):
         """The instance factors the collapse monitors look at."""
+
+    def factor_moments(self, Y):
+        """(mean (d,), second moment (d, d)) of the columns of Y, float64 on the host."""
 
 
 class ProblemLosses:
@@ -274,6 +277,9 @@ class InMemoryProblem(ProblemLosses):
     def monitor_factors(self, Y):
         """All instance factors (in memory)."""
         return Y
+
+    def factor_moments(self, Y):
+        return tuple(np.asarray(self.to_host(moment), dtype=np.float64) for moment in moments64(Y))
 
 
 def mean_of_reconstruction(X, Y):

@@ -1,8 +1,10 @@
 """The trainers' :class:`~cfe_fast.training.problem.Problem` over a :class:`~.engine.DaskEngine`."""
 
+import dask
 import numpy as np
 
 from ... import config
+from ..._float64 import moments64
 from ...core.missing import mean_of_observed
 from ...training.problem import ProblemLosses
 
@@ -80,3 +82,7 @@ class DaskProblem(ProblemLosses):
     def monitor_factors(self, Y):
         """Y of the fixed monitoring sample, gathered to the client."""
         return np.asarray(Y[:, self._sample].compute())
+
+    def factor_moments(self, Y):
+        """The moments of all instance factors, one pass over the workers' chunks."""
+        return tuple(np.asarray(moment, dtype=np.float64) for moment in dask.compute(*moments64(Y)))
