@@ -109,7 +109,9 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
 
     Returns the weighted loss sum, g = sum e_i [y_i; 1] and, if asked,
     H = sum h_i [y_i; 1][y_i; 1]^T (all float64, fixed-order reduction).
-    A chunk's Hessian is one small GEMM, [Y; 1]^T (h * [Y; 1]).
+    Per chunk: z by one matrix-vector product, the per-instance terms in one
+    scalar loop, then g and H by BLAS (H's y-block is one small GEMM,
+    Y^T (h * Y), and its border h^T Y, sum h).
     """
     n, d = YtL.shape
     n_chunks = (n + chunk - 1) // chunk
@@ -120,34 +122,46 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
     for c in prange(n_chunks):
         s = c * chunk
         nc = min(n, s + chunk) - s
-        Yc = np.empty((nc, k))
-        Hc = np.empty((nc, k) if want_hessian else (0, k))
-        g = np.zeros(k)
+        Yc = as_float64(YtL[s:s + nc])
+        z = np.dot(Yc, v)
+        e = np.empty(nc)  # omega * dloss/dz
+        h = np.empty(nc if want_hessian else 0)  # omega * curvature
         loss_sum = 0.0
         for r in range(nc):
             i = s + r
-            z = b
-            for a in range(d):
-                Yc[r, a] = YtL[i, a]
-                z += v[a] * Yc[r, a]
-            Yc[r, d] = 1.0
-            loss, grad, curv = _sample_terms(z, yL[i], gamma, exact_focal)
+            loss, grad, curv = _sample_terms(z[r] + b, yL[i], gamma, exact_focal)
             loss_sum += omega[i] * loss
-            e = omega[i] * grad
-            for a in range(k):
-                g[a] += e * Yc[r, a]
+            e[r] = omega[i] * grad
             if want_hessian:
-                h = omega[i] * curv
-                for a in range(k):
-                    Hc[r, a] = h * Yc[r, a]
+                h[r] = omega[i] * curv
         loss_p[c] = loss_sum
-        assign(grad_p[c], g)
+        bordered(grad_p[c], np.dot(e, Yc), e)
         if want_hessian:
-            assign(hess_p[c], np.dot(Yc.T, Hc))
+            hY = np.empty((nc, d))
+            for r in range(nc):
+                for a in range(d):
+                    hY[r, a] = h[r] * Yc[r, a]
+            H = hess_p[c]
+            assign(H[:d, :d], np.dot(Yc.T, hY))
+            bordered(H[d], np.dot(h, Yc), h)
+            for a in range(d):
+                H[a, d] = H[d, a]
     loss_total = 0.0
     for c in range(n_chunks):
         loss_total += loss_p[c]
     return loss_total, ordered_sum(grad_p), ordered_sum(hess_p)
+
+
+@jit
+def bordered(out, head, weights):
+    """out = [head; sum(weights)] (out one longer than head), the sum in order."""
+    d = head.shape[0]
+    for a in range(d):
+        out[a] = head[a]
+    total = 0.0
+    for r in range(weights.shape[0]):
+        total += weights[r]
+    out[d] = total
 
 
 def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
