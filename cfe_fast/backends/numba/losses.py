@@ -109,9 +109,9 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
 
     Returns the weighted loss sum, g = sum e_i [y_i; 1] and, if asked,
     H = sum h_i [y_i; 1][y_i; 1]^T (all float64, fixed-order reduction).
-    Per chunk: z by one matrix-vector product, the per-instance terms in one
-    scalar loop, then g and H by BLAS (H's y-block is one small GEMM,
-    Y^T (h * Y), and its border h^T Y, sum h).
+    Per chunk, in separate passes: z by one matrix-vector product, the
+    per-instance terms (one scalar loop), then g; H's y-block is one small
+    GEMM, Y^T (h * Y).
     """
     n, d = YtL.shape
     n_chunks = (n + chunk - 1) // chunk
@@ -128,23 +128,24 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
         h = np.empty(nc if want_hessian else 0)  # omega * curvature
         loss_sum = 0.0
         for r in range(nc):
-            i = s + r
-            loss, grad, curv = _sample_terms(z[r] + b, yL[i], gamma, exact_focal)
-            loss_sum += omega[i] * loss
-            e[r] = omega[i] * grad
+            loss, grad, curv = _sample_terms(z[r] + b, yL[s + r], gamma, exact_focal)
+            loss_sum += omega[s + r] * loss
+            e[r] = omega[s + r] * grad
             if want_hessian:
-                h[r] = omega[i] * curv
+                h[r] = omega[s + r] * curv
         loss_p[c] = loss_sum
-        bordered(grad_p[c], np.dot(e, Yc), e)
+        weighted_row_sums(grad_p[c], e, Yc)
         if want_hessian:
             hY = np.empty((nc, d))
             for r in range(nc):
                 for a in range(d):
                     hY[r, a] = h[r] * Yc[r, a]
             H = hess_p[c]
-            assign(H[:d, :d], np.dot(Yc.T, hY))
-            bordered(H[d], np.dot(h, Yc), h)
+            weighted_row_sums(H[d], h, Yc)
+            HYY = np.dot(Yc.T, hY)
             for a in range(d):
+                for a2 in range(d):
+                    H[a, a2] = HYY[a, a2]
                 H[a, d] = H[d, a]
     loss_total = 0.0
     for c in range(n_chunks):
@@ -153,15 +154,15 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
 
 
 @jit
-def bordered(out, head, weights):
-    """out = [head; sum(weights)] (out one longer than head), the sum in order."""
-    d = head.shape[0]
-    for a in range(d):
-        out[a] = head[a]
-    total = 0.0
-    for r in range(weights.shape[0]):
-        total += weights[r]
-    out[d] = total
+def weighted_row_sums(out, weights, rows):
+    """out = [weights @ rows; sum(weights)] (out one longer than a row), summed over the rows in order."""
+    d = rows.shape[1]
+    out[:] = 0.0
+    for r in range(rows.shape[0]):
+        wr = weights[r]
+        for a in range(d):
+            out[a] += wr * rows[r, a]
+        out[d] += wr
 
 
 def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
