@@ -9,7 +9,7 @@ check; the rest (data checks, initialisation, publishing, the loop's own
 Python) is what remains of the whole fit. Then the half-steps against the
 roofline: their model flops per fit and the seconds they would take at the
 float64 GEMM peak on all threads, measured in the same run (a floor no
-kernel of this formulation goes below). Prints the median over
+kernel of this formulation goes below; wall clock only). Prints the median over
 ``--repeat`` fits of each part, in seconds and per iteration, after a JIT
 warm-up, with the load average. On a shared machine wall-clock times swing
 with the other processes; ``--clock cpu`` times the CPU seconds of this
@@ -131,7 +131,8 @@ def main(argv=None):
     print(f"| the rest (checks, initialisation, publishing, loop) | {rest:.3f} | {1e3 * rest / iters:.2f} | "
           f"{100 * rest / total:.0f} % |")
     print(f"| **whole fit** | **{total:.3f}** | {1e3 * total / iters:.2f} | 100 % |")
-    roofline(model, args.m, args.n, iters, times)
+    if args.clock == "wall":  # GFLOP/s against a wall-clock peak: not for CPU seconds
+        roofline(model, args.m, args.n, iters, times)
 
 
 def half_step_flops(m, n, d, solver):
