@@ -1,7 +1,7 @@
 """Where the time of a default fit goes, part by part.
 
 Fits :class:`cfe_fast.CFEnsembleClassifier` with its default parameters
-(``tol=0`` so every fit runs ``--iters`` iterations) on ``make_ensemble``
+(``tol=0`` so every fit runs ``--iters`` iterations; ``--latent-dim`` sets d) on ``make_ensemble``
 data, with a clock around each part of the outer loop: the two half-steps,
 the aggregator's Newton fits, the objective, the collapse monitors, the
 final cross-validation of the aggregator prior and its refit, the held-out
@@ -99,6 +99,7 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=60_000)
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--dtype", default="float64")
+    parser.add_argument("--latent-dim", type=int, default=None, help="default: the estimator's")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall-clock seconds, or CPU seconds of the process (all threads)")
@@ -110,6 +111,8 @@ def main(argv=None):
 
     data = make_ensemble(n_classifiers=args.m, n_instances=args.n, random_state=0)
     model = CFEnsembleClassifier(max_iter=2, tol=0.0, random_state=0, dtype=args.dtype)
+    if args.latent_dim is not None:
+        model.set_params(latent_dim=args.latent_dim)
     model.fit(data.P[:500], data.labels[:500])  # JIT warm-up
     model.set_params(max_iter=args.iters)
     model.fit(data.P, data.labels)
