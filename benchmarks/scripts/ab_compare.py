@@ -6,14 +6,15 @@ tree's ``cfe_fast`` (that of the repository holding this script, whatever is
 installed) and another commit's (extracted with ``git archive`` under the
 package name ``cfe_fast_base``) side by side and times them in alternation
 on the same arrays: the ALS half-steps per shape (seconds scaled to n = 1e6)
-and the end-to-end fit (m = 18, n = 60,000, d = 9, 50 iterations). It prints
+and the end-to-end fit (m = 18, n = 60,000, 50 iterations, the default
+latent_dim unless ``--latent-dim`` is given). It prints
 a markdown table with the speed-up and the largest difference of the fitted
 probabilities. Either version may have the package layout of before or after
 the backends package (``_common.numba_kernels`` finds the kernels of each).
 
 Usage::
 
-    python benchmarks/scripts/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps]
+    python benchmarks/scripts/ab_compare.py BASE_COMMIT [--n 100000] [--rounds 2] [--no-sweeps] [--latent-dim D]
 """
 
 import argparse
@@ -89,7 +90,7 @@ def sweep_rows(versions, n, rounds):
     return rows
 
 
-def fit_rows(versions, rounds):
+def fit_rows(versions, rounds, latent_dim=None):
     """End-to-end fit seconds (median over interleaved rounds) and the probability difference."""
     rows = []
     for dtype in ("float64", "float32"):
@@ -98,7 +99,9 @@ def fit_rows(versions, rounds):
         for _ in range(rounds):
             for name, package in versions.items():
                 data = package.make_ensemble(n_classifiers=18, n_instances=60_000, random_state=0)
-                model = package.CFEnsembleClassifier(latent_dim=9, max_iter=2, tol=0.0, random_state=0, dtype=dtype)
+                model = package.CFEnsembleClassifier(max_iter=2, tol=0.0, random_state=0, dtype=dtype)
+                if latent_dim is not None:
+                    model.set_params(latent_dim=latent_dim)
                 model.fit(data.P[:500], data.labels[:500])  # JIT warm-up
                 model.set_params(max_iter=50)
                 times[name].append(median_seconds(lambda: model.fit(data.P, data.labels), 3))
@@ -116,6 +119,7 @@ def main():
     parser.add_argument("--n", type=int, default=100_000, help="instances of the sweep problems")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (median over them)")
     parser.add_argument("--no-sweeps", action="store_true", help="only the end-to-end fit")
+    parser.add_argument("--latent-dim", type=int, default=None, help="of the fit (default: the estimator's)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))  # the working tree's cfe_fast, not an installed one
@@ -134,11 +138,12 @@ def main():
         print("|---|---|---|---|")
         print("\n".join(sweep_rows(versions, args.n, args.rounds)))
         print()
-    print(f"End-to-end fit, m = 18, n = 60,000, d = 9, 50 iterations (median of 3 in each of {args.rounds} "
+    latent_dim = "the default latent_dim" if args.latent_dim is None else f"d = {args.latent_dim}"
+    print(f"End-to-end fit, m = 18, n = 60,000, {latent_dim}, 50 iterations (median of 3 in each of {args.rounds} "
           "interleaved rounds, after JIT warm-up)\n")
     print("| fit | before s | after s | speed-up |")
     print("|---|---|---|---|")
-    print("\n".join(fit_rows(versions, args.rounds)))
+    print("\n".join(fit_rows(versions, args.rounds, args.latent_dim)))
 
 
 if __name__ == "__main__":

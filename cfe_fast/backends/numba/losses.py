@@ -109,7 +109,9 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
 
     Returns the weighted loss sum, g = sum e_i [y_i; 1] and, if asked,
     H = sum h_i [y_i; 1][y_i; 1]^T (all float64, fixed-order reduction).
-    A chunk's Hessian is one small GEMM, [Y; 1]^T (h * [Y; 1]).
+    Per chunk, in separate passes: z by one matrix-vector product, the
+    per-instance terms (one scalar loop), then g; H's y-block is one small
+    GEMM, Y^T (h * Y).
     """
     n, d = YtL.shape
     n_chunks = (n + chunk - 1) // chunk
@@ -120,34 +122,47 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
     for c in prange(n_chunks):
         s = c * chunk
         nc = min(n, s + chunk) - s
-        Yc = np.empty((nc, k))
-        Hc = np.empty((nc, k) if want_hessian else (0, k))
-        g = np.zeros(k)
+        Yc = as_float64(YtL[s:s + nc])
+        z = np.dot(Yc, v)
+        e = np.empty(nc)  # omega * dloss/dz
+        h = np.empty(nc if want_hessian else 0)  # omega * curvature
         loss_sum = 0.0
         for r in range(nc):
-            i = s + r
-            z = b
-            for a in range(d):
-                Yc[r, a] = YtL[i, a]
-                z += v[a] * Yc[r, a]
-            Yc[r, d] = 1.0
-            loss, grad, curv = _sample_terms(z, yL[i], gamma, exact_focal)
-            loss_sum += omega[i] * loss
-            e = omega[i] * grad
-            for a in range(k):
-                g[a] += e * Yc[r, a]
+            loss, grad, curv = _sample_terms(z[r] + b, yL[s + r], gamma, exact_focal)
+            loss_sum += omega[s + r] * loss
+            e[r] = omega[s + r] * grad
             if want_hessian:
-                h = omega[i] * curv
-                for a in range(k):
-                    Hc[r, a] = h * Yc[r, a]
+                h[r] = omega[s + r] * curv
         loss_p[c] = loss_sum
-        assign(grad_p[c], g)
+        weighted_row_sums(grad_p[c], e, Yc)
         if want_hessian:
-            assign(hess_p[c], np.dot(Yc.T, Hc))
+            hY = np.empty((nc, d))
+            for r in range(nc):
+                for a in range(d):
+                    hY[r, a] = h[r] * Yc[r, a]
+            H = hess_p[c]
+            weighted_row_sums(H[d], h, Yc)
+            HYY = np.dot(Yc.T, hY)
+            for a in range(d):
+                for a2 in range(d):
+                    H[a, a2] = HYY[a, a2]
+                H[a, d] = H[d, a]
     loss_total = 0.0
     for c in range(n_chunks):
         loss_total += loss_p[c]
     return loss_total, ordered_sum(grad_p), ordered_sum(hess_p)
+
+
+@jit
+def weighted_row_sums(out, weights, rows):
+    """out = [weights @ rows; sum(weights)] (out one longer than a row), summed over the rows in order."""
+    d = rows.shape[1]
+    out[:] = 0.0
+    for r in range(rows.shape[0]):
+        wr = weights[r]
+        for a in range(d):
+            out[a] += wr * rows[r, a]
+        out[d] += wr
 
 
 def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
