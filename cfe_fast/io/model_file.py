@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.losses import PRIOR_CENTERS
 from .archive import (
     ModelFileError,
     history_payload,
@@ -94,7 +95,7 @@ SCHEMA = {
     "n_iter_": Fitted(kinds=(int,), low=0),
     "converged_": Fitted(kinds=(bool,)),
     "aggregator_prior_": Fitted(kinds=_NUMBER, low=0, none=True),
-    "aggregator_prior_center_": Fitted(kinds=(str,), choices=("equal", "zero"), none=True),
+    "aggregator_prior_center_": Fitted(kinds=(str,), choices=PRIOR_CENTERS, none=True),
     "score_quantiles_": Fitted(("q", "m")),
     "prior_correction_": Fitted(kinds=_NUMBER),
     "held_out_average_precision_": Fitted(kinds=_NUMBER, low=0, high=1, none=True),
