@@ -27,7 +27,7 @@ from ._validation import (
     encode_labels,
     refuse_1d,
 )
-from .backends import get_backend
+from .backends import CAPABILITIES, get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
 from .core.missing import mean_of_observed
 from .core.sparse import is_sparse, row_means, sparse_confidence_block
@@ -347,6 +347,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = self.input_type == "probabilities"  # values above 1 are refused too
         tags.input_tags.allow_nan = True  # NaN marks an unobserved entry (a classifier that abstains)
+        # scipy.sparse probabilities: stored entries are the observed ones, where the backend takes them
+        tags.input_tags.sparse = (self.input_type == "probabilities" and self.backend in CAPABILITIES
+                                  and "sparse" in CAPABILITIES[self.backend].inputs)
         # K > 2 classes need the per-classifier class layout (cfe_fast.multiclass), which generic
         # multi-class data lacks: scikit-learn's checks then test the binary case only
         tags.classifier_tags.multi_class = False

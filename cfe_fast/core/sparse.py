@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
+from .._float64 import blocks
 from .._validation import refuse_empty_classifiers
 from .confidence import entry_confidence, quality_from_sums
 from .missing import FILL_VALUE
@@ -150,11 +151,18 @@ def sparse_classifier_quality(P, labels, names=None):
                              np.bincount(P.indices[scored], minlength=m), names)
 
 
-def confidence_values(P, labels, strategy, alpha=1.0, quality=None):
-    """The confidence of each stored entry of the checked CSR P for a named strategy
-    (:func:`~.confidence.entry_confidence`); ``labels`` (n,) NaN where unlabeled, or None."""
-    return entry_confidence(P.data, None if labels is None else labels[majors(P.indptr)], strategy, alpha,
-                            None if quality is None else quality[P.indices])
+def confidence_values(P, labels, strategy, alpha=1.0, quality=None, dtype=None):
+    """The confidence (nnz,) in ``dtype`` (P's by default) of each stored entry of the checked CSR P for a
+    named strategy (:func:`~.confidence.entry_confidence`); ``labels`` (n,) NaN where unlabeled, or None.
+
+    Computed in blocks of entries, so its float64 temporaries stay small.
+    """
+    out = np.empty(P.nnz, dtype=dtype or P.dtype)
+    for s, e in blocks(P.nnz, 4):  # a few float64 temporaries per entry
+        rows = np.searchsorted(P.indptr, np.arange(s, e), side="right") - 1 if labels is not None else None
+        out[s:e] = entry_confidence(P.data[s:e], None if labels is None else labels[rows], strategy, alpha,
+                                    None if quality is None else quality[P.indices[s:e]])
+    return out
 
 
 def sparse_confidence_block(P_block, labels, strategy, alpha=1.0, quality=None):

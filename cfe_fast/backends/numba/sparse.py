@@ -87,7 +87,7 @@ def start_fit(backend, data):
     else:
         if data.strategy == "calibration":  # rounded to dtype, as C holds it
             quality = sparse_classifier_quality(P, data.labels, data.classifier_names).astype(dtype).astype(np.float64)
-        values = confidence_values(P, data.labels, data.strategy, data.confidence_alpha, quality).astype(dtype)
+        values = confidence_values(P, data.labels, data.strategy, data.confidence_alpha, quality)
     if data.lam == 0:
         C = _confidence_matrix(P, values)
         check_solvable(C, data.lam, data.latent_dim, axis=0)
