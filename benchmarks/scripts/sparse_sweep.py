@@ -102,7 +102,7 @@ def resident_bytes():
 def fit_peak_memory(P, d, iterations, seed=0):
     """(peak resident bytes above the start during a fit, seconds of the fit)."""
     rng = np.random.default_rng(seed)
-    y = np.where(rng.random(P.shape[0]) < 0.02, (rng.random(P.shape[0]) < 0.3).astype(float), np.nan)
+    y = np.where(rng.random(P.shape[0]) < 2000 / P.shape[0], (rng.random(P.shape[0]) < 0.3).astype(float), np.nan)
     model = CFEnsembleClassifier(latent_dim=d, max_iter=iterations, tol=0.0, dtype=P.dtype.name, random_state=0)
     small = P[:2000]
     with warnings.catch_warnings():

@@ -23,15 +23,18 @@ from .linalg import add_ridge, packed_cholesky_solve, raise_if_failed, systems_p
 
 
 @jit
-def _gathered(F, pointers, indices, confidence, j, rows, weighted):
-    """The factor rows F[indices[k]] of line j's entries into ``rows``, and times their confidence into ``weighted``."""
-    lo = pointers[j]
-    for k in range(pointers[j + 1] - lo):
-        source = F[indices[lo + k]]
-        c = confidence[lo + k]
+def _gathered(F, indices, values, confidence, lo, k, rows, weighted, rhs):
+    """The factor rows F[indices[lo + j]] of the k entries from ``lo`` into ``rows``, times their confidence
+    into ``weighted``, and sum_j c_j r_j F[indices[lo + j]] added to ``rhs`` (float64: the right-hand side
+    cancels, sums of c f r of both signs)."""
+    for j in range(k):
+        source = F[indices[lo + j]]
+        c = confidence[lo + j]
+        cr = np.float64(c) * np.float64(values[lo + j])
         for a in range(F.shape[1]):
-            rows[k, a] = source[a]
-            weighted[k, a] = c * source[a]
+            rows[j, a] = source[a]
+            weighted[j, a] = c * source[a]
+            rhs[a] += cr * np.float64(source[a])
 
 
 @jit
@@ -58,14 +61,16 @@ def _sparse_instances(Xt, pointers, indices, values, confidence, lam, chunk, Yt,
         weighted = np.empty((widest, d), dtype=Xt.dtype)
         G = np.zeros((tri(d), e - s))
         B = np.zeros((d, e - s))
+        rhs = np.zeros(d)
         for i in range(s, e):
             k = pointers[i + 1] - pointers[i]
             if k == 0:  # nothing observed: lam y = 0
                 continue
-            _gathered(Xt, pointers, indices, confidence, i, rows, weighted)
-            _pack_lower(as_float64(np.dot(weighted[:k].T, rows[:k])), G, i - s)
-            # the right-hand side cancels (sums of c x r of both signs): float64 always
-            assign(B[:, i - s], np.dot(as_float64(weighted[:k]).T, as_float64(values[pointers[i]:pointers[i + 1]])))
+            _gathered(Xt, indices, values, confidence, pointers[i], k, rows, weighted, rhs)
+            _pack_lower(np.dot(weighted[:k].T, rows[:k]), G, i - s)
+            for a in range(d):
+                B[a, i - s] = rhs[a]
+                rhs[a] = 0.0
         add_ridge(G, d, lam)
         packed_cholesky_solve(G, B, failed[s:e])
         assign(Yt[s:e], B.T)
@@ -114,19 +119,13 @@ def _sparse_classifier_sums(Yt, pointers, indices, values, confidence, chunk, G,
         rows = np.empty((chunk, d), dtype=Yt.dtype)
         weighted = np.empty((chunk, d), dtype=Yt.dtype)
         A = np.zeros((d, d))
-        b = np.zeros(d)
+        rhs = np.zeros(d)
         for lo in range(pointers[u], pointers[u + 1], chunk):
             k = min(chunk, pointers[u + 1] - lo)
-            for j in range(k):
-                source = Yt[indices[lo + j]]
-                c = confidence[lo + j]
-                for a in range(d):
-                    rows[j, a] = source[a]
-                    weighted[j, a] = c * source[a]
+            _gathered(Yt, indices, values, confidence, lo, k, rows, weighted, rhs)
             A += as_float64(np.dot(weighted[:k].T, rows[:k]))
-            b += np.dot(as_float64(weighted[:k]).T, as_float64(values[lo:lo + k]))
         _pack_lower(A, G, u)
-        assign(B[:, u], b)
+        assign(B[:, u], rhs)
 
 
 #: entries per GEMM of the classifier Grams: float32 products are summed in float64 every this many
