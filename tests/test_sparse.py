@@ -83,6 +83,17 @@ def test_half_steps_loss_and_fold_in_match_the_reference(dtype, fraction, m, n, 
                      ref.reconstruction_loss(X, Y, dense.T, C, lam)) < TOL[dtype]
 
 
+def test_an_empty_confidence_is_confidence_one_everywhere():
+    X, Y, R, _ = random_problem(9, 60, 3, seed=2)
+    P = check_sparse_probabilities(sparse_and_dense(R.T, 0.5)[0])
+    ones, empty = layouts(P, np.ones(P.nnz)), layouts(P, np.empty(0))
+    Yt = np.ascontiguousarray(Y.T)
+    np.testing.assert_array_equal(solve_sparse_instances(X, empty[0], 0.2, loss=True)[0],
+                                  solve_sparse_instances(X, ones[0], 0.2, loss=True)[0])
+    np.testing.assert_array_equal(solve_sparse_classifiers(Yt, empty[1], 0.2), solve_sparse_classifiers(Yt, ones[1], 0.2))
+    assert sparse_squared_residual(X, Yt, empty[0]) == sparse_squared_residual(X, Yt, ones[0])
+
+
 def test_an_instance_or_classifier_with_nothing_observed_gets_zero_factors():
     X, Y, R, C = random_problem(4, 10, 2, seed=1)
     P = R.T.copy()

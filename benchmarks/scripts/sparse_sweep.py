@@ -61,14 +61,15 @@ def random_sparse(n, m, observed, dtype, seed=0):
         columns.append(np.nonzero(stored)[1].astype(np.int32))  # row-major: sorted within each row
         counts.append(stored.sum(axis=1))
     columns = np.concatenate(columns)
-    pointers = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    pointers = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    pointers = pointers.astype(np.int32 if pointers[-1] < 2**31 else np.int64)  # scipy's index dtype
     values = rng.random(columns.size, dtype=np.float32).astype(dtype)
     return sp.csr_array((values, columns, pointers), shape=(n, m))
 
 
 def sparse_sweep(P, d, repeat):
     """Median seconds of the classifier and the instance half-step (with its loss) on P's entries."""
-    by_instance, by_classifier = layouts(P, np.ones(P.nnz, dtype=P.dtype))
+    by_instance, by_classifier = layouts(P, np.empty(0, dtype=P.dtype))  # uniform confidence
     rng = np.random.default_rng(1)
     Yt = (rng.standard_normal((P.shape[0], d)) / np.sqrt(d)).astype(P.dtype)
     X = solve_sparse_classifiers(Yt, by_classifier, LAM)  # JIT warm-up too

@@ -26,7 +26,8 @@ class Entries(NamedTuple):
     Entry k belongs to major line ``j`` (an instance for the CSR layout, a
     classifier for CSC) with ``pointers[j] <= k < pointers[j + 1]`` and to
     the minor line ``indices[k]``; ``values[k]`` is its probability and
-    ``confidence[k]`` its confidence.
+    ``confidence[k]`` its confidence; an empty ``confidence`` means
+    confidence 1 at every entry (the "uniform" strategy, not stored).
     """
 
     pointers: np.ndarray
@@ -172,9 +173,13 @@ def sparse_confidence_block(P_block, labels, strategy, alpha=1.0, quality=None):
 
 
 def layouts(P, C_values):
-    """(by instance, by classifier) :class:`Entries` of the checked CSR P with confidences ``C_values`` (in CSR order)."""
+    """(by instance, by classifier) :class:`Entries` of the checked CSR P with confidences ``C_values``
+    (in CSR order, or empty for confidence 1)."""
     by_instance = Entries(P.indptr, P.indices, P.data, C_values)
-    # the CSC conversion is one stable counting sort: both matrices of one pattern are permuted alike
-    P_csc = P.tocsc()
-    C_csc = scipy.sparse.csr_array((C_values, P.indices, P.indptr), shape=P.shape).tocsc()
-    return by_instance, Entries(P_csc.indptr, P_csc.indices, P_csc.data, C_csc.data)
+    # where each CSC entry lies in the CSR order: one stable counting sort of the positions
+    positions = scipy.sparse.csr_array((np.arange(P.nnz, dtype=P.indices.dtype), P.indices, P.indptr),
+                                       shape=P.shape).tocsc()
+    order = positions.data
+    by_classifier = Entries(positions.indptr, positions.indices, P.data[order],
+                            C_values[order] if C_values.size else C_values)
+    return by_instance, by_classifier

@@ -84,12 +84,14 @@ def start_fit(backend, data):
     quality = None
     if data.strategy is None:
         values = confidence_at(data.confidence, P, "confidence", dtype)
+    elif data.strategy == "uniform":
+        values = np.empty(0, dtype=dtype)  # 1 at every observed entry: not stored
     else:
         if data.strategy == "calibration":  # rounded to dtype, as C holds it
             quality = sparse_classifier_quality(P, data.labels, data.classifier_names).astype(dtype).astype(np.float64)
         values = confidence_values(P, data.labels, data.strategy, data.confidence_alpha, quality)
     if data.lam == 0:
-        C = _confidence_matrix(P, values)
+        C = _confidence_matrix(P, values if values.size else np.ones(P.nnz, dtype=dtype))
         check_solvable(C, data.lam, data.latent_dim, axis=0)
         check_solvable(C, data.lam, data.latent_dim, axis=1)
     by_instance, by_classifier = layouts(P, values)

@@ -23,13 +23,19 @@ from .linalg import add_ridge, packed_cholesky_solve, raise_if_failed, systems_p
 
 
 @jit
+def _confidence(confidence, k):
+    """c of entry k; 1 where ``confidence`` is empty (uniform confidence, not stored)."""
+    return confidence[k] if confidence.size else confidence.dtype.type(1.0)
+
+
+@jit
 def _gathered(F, indices, values, confidence, lo, k, rows, weighted, rhs):
     """The factor rows F[indices[lo + j]] of the k entries from ``lo`` into ``rows``, times their confidence
     into ``weighted``, and sum_j c_j r_j F[indices[lo + j]] added to ``rhs`` (float64: the right-hand side
     cancels, sums of c f r of both signs)."""
     for j in range(k):
         source = F[indices[lo + j]]
-        c = confidence[lo + j]
+        c = _confidence(confidence, lo + j)
         cr = np.float64(c) * np.float64(values[lo + j])
         for a in range(F.shape[1]):
             rows[j, a] = source[a]
@@ -91,7 +97,7 @@ def _squared_residual(Xt, Yt, pointers, indices, values, confidence, s, e):
             for a in range(d):
                 r_hat += np.float64(x[a]) * np.float64(y[a])
             r = np.float64(values[k]) - r_hat
-            acc += np.float64(confidence[k]) * r * r
+            acc += np.float64(_confidence(confidence, k)) * r * r
     return acc
 
 
