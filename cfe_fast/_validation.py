@@ -62,7 +62,8 @@ def as_float_array(a, name, ndim, dtype=None, missing=False):
 def _as_float(a, name, ndim, dtype):
     """:func:`as_float_array` without the check of finite values."""
     if scipy.sparse.issparse(a):
-        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported here: pass a dense array "
+                        "(CFEnsembleClassifier with backend='numba' fits a sparse P)")
     arr = _numeric(_with_nan_for_na(a, name), name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64

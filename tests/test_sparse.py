@@ -249,3 +249,11 @@ def test_checkpoints_and_several_classes_are_refused(ensemble, tmp_path):
         CFEnsembleClassifier(**FIT).fit(sp.csr_array(P), labels, checkpoint=tmp_path / "c.npz")
     with pytest.raises(ValueError, match="two classes only"):
         _fit(sp.csr_array(P), np.arange(P.shape[0]) % 3)
+
+
+def test_the_functional_kernels_take_dense_arrays_and_say_where_sparse_is_fitted():
+    from cfe_fast import kernels
+
+    X, _, R, C = random_problem(3, 10, 2)
+    with pytest.raises(TypeError, match="R is a sparse matrix.*backend='numba' fits a sparse P"):
+        kernels.update_instance_factors(X, sp.csr_array(R), C, 0.1)
