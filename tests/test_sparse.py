@@ -222,8 +222,9 @@ def test_stored_values_outside_the_unit_interval_are_named(ensemble, value, why)
 
 
 def test_row_means_of_the_stored_entries():
-    S = sp.csr_array(np.array([[0.2, 0.0, 0.4], [0.0, 0.0, 0.0], [0.1, 0.2, 0.3]]))
-    np.testing.assert_allclose(row_means(S), [0.3, 0.5, 0.2])
+    S = sp.csr_array(np.array([[0.0, 0.0, 0.0], [0.2, 0.0, 0.4], [0.0, 0.0, 0.0], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(row_means(S), [0.5, 0.3, 0.5, 0.2, 0.5])
+    np.testing.assert_allclose(row_means(sp.csr_array((2, 3))), [0.5, 0.5])
 
 
 # ------------------------------------------------------- what is refused

@@ -73,11 +73,10 @@ def check_sparse_probabilities(X, name="X", dtype=None):
     if 0 in P.shape:
         raise ValueError(f"{name} is empty: {P.shape[0]} sample(s), {P.shape[1]} feature(s) (shape={P.shape}) "
                          "while a minimum of 1 is required.")
-    observed = ~np.isnan(P.data)
-    if not observed.all():
-        P = keep_entries(P, observed)
-    bad = ~np.isfinite(P.data) | (P.data < 0) | (P.data > 1)
-    if bad.any():
+    if P.nnz and np.isnan(P.data.min()):  # NaN propagates: a mask only where some value is NaN
+        P = keep_entries(P, ~np.isnan(P.data))
+    if P.nnz and not (P.data.min() >= 0 and P.data.max() <= 1):
+        bad = ~np.isfinite(P.data) | (P.data < 0) | (P.data > 1)
         k = int(np.argmax(bad))
         row, value = major_of(P.indptr, k), P.data[k]
         why = "is infinite (an unobserved entry is NaN or not stored)" if np.isinf(value) else \
@@ -103,8 +102,11 @@ def check_observed_sparse_classifiers(P, names=None, name="X"):
 def row_means(P):
     """The mean of each row's stored entries of the checked CSR P, :data:`FILL_VALUE` where a row stores none."""
     counts = np.diff(P.indptr)
-    sums = np.bincount(majors(P.indptr), weights=P.data, minlength=P.shape[0])
-    return np.where(counts > 0, sums / np.maximum(counts, 1), FILL_VALUE)
+    stored = counts > 0
+    sums = np.zeros(P.shape[0])
+    # the rows that store entries are consecutive runs of P.data: one reduction each, no per-entry temporary
+    sums[stored] = np.add.reduceat(P.data, P.indptr[:-1][stored], dtype=np.float64) if P.nnz else 0.0
+    return np.where(stored, sums / np.maximum(counts, 1), FILL_VALUE)
 
 
 def confidence_at(C, P, name="confidence", dtype=None):
