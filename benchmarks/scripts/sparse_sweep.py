@@ -19,7 +19,8 @@ process, one after the other, so that the ratios hold on a shared machine:
   ``--dense-n`` instances of the same P, scaled linearly to n (its cost is
   linear in n) where ``--dense-n`` < n;
 * with ``--memory``: a full fit of CFEnsembleClassifier (``--fit-iter``
-  iterations) on the sparse P: the peak resident memory above the resident
+  iterations, ~2000 random labels, the defaults otherwise) on the sparse P:
+  the peak resident memory above the resident
   memory before ``fit`` (sampled every 5 ms), next to the sparse storage
   (P's values and column indices and row pointers, as given) and the factors
   ((n + m) d values).

@@ -102,8 +102,8 @@ class InMemoryBackend:
         return problem, State(X, Y, progress.w, progress.b), progress
 
     def fold_in_data(self, X, P, lam, confidence, dtype, values=None):
-        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), NaN = unobserved,
-        or their ``values``.
+        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), NaN = unobserved
+        (or a checked sparse CSR P, stored entries = observed, where the backend takes one), or their ``values``.
 
         The instances are folded in blocks of :func:`~cfe_fast._float64.blocks`
         (about ``config.FLOAT64_BLOCK_BYTES`` of P each); each block's results
@@ -130,7 +130,6 @@ class InMemoryBackend:
                 out = np.empty((n, *result.shape[1:]), dtype=result.dtype)
             out[start:stop] = result
         return out if values is not None else out.T
-
 
     def fold_in_block(self, X, rows, C, lam):
         """Instance factors (d, rows) of a block of new instances (rows, m) with its confidences C."""
