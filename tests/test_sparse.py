@@ -19,12 +19,13 @@ from scipy.special import expit
 from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast import reference as ref
 from cfe_fast.backends.numba.losses import normalised_loss
+from cfe_fast.backends.numba.sparse import layouts
 from cfe_fast.backends.numba.sparse_steps import (
     solve_sparse_classifiers,
     solve_sparse_instances,
     sparse_squared_residual,
 )
-from cfe_fast.core.sparse import check_sparse_probabilities, layouts, row_means
+from cfe_fast.core.sparse import check_sparse_probabilities, row_means
 from conftest import random_problem, rel_error
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}

@@ -50,7 +50,7 @@ from compare import LAM, gemm_peak  # noqa: E402
 from cfe_fast import CFEnsembleClassifier  # noqa: E402
 from cfe_fast.backends.numba import classifier_step, instance_step  # noqa: E402
 from cfe_fast.backends.numba.sparse_steps import solve_sparse_classifiers, solve_sparse_instances  # noqa: E402
-from cfe_fast.core.sparse import layouts  # noqa: E402
+from cfe_fast.backends.numba.sparse import layouts  # noqa: E402
 
 
 def random_sparse(n, m, observed, dtype, seed=0):

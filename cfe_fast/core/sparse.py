@@ -172,16 +172,3 @@ def sparse_confidence_block(P_block, labels, strategy, alpha=1.0, quality=None):
     """The confidence of a CSR block of rows: a CSR block with its pattern (the fold-in's blocks)."""
     values = confidence_values(P_block, labels, strategy, alpha, quality)
     return scipy.sparse.csr_array((values, P_block.indices, P_block.indptr), shape=P_block.shape)
-
-
-def layouts(P, C_values):
-    """(by instance, by classifier) :class:`Entries` of the checked CSR P with confidences ``C_values``
-    (in CSR order, or empty for confidence 1)."""
-    by_instance = Entries(P.indptr, P.indices, P.data, C_values)
-    # where each CSC entry lies in the CSR order: one stable counting sort of the positions
-    positions = scipy.sparse.csr_array((np.arange(P.nnz, dtype=P.indices.dtype), P.indices, P.indptr),
-                                       shape=P.shape).tocsc()
-    order = positions.data
-    by_classifier = Entries(positions.indptr, positions.indices, P.data[order],
-                            C_values[order] if C_values.size else C_values)
-    return by_instance, by_classifier

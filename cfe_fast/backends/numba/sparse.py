@@ -15,19 +15,25 @@ from ...core.sparse import (
     Entries,
     confidence_at,
     confidence_values,
-    layouts,
     row_means,
     sparse_classifier_quality,
 )
 from ...training.problem import InMemoryProblem
 from ...training.state import State, initial_fit_state
 from .losses import normalised_loss
-from .sparse_steps import solve_sparse_classifiers, solve_sparse_instances, sparse_squared_residual
+from .sparse_steps import by_classifier, solve_sparse_classifiers, solve_sparse_instances, sparse_squared_residual
 
 
 def _confidence_matrix(P, values):
     """The stored confidences as a sparse (m, n) matrix of R's layout (for :func:`check_solvable`)."""
     return csr_array((values, P.indices, P.indptr), shape=P.shape).T
+
+
+def layouts(P, C_values):
+    """(by instance, by classifier) :class:`~cfe_fast.core.sparse.Entries` of the checked CSR P with
+    confidences ``C_values`` (in CSR order, or empty for confidence 1)."""
+    by_instance = Entries(P.indptr, P.indices, P.data, C_values)
+    return by_instance, by_classifier(by_instance, P.shape[1])
 
 
 class SparseProblem(InMemoryProblem):
@@ -63,7 +69,7 @@ class SparseProblem(InMemoryProblem):
 
     def instance_step(self, state, solver="auto"):
         """Y from X, each instance over its observed classifiers, and L_rec at (X, Y) in the same pass."""
-        state.forget_derived()
+        state.Y = None  # the new factors do not depend on the old ones: free them first
         Yt, sse = solve_sparse_instances(state.X, self.by_instance, self.lam, loss=True)
         state.Y = Yt.T
         state.reconstruction = self._loss(sse, state.X, Yt)

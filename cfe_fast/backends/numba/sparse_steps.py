@@ -17,6 +17,7 @@ import numpy as np
 from numba import prange
 
 from ..._float64 import working_dtype
+from ...core.sparse import Entries
 from .classifier_step import solve_classifier_sums
 from .common import as_float64, assign, jit, kernel_threads, tri
 from .linalg import add_ridge, packed_cholesky_solve, raise_if_failed, systems_per_chunk
@@ -132,6 +133,35 @@ def _sparse_classifier_sums(Yt, pointers, indices, values, confidence, chunk, G,
             A += as_float64(np.dot(weighted[:k].T, rows[:k]))
         _pack_lower(A, G, u)
         assign(B[:, u], rhs)
+
+
+@jit
+def _csc_order(pointers, indices, values, confidence, col_pointers, rows, col_values, col_confidence):
+    """CSR entries into CSC order (a counting sort: instances increasing within each classifier)."""
+    next_free = col_pointers[:-1].copy()
+    for i in range(pointers.size - 1):
+        for k in range(pointers[i], pointers[i + 1]):
+            u = indices[k]
+            p = next_free[u]
+            next_free[u] = p + 1
+            rows[p] = i
+            col_values[p] = values[k]
+            if confidence.size:
+                col_confidence[p] = confidence[k]
+
+
+def by_classifier(entries, m):
+    """The :class:`~cfe_fast.core.sparse.Entries` by classifier (CSC) of entries by instance (CSR) of m classifiers.
+
+    Allocates only the result: its values, confidences and instance indices (int32 where they fit).
+    """
+    n = entries.pointers.size - 1
+    col_pointers = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(entries.indices, minlength=m), out=col_pointers[1:])
+    rows = np.empty(entries.indices.size, dtype=np.int32 if n < 2**31 else np.int64)
+    values, confidence = np.empty_like(entries.values), np.empty_like(entries.confidence)
+    _csc_order(*entries, col_pointers, rows, values, confidence)
+    return Entries(col_pointers, rows, values, confidence)
 
 
 #: entries per GEMM of the classifier Grams: float32 products are summed in float64 every this many
