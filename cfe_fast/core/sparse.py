@@ -104,8 +104,13 @@ def row_means(P):
     counts = np.diff(P.indptr)
     stored = counts > 0
     sums = np.zeros(P.shape[0])
-    # the rows that store entries are consecutive runs of P.data: one reduction each, no per-entry temporary
-    sums[stored] = np.add.reduceat(P.data, P.indptr[:-1][stored], dtype=np.float64) if P.nnz else 0.0
+    # the rows that store entries are consecutive runs of P.data: one reduction each, in float64 a block
+    # of rows at a time (a cast of the whole P.data would be a temporary of its size)
+    for s, e in blocks(P.shape[0], -(-P.nnz // P.shape[0])):
+        lo, hi = P.indptr[s], P.indptr[e]
+        if hi > lo:
+            starts = P.indptr[s:e][stored[s:e]] - lo
+            sums[s:e][stored[s:e]] = np.add.reduceat(P.data[lo:hi].astype(np.float64), starts)
     return np.where(stored, sums / np.maximum(counts, 1), FILL_VALUE)
 
 
