@@ -62,7 +62,8 @@ def as_float_array(a, name, ndim, dtype=None, missing=False):
 def _as_float(a, name, ndim, dtype):
     """:func:`as_float_array` without the check of finite values."""
     if scipy.sparse.issparse(a):
-        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array")
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported here: pass a dense array "
+                        "(CFEnsembleClassifier with backend='numba' fits a sparse P)")
     arr = _numeric(_with_nan_for_na(a, name), name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
@@ -144,11 +145,16 @@ def _first_outside(R):
 
 def check_observed_classifiers(P, names=None, name="X"):
     """Refuse a classifier (column of P) with no observed entry, naming it (by ``names`` when given)."""
-    empty = np.isnan(P).all(axis=0)
+    refuse_empty_classifiers(np.isnan(P).all(axis=0), names, name)
+    return P
+
+
+def refuse_empty_classifiers(empty, names=None, name="X"):
+    """Refuse the classifiers where the mask ``empty`` (m,) holds (no observed entry), naming the first."""
     if empty.any():
         raise ValueError(f"classifier {classifier_label(int(np.argmax(empty)), names)} of {name} has no observed "
-                         f"entry (all NaN): it cannot be fitted; drop it ({int(empty.sum())} such classifier(s))")
-    return P
+                         f"entry (all NaN, or none stored): it cannot be fitted; drop it ({int(empty.sum())} such "
+                         "classifier(s))")
 
 
 def classifier_label(j, names=None):
@@ -198,7 +204,10 @@ def check_solvable(C, lam, latent_dim, axis):
             f"lam=0 with latent_dim={latent_dim} > {count} (the number of terms in each "
             f"{what} system) makes every {what} system singular; use lam > 0"
         )
-    empty = ~(C > 0).any(axis=axis)  # also a lazy reduction when C is a dask array
+    if scipy.sparse.issparse(C):  # stored confidences: an unstored entry is 0
+        empty = np.asarray((C > 0).sum(axis=axis)).ravel() == 0
+    else:
+        empty = ~(C > 0).any(axis=axis)  # also a lazy reduction when C is a dask array
     if empty.any():
         raise ValueError(
             f"lam=0 and {what} {int(np.argmax(empty))} has zero confidence everywhere, so its ridge "

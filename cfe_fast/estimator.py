@@ -27,9 +27,10 @@ from ._validation import (
     encode_labels,
     refuse_1d,
 )
-from .backends import get_backend
+from .backends import CAPABILITIES, get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
 from .core.missing import mean_of_observed
+from .core.sparse import is_sparse, row_means, sparse_confidence_block
 from .core.losses import AggregatorPenalty
 from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
@@ -367,6 +368,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = self.input_type == "probabilities"  # values above 1 are refused too
         tags.input_tags.allow_nan = True  # NaN marks an unobserved entry (a classifier that abstains)
+        # scipy.sparse probabilities: stored entries are the observed ones, where the backend takes them
+        tags.input_tags.sparse = (self.input_type == "probabilities" and self.backend in CAPABILITIES
+                                  and "sparse" in CAPABILITIES[self.backend].inputs)
         # K > 2 classes need the per-classifier class layout (cfe_fast.multiclass), which generic
         # multi-class data lacks: scikit-learn's checks then test the binary case only
         tags.classifier_tags.multi_class = False
@@ -482,6 +486,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if not backend.capabilities.checkpoints and (checkpoint is not None or resume_from is not None):
             raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
         classes, codes = encode_labels(y, unlabeled=self.unlabeled, max_classes=None)
+        if is_sparse(X):
+            self._check_sparse(backend, fitting=True, checkpoints=checkpoint is not None or resume_from is not None,
+                               n_classes=classes.size)
         if classes.size > 2:
             if checkpoint is not None or resume_from is not None:
                 raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size}): "
@@ -556,6 +563,23 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         result = loop.run(problem, state, trainer, options, progress, _spread_of_R(P), checkpointer, callback)
         self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
+
+    def _check_sparse(self, backend, fitting=False, checkpoints=False, n_classes=2):
+        """Refuse, by name, what a sparse X (stored entries = observed) cannot be used with."""
+        if "sparse" not in backend.capabilities.inputs:
+            raise TypeError(f"backend={self.backend!r} does not take a sparse X; use backend='numba', or a dense X "
+                            "with NaN at the unobserved entries")
+        if self.input_type != "probabilities":
+            raise ValueError(f"a sparse X holds probabilities: input_type={self.input_type!r} needs a dense X")
+        if not fitting:
+            return
+        if self.trainer != "als" or self.solver not in ("auto", "primal"):
+            raise ValueError(f"a sparse X is fitted with trainer='als' and solver 'auto' or 'primal' (the d x d "
+                             f"systems), got trainer={self.trainer!r}, solver={self.solver!r}")
+        if checkpoints:
+            raise ValueError("checkpoints are not supported with a sparse X")
+        if n_classes > 2:
+            raise ValueError(f"a sparse X is fitted with two classes only (y has {n_classes})")
 
     def _checked_data(self, backend, X, codes, client):
         """(P, labels): the probabilities and the labels' 0/1 ``codes`` checked (NaN where unlabeled).
@@ -673,12 +697,15 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         backend = get_backend(self.backend)
         X = self._in_fitted_column_order(refuse_1d(X))
         validate_data(self, X, reset=False, skip_check_array=True)  # column names and count as in fit
+        if is_sparse(X):
+            self._check_sparse(backend)
         if self.input_type == "scores":
             X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2, missing=True), "X"), self.score_quantiles_,
                                  DTYPES[self.dtype])
         dtype = DTYPES[self.dtype]
         P = backend.check_new_data(X, dtype)
-        confidence = functools.partial(confidence_chunk, labels=None, strategy=fold_in_strategy(self._strategy()),
+        confidence = functools.partial(sparse_confidence_block if is_sparse(P) else confidence_chunk, labels=None,
+                                       strategy=fold_in_strategy(self._strategy()),
                                        quality=getattr(self, "classifier_quality_", None))
         return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence, dtype, values)
 
@@ -862,4 +889,4 @@ def _physical_memory():
 
 def _spread_of_R(P):
     """std over instances of the mean of the observed entries of R (a dask reduction for dask arrays)."""
-    return float(mean_of_observed(P).std())
+    return float((row_means(P) if is_sparse(P) else mean_of_observed(P)).std())

@@ -27,7 +27,7 @@ BACKENDS = tuple(_PACKAGES)
 
 #: what each backend supports (:class:`~.contract.Capabilities`)
 CAPABILITIES = {
-    "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS),
+    "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS, inputs=("numpy", "sparse")),
     "numpy": Capabilities(trainers=TRAINERS, solvers=SOLVERS),  # exact: every solver name, ignored
     "cupy": Capabilities(trainers=TRAINERS, solvers=("auto",)),
     "dask": Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "dask"), focal_variants=("exact",),

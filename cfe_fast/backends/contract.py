@@ -30,7 +30,9 @@ class Capabilities:
         Values of ``solver=`` it accepts (a subset of :data:`SOLVERS`).
     inputs : tuple of str
         Kinds of data ``fit`` and ``predict_proba`` take: "numpy" (array-likes
-        in memory) and, for the Dask backend, "dask" (dask arrays, lazy or not).
+        in memory), "sparse" (``scipy.sparse`` matrices and arrays whose
+        stored entries are the observed ones; trainer "als" and solver
+        "auto" or "primal") and "dask" (dask arrays, lazy or not).
     focal_variants : tuple of str
         Focal-loss variants of the aggregator it fits.
     checkpoints : bool

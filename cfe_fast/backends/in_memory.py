@@ -16,6 +16,7 @@ from .._validation import (
 )
 from ..core.confidence import instance_major_confidence
 from ..core.missing import fill_missing, filled_chunk, has_missing, missing_entries
+from ..core.sparse import is_sparse
 from ..training.problem import InMemoryProblem
 from ..training.state import State, initial_fit_state
 
@@ -101,8 +102,8 @@ class InMemoryBackend:
         return problem, State(X, Y, progress.w, progress.b), progress
 
     def fold_in_data(self, X, P, lam, confidence, dtype, values=None):
-        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), NaN = unobserved,
-        or their ``values``.
+        """Instance factors (d, n_new) of checked instance-major probabilities P (n_new, m), NaN = unobserved
+        (or a checked sparse CSR P, stored entries = observed, where the backend takes one), or their ``values``.
 
         The instances are folded in blocks of :func:`~cfe_fast._float64.blocks`
         (about ``config.FLOAT64_BLOCK_BYTES`` of P each); each block's results
@@ -113,17 +114,26 @@ class InMemoryBackend:
         """
         n, d = P.shape[0], X.shape[0]
         out = None
-        for start, stop in blocks(n, P.shape[1]):
-            rows = np.ascontiguousarray(P[start:stop], dtype=dtype)
-            C = np.ascontiguousarray(confidence(rows), dtype=dtype)
+        sparse = is_sparse(P)
+        for start, stop in blocks(n, -(-P.nnz // n) if sparse else P.shape[1]):  # sparse: stored entries per row
+            if sparse:
+                rows = P[start:stop].astype(dtype)
+                C = confidence(rows)
+            else:
+                rows = np.ascontiguousarray(P[start:stop], dtype=dtype)
+                C = np.ascontiguousarray(confidence(rows), dtype=dtype)
             with located(start):
                 check_solvable(C.T, lam, d, axis=0)
-                Y = self.fold_in(X, filled_chunk(rows).T, C.T, lam)
+                Y = self.fold_in_block(X, rows, C, lam)
             result = values(Y) if values is not None else Y.T
             if out is None:  # the backend's result type, for the whole of P
                 out = np.empty((n, *result.shape[1:]), dtype=result.dtype)
             out[start:stop] = result
         return out if values is not None else out.T
+
+    def fold_in_block(self, X, rows, C, lam):
+        """Instance factors (d, rows) of a block of new instances (rows, m) with its confidences C."""
+        return self.fold_in(X, filled_chunk(rows).T, C.T, lam)
 
 
 class ModuleBackend(InMemoryBackend):

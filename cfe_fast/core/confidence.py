@@ -33,12 +33,18 @@ def classifier_quality(R, labels, floor=CALIBRATION_FLOOR, names=None):
     missing = missing_entries(squared)
     if missing is None:
         return np.maximum(1.0 - np.mean(squared, axis=1), floor)
-    counts = np.count_nonzero(~missing, axis=1)
+    return quality_from_sums(zero_missing(squared, missing).sum(axis=1), np.count_nonzero(~missing, axis=1),
+                             names, floor)
+
+
+def quality_from_sums(squared_sums, counts, names=None, floor=CALIBRATION_FLOOR):
+    """The floored 1 - Brier score of every classifier from its sums of squared errors and counts of
+    observed labeled entries; a count of 0 is an error naming the classifier."""
     if not counts.all():
         raise ValueError(f"the 'calibration' confidence needs labeled instances that each classifier scores: "
                          f"classifier {classifier_label(int(np.argmin(counts)), names)} has no observed entry "
                          "on a labeled instance")
-    return np.maximum(1.0 - zero_missing(squared, missing).sum(axis=1) / counts, floor)
+    return np.maximum(1.0 - squared_sums / counts, floor)
 
 
 def confidence_chunk(P_chunk, labels, strategy, alpha=1.0, quality=None):
@@ -70,6 +76,17 @@ def _strategy_chunk(P_chunk, labels, strategy, alpha, quality):
         positive = (labels[rows] == 1)[:, None]
         C[rows] *= 1.0 + alpha * np.where(positive, P[rows], 1.0 - P[rows])
     return C
+
+
+def entry_confidence(values, labels, strategy, alpha=1.0, quality=None):
+    """Confidence of single observed entries (a sparse P's stored values), as :func:`confidence_chunk` gives it.
+
+    ``values`` (k,): probabilities; ``labels`` (k,): the label of each
+    entry's instance (NaN where unlabeled), or None; ``quality`` (k,): the
+    "calibration" quality of each entry's classifier. Returns (k,) float64.
+    """
+    column = None if quality is None else quality[:, None]
+    return _strategy_chunk(values[:, None], labels, strategy, alpha, column)[:, 0]
 
 
 def fold_in_strategy(strategy):

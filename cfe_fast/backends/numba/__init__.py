@@ -5,6 +5,8 @@ R and C are used instance-major (n, m), the estimator's native layout
 of :mod:`.instance_step`, :mod:`.classifier_step` and :mod:`.losses` work on
 that layout, and this module adapts them to the contract's (m, n) layout.
 BLAS runs on one thread inside the kernels, which parallelise themselves.
+A sparse P (``scipy.sparse``, stored entries = observed) takes the path of
+:mod:`.sparse`, whose kernels cost time proportional to the observed entries.
 """
 
 import numpy as np
@@ -12,8 +14,10 @@ import numpy as np
 from ... import config
 from ..._float64 import working_dtype
 from .. import CAPABILITIES
+from ..._validation import check_labels
+from ...core.sparse import check_observed_sparse_classifiers, check_sparse_probabilities, is_sparse
 from ..in_memory import InMemoryBackend
-from . import compile_notice
+from . import compile_notice, sparse
 from .classifier_step import classifier_sums, solve_classifiers
 from .instance_step import choose_solver, solve_instances
 from .losses import aggregator_terms_t, normalised_loss, reconstruction_loss_grad_t, reconstruction_loss_t
@@ -39,6 +43,25 @@ class NumbaBackend(InMemoryBackend):
 
     def choose_solver(self, m, d, lam):
         return choose_solver(m, d, lam)
+
+    def check_data(self, X, y, dtype, client=None, names=None):
+        """As :meth:`InMemoryBackend.check_data`; a sparse X gives the checked CSR P of
+        :func:`~cfe_fast.core.sparse.check_sparse_probabilities`."""
+        if not is_sparse(X):
+            return super().check_data(X, y, dtype, client, names)
+        labels = check_labels(y, X.shape[0], "y")
+        return check_observed_sparse_classifiers(check_sparse_probabilities(X, "X", dtype), names), labels
+
+    def check_new_data(self, X, dtype):
+        if not is_sparse(X):
+            return super().check_new_data(X, dtype)
+        return check_sparse_probabilities(X, "X")
+
+    def start_fit(self, data):
+        return sparse.start_fit(self, data) if is_sparse(data.P) else super().start_fit(data)
+
+    def fold_in_block(self, X, rows, C, lam):
+        return sparse.fold_in_block(X, rows, C, lam) if is_sparse(rows) else super().fold_in_block(X, rows, C, lam)
 
     def update_instance_factors(self, X, R, C, lam, *, solver="auto", init=None, with_loss=False):
         dtype = working_dtype(np.asarray(R))
