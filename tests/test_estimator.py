@@ -101,9 +101,12 @@ def test_latent_dim_at_least_classifiers_warns(seed_data):
 
 
 def test_aggregator_is_actually_fitted(seed_data):
-    """The original implementation took one tiny gradient step, leaving w ~ 1/m: the 'learned' ensemble was the mean."""
+    """The original implementation took one tiny gradient step, leaving w ~ 1/m: the 'learned' ensemble was the mean.
+
+    A given prior strength: the fit ends at the penalised optimum (with "auto" the scale is then refitted
+    without the prior, which moves w along itself)."""
     P, y = seed_data.P, seed_data.labels
-    model = CFEnsembleClassifier(latent_dim=3, max_iter=10, random_state=0).fit(P, y)
+    model = CFEnsembleClassifier(latent_dim=3, max_iter=10, random_state=0, aggregator_prior=1.0).fit(P, y)
     labeled = ~np.isnan(y)
     Yl = model.instance_factors_[:, labeled]
     omega = ref.class_weights(y[labeled])
