@@ -11,8 +11,9 @@ corr(r_hat_u, sum of the others) = x_u^T S (s - x_u) / sqrt(x_u^T S x_u (s - x_u
 
 import numpy as np
 
-#: the exponent of the agreement: on the real-data benchmark, 4 improved the weighted mean of the
-#: classifiers over their plain mean in 10 of 11 tasks (benchmarks/results/quality_cpu2.md)
+#: the exponent of the agreement: on the real-data benchmark's pools the weighted mean of the
+#: classifiers beats their plain mean in 10 of 11 tasks at 4; higher powers trust fewer classifiers
+#: (16 loses on one task; benchmarks/results/consensus_power_cpu2.md)
 CONSENSUS_POWER = 4
 
 
