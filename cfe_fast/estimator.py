@@ -141,9 +141,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         logistic-regression stacking: a strong prior weights each classifier
         by the class-weighted difference of the classes' mean r_hat). "auto":
         chosen with the strength by aggregator_prior="auto" between
-        "consensus" and "zero" ("zero" unless the cross-validated loss of the
-        best "consensus" prior is lower by more than its standard error), and
-        "equal" with a given strength.
+        "consensus" and "zero" (the one whose held-out predictions rank the
+        labeled instances with the higher average precision), and "equal"
+        with a given strength.
     freeze_aggregator_iters : int, default=0
         Keep (w, b) at its initial value (w = 1/m, b = 0) for this many iterations.
     trainer : {"als", "exact", "joint"}, default="als"

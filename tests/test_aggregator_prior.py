@@ -82,20 +82,26 @@ def _held_out_losses(means, noise, n=400, seed=0):
     return np.array([shared + mean + scale * signs() for mean, scale in zip(means, noise)])
 
 
-@pytest.mark.parametrize("means,noise,expected", [
-    # an "equal" prior clearly better than every "zero" one: chosen; so is the "zero" in the mirror case
-    ([0.30, 0.30, 0.40, 0.50, 0.60], [0.05] * 5, ("equal", 10.0)),
-    ([0.50, 0.50, 0.50, 0.20, 0.30], [0.05] * 5, ("zero", 3.0)),
-    # within a centre: the strongest prior whose excess is within one standard error of the best
-    ([0.50, 0.50, 0.50, 0.30, 0.30], [0.05] * 5, ("zero", 100.0)),
-    # a smaller gain of "equal" within the noise of the comparison (standard error ~0.07): "zero" is kept
-    ([0.49, 0.48, 0.49, 0.50, 0.50], [1.0, 1.0, 1.0, 0.0, 0.0], ("zero", 100.0)),
+@pytest.mark.parametrize("means,noise,chosen", [
+    # within a centre: the strongest prior whose excess is within one standard error of the centre's best
+    ([0.30, 0.30, 0.40, 0.50, 0.60], [0.05] * 5, {"equal": 1, "zero": 3}),
+    ([0.50, 0.50, 0.50, 0.30, 0.30], [0.05] * 5, {"equal": 2, "zero": 4}),
+    ([0.49, 0.48, 0.49, 0.50, 0.50], [1.0, 1.0, 1.0, 0.0, 0.0], {"equal": 2, "zero": 4}),
 ])
-def test_the_choice_of_prior(means, noise, expected):
+@pytest.mark.parametrize("better", ["equal", "zero", "tie"])
+def test_the_choice_of_prior(means, noise, chosen, better):
+    """Between the centres' choices, the higher held-out average precision; the ridge on a tie."""
     grid = (("equal", 0.0), ("equal", 10.0), ("equal", 100.0), ("zero", 3.0), ("zero", 100.0))
     held_out = _held_out_losses(means, noise)
     share = np.full(held_out.shape[1], 1.0 / held_out.shape[1])
-    assert choose_prior(grid, held_out, share) == expected
+    y = np.repeat([0.0, 1.0], held_out.shape[1] // 2)
+    logits = np.random.default_rng(1).standard_normal((len(grid), y.size))  # chance rankings
+    if better == "tie":
+        logits[chosen["equal"]] = logits[chosen["zero"]]
+    else:
+        logits[chosen[better]] += 2.0 * y  # this centre's choice ranks the labels well
+    expected = grid[chosen["zero" if better == "tie" else better]]
+    assert choose_prior(grid, held_out, share, y, logits) == expected
 
 
 def test_no_cross_validation_without_two_labeled_instances_per_class():
@@ -170,7 +176,7 @@ def test_fit_compares_the_ensemble_with_the_mean_out_of_fold_and_warns_when_wors
 def test_average_precision_under_weights_matches_scikit_learn_per_resample():
     from sklearn.metrics import average_precision_score
 
-    from cfe_fast.training.loop import average_precision
+    from cfe_fast.core.ranking import average_precision
 
     rng = np.random.default_rng(3)
     y = (rng.random(300) < 0.3).astype(np.float64)

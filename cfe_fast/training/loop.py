@@ -9,6 +9,7 @@ from scipy.special import expit
 
 from .. import diagnostics
 from .._float64 import blocks, matvec64
+from ..core.ranking import average_precision
 from ..errors import CollapseWarning, SingularSystemError
 from .aggregator import cross_validate, fit_scale
 from .aggregator import fit as fit_aggregator
@@ -203,24 +204,6 @@ def _held_out_check(problem, validation, seed=0):
         "chance": float(np.mean(y)),
         "mean_of_R_better": float(np.mean(better)) if better else 0.0,
     }
-
-
-def average_precision(y, scores, weights):
-    """Average precision of ``scores`` for the 0/1 labels ``y`` under each row of instance ``weights``.
-
-    ``sklearn.metrics.average_precision_score(y, scores, sample_weight=row)``
-    for every row of weights (k, n) at once, from one sort of the scores:
-    the sum over distinct thresholds of the recall step times the precision.
-    Integer weights make it the average precision of a resample.
-    """
-    order = np.argsort(-scores, kind="mergesort")
-    y, weights = y[order], weights[:, order]
-    last_of_tie = np.append(np.flatnonzero(np.diff(scores[order])), y.size - 1)
-    true_pos = np.cumsum(weights * y, axis=1)[:, last_of_tie]
-    predicted_pos = np.cumsum(weights, axis=1)[:, last_of_tie]
-    precision = np.divide(true_pos, predicted_pos, out=np.zeros_like(true_pos), where=predicted_pos > 0)
-    recall_step = np.diff(true_pos, axis=1, prepend=0.0) / true_pos[:, -1:]
-    return np.sum(recall_step * precision, axis=1)
 
 
 def _refit_with_prior(problem, state, history, options, spread_of_R, prior):
