@@ -60,7 +60,7 @@ def newton(evaluate, w, b, penalty=AggregatorPenalty(), max_steps=20, tol=1e-9):
     w : ndarray (m,), b : float
         Starting point (warm start from the previous outer iteration).
     penalty : AggregatorPenalty
-        The penalty on w (a ridge, and a pull toward equal weights).
+        The penalty on w (a ridge, and a pull toward its centre).
     max_steps : int
         Newton steps at most (each backtracks on f, Armijo rule).
     tol : float
@@ -279,9 +279,9 @@ def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
     class-weighted cross-entropy of its predictions. The unlabeled
     instances have shaped the factors the folds share. The choice is
     :func:`choose_prior`. With fewer labeled instances of a class than
-    ``folds``, nothing is chosen: the grid's strongest prior toward equal
-    weights is taken (toward its strongest of any centre where it has
-    none), so the ensemble is the mean of the reconstruction with a fitted
+    ``folds``, nothing is chosen: the prior of :func:`few_labels_prior` is
+    taken (the strongest toward the consensus, where the grid has it), so
+    the ensemble is that weighted mean of the reconstruction with a fitted
     scale. A direction estimated from so few instances of a class, and a
     comparison held out on them, are noise: on the real-data benchmark a
     cross-validated strength then often chose a weak prior and fell below
