@@ -50,19 +50,15 @@ def gram64(F):
 def moments64(F):
     """Mean (d,) and second moment ``F @ F.T / n`` (d, d) of the columns of F (d, n), accumulated in float64.
 
-    NumPy arrays are converted in blocks; other arrays (CuPy, dask) by their
-    own ``astype`` (a dask result stays lazy).
+    NumPy arrays through :func:`gram64` (and a sum that accumulates in
+    float64 without a copy); other arrays (CuPy, dask) by their own
+    ``astype`` (a dask result stays lazy).
     """
     n = F.shape[1]
-    if not isinstance(F, np.ndarray):
-        F = F.astype(np.float64)
-        return F.sum(axis=1) / n, (F @ F.T) / n
-    total, second = np.zeros(F.shape[0]), np.zeros((F.shape[0], F.shape[0]))
-    for s, e in blocks(n, F.shape[0]):
-        block = F[:, s:e].astype(np.float64, copy=False)
-        total += block.sum(axis=1)
-        second += block @ block.T
-    return total / n, second / n
+    if isinstance(F, np.ndarray):
+        return F.sum(axis=1, dtype=np.float64) / n, gram64(F) / n
+    F = F.astype(np.float64)
+    return F.sum(axis=1) / n, (F @ F.T) / n
 
 
 def squared_norm(A):

@@ -46,7 +46,7 @@ from .io.model_file import (
 from .parameters import DTYPES, validate_params
 from .scores import fit_quantiles, to_unit_interval
 from .training import loop
-from .training.aggregator import AUTO_PRIOR_CENTERS, PRIOR_FALLBACK, PRIOR_STRENGTHS
+from .training.aggregator import PRIOR_FALLBACK, prior_grid
 from .training.problem import FitData, Settings, mean_of_reconstruction
 from .training.trainers import ALSTrainer, ExactTrainer, JointTrainer
 
@@ -656,8 +656,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if self.aggregator_prior != "auto" or self.trainer != "als" or self.aggregator_solver != "newton":
             return None
         center = self.aggregator_prior_center
-        centers = AUTO_PRIOR_CENTERS if center == "auto" else (center,)
-        return tuple((center, strength) for center in centers for strength in PRIOR_STRENGTHS)
+        return prior_grid() if center == "auto" else prior_grid((center,))
 
     def _prior_correction(self, y_labeled, weights):
         """The intercept's shift by balanced class weights: log(W_neg / W_pos), W a class's total weight; else 0."""

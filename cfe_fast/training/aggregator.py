@@ -226,8 +226,15 @@ PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 #: weighting, and as the centre lower the shortfall to max(mean, LR stacking) on two sets of
 #: re-drawn splits (benchmarks/results/quality_cpu2.md)
 AUTO_PRIOR_CENTERS = ("consensus", "zero")
+
+
+def prior_grid(centers=AUTO_PRIOR_CENTERS):
+    """The (centre, strength) pairs of every strength of :data:`PRIOR_STRENGTHS` toward each of ``centers``."""
+    return tuple((center, strength) for center in centers for strength in PRIOR_STRENGTHS)
+
+
 #: the (centre, strength) pairs ``aggregator_prior="auto"`` chooses from
-PRIOR_GRID = tuple((center, s) for center in AUTO_PRIOR_CENTERS for s in PRIOR_STRENGTHS)
+PRIOR_GRID = prior_grid()
 #: the prior strength a fit uses while it runs under ``aggregator_prior="auto"``, and where no
 #: cross-validation is possible (fewer than two labeled instances of a class), toward equal
 #: weights unless ``aggregator_prior_center`` says otherwise
