@@ -339,9 +339,8 @@ def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
                 w, b, _ = newton(evaluate, w, b, penalty)
                 logits[k, test] = (X @ w) @ Y_labeled[:, test] + b
                 held_out_losses[k, test], _, _ = sample_loss_terms(logits[k, test], y[test])
-    share = omega / omega.sum()
-    return CrossValidation(choose_prior(grid, held_out_losses, share, y, logits), grid, held_out_losses @ share,
-                           positions, y, logits)
+    losses = held_out_losses @ (omega / omega.sum())
+    return CrossValidation(choose_prior(grid, losses, y, logits), grid, losses, positions, y, logits)
 
 
 #: the centres whose strongest prior serves where the labels are too few to cross-validate, in order of preference
@@ -362,38 +361,20 @@ def few_labels_prior(grid):
     return max(grid, key=lambda prior: prior[1])
 
 
-def choose_prior(grid, held_out_losses, share, y, logits):
+def choose_prior(grid, losses, y, logits):
     """The prior to fit with, from the held-out losses and logits of every prior in ``grid``.
 
-    Within each centre, the one-standard-error rule: the strongest prior
-    whose loss exceeds the centre's smallest by at most the standard error
-    of that excess (over the held-out instances), since with few labels the
-    smallest loss is itself noise. Between the centres' choices, the one
-    whose held-out logits rank the labels ``y`` with the highest average
-    precision, "zero" (a ridge) on a tie: on two sets of re-draws of the
-    real-data benchmark (``benchmarks/results/quality_cpu2.md``,
-    ``quality_redraw_cpu2.md``) this ranked better than keeping the ridge
-    unless the consensus had the lower loss by more than its standard
-    error, and than the lower loss alone.
+    Within each centre, the strength with the smallest held-out loss
+    ``losses`` (the stronger on a tie). Between
+    the centres' choices, the one whose held-out logits rank the labels ``y``
+    with the highest average precision, "zero" (a ridge) on a tie. On two
+    sets of re-draws of the real-data benchmark
+    (``benchmarks/results/quality_cpu2.md``, ``quality_redraw_cpu2.md``) the
+    smallest loss within a centre left a smaller shortfall to max(mean, LR
+    stacking) than the strongest strength within one standard error of it,
+    and the average precision between the centres than their losses.
     """
-    losses = held_out_losses @ share
-    chosen = []
-    for center in dict.fromkeys(center for center, _ in grid):
-        family = [k for k in range(len(grid)) if grid[k][0] == center]
-        best = min(family, key=lambda k: losses[k])
-        chosen.append(max((k for k in family
-                           if _within_one_standard_error(held_out_losses[k] - held_out_losses[best], share)),
-                          key=lambda k: grid[k][1]))
+    chosen = [min((k for k in range(len(grid)) if grid[k][0] == center), key=lambda k: (losses[k], -grid[k][1]))
+              for center in dict.fromkeys(center for center, _ in grid)]
     everyone = np.ones((1, y.size))
     return grid[max(chosen, key=lambda k: (average_precision(y, logits[k], everyone)[0], grid[k][0] == "zero"))]
-
-
-def _within_one_standard_error(difference, share):
-    """Whether the weighted mean of per-instance loss differences is at most its standard error.
-
-    The differences are paired (the same held-out instances), so their own
-    spread, not that of the losses, measures the noise of the comparison.
-    """
-    mean = share @ difference
-    spread = np.sqrt(share @ (difference - mean) ** 2)
-    return mean <= spread * np.sqrt(share @ share)
