@@ -1,6 +1,7 @@
 """Work-saving paths of a fit, each checked against the plain computation it
-replaces: the Newton fit that reuses the full step's Hessian, the aggregator
-evaluator's memory, and the re-entrant single-threaded BLAS scope."""
+replaces: the Newton fit that reuses the full step's Hessian, the Newton fit in
+the span of the classifier factors, the aggregator evaluator's memory, and the
+re-entrant single-threaded BLAS scope."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ from threadpoolctl import threadpool_info
 
 from cfe_fast import reference as ref
 from cfe_fast._threads import single_threaded_blas
-from cfe_fast.training.aggregator import newton
+from cfe_fast.core.losses import AggregatorPenalty
+from cfe_fast.training.aggregator import newton, newton_in_span
 from test_trainers import make_problem
 
 
@@ -45,6 +47,45 @@ def test_newton_stops_after_max_steps_without_an_extra_pass():
     _, _, steps = newton(evaluate, s.w, s.b, p.settings.penalty, max_steps=1)
     assert steps == 1
     assert calls[0] and not any(calls[1:])  # the Hessian only where a step uses it
+
+
+PENALTIES = {
+    "zero": AggregatorPenalty(1.0, 30.0, 50.0, "zero"),
+    "equal": AggregatorPenalty(1.0, 30.0, 50.0, "equal"),
+    "consensus": AggregatorPenalty(1.0, 30.0, 50.0, "consensus", np.linspace(0.1, 2.0, 40)),
+    "ridge only": AggregatorPenalty(1.0),
+}
+
+
+@pytest.mark.parametrize("name", list(PENALTIES))
+def test_the_penalty_solve_is_the_inverse_of_its_hessian(name):
+    penalty = PENALTIES[name]
+    M = np.random.default_rng(0).standard_normal((40, 3))
+    np.testing.assert_allclose(penalty.solve(M), np.linalg.solve(penalty.hessian(40), M), rtol=1e-12, atol=1e-14)
+
+
+def test_the_penalty_solve_refuses_a_singular_hessian():
+    assert AggregatorPenalty(0.0, 30.0, 50.0, "equal").solve(np.ones((40, 2))) is None  # singular along the line
+    assert AggregatorPenalty().solve(np.ones((40, 2))) is None
+
+
+@pytest.mark.parametrize("name", list(PENALTIES))
+def test_newton_in_the_span_of_the_factors_reaches_the_full_minimum(name):
+    p, s = make_problem(40, 400, 4, seed=6)  # m = 40 >= 2 (d + 1): (alpha, b) has 5 unknowns, (w, b) 41
+    penalty = PENALTIES[name]
+    full = newton(p.make_evaluator(s.X, s.Y), s.w, s.b, penalty)
+    span = newton_in_span(p.make_evaluator(s.X, s.Y), s.X, s.w, s.b, penalty)
+    np.testing.assert_allclose(span[0], full[0], rtol=1e-5, atol=1e-7 * np.abs(full[0]).max())
+    assert abs(span[1] - full[1]) < 1e-6 * max(abs(full[1]), 1.0)
+
+
+def test_newton_in_the_span_is_plain_newton_where_it_does_not_pay():
+    p, s = make_problem(8, 400, 4, seed=7)  # m = 8 < 2 (d + 1)
+    penalty = AggregatorPenalty(1.0, 10.0, 50.0, "zero")
+    span = newton_in_span(p.make_evaluator(s.X, s.Y), s.X, s.w, s.b, penalty)
+    full = newton(p.make_evaluator(s.X, s.Y), s.w, s.b, penalty)
+    np.testing.assert_array_equal(span[0], full[0])
+    assert span[1:] == full[1:]
 
 
 def test_evaluator_is_kept_per_factors_and_remembers_its_last_result(monkeypatch):

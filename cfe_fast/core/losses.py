@@ -155,6 +155,23 @@ class AggregatorPenalty:
             hessian = hessian + self.shrinkage * (np.eye(m) - (0.0 if line is None else np.outer(line, line)))
         return hessian
 
+    def solve(self, M):
+        """A^-1 M for the penalty's Hessian A (m x m) and M (m, k), in O(m k); None where A is singular.
+
+        A = (ridge + shrinkage) I - shrinkage u u^T for a line centre of unit
+        direction u, whose inverse is (I - u u^T) / (ridge + shrinkage) +
+        u u^T / ridge; A = (ridge + shrinkage) I for "zero".
+        """
+        M = np.asarray(M, dtype=np.float64)
+        total = self.ridge + self.shrinkage
+        line = self._line(M.shape[0]) if self.shrinkage else None
+        if line is None:
+            return M / total if total > 0 else None
+        if self.ridge <= 0:
+            return None
+        along = np.outer(line, line @ M)
+        return (M - along) / total + along / self.ridge
+
 
 class AggregatorTerms(NamedTuple):
     """Normalised supervised loss, its gradient and (optionally) its Hessian.

@@ -104,6 +104,56 @@ def newton(evaluate, w, b, penalty=AggregatorPenalty(), max_steps=20, tol=1e-9):
     return w, b, steps
 
 
+def newton_in_span(evaluate, X, w, b, penalty=AggregatorPenalty(), max_steps=20, tol=1e-9):
+    """:func:`newton` for an aggregator whose logits depend on w only through X w, in d + 1 unknowns.
+
+    The minimiser of L_sup(X w, b) + (1/2) w^T A w (A: the penalty's Hessian,
+    see :class:`~cfe_fast.core.losses.AggregatorPenalty`; the penalty is
+    quadratic with its minimum at w = 0) satisfies A w = -X^T g for the
+    gradient g of L_sup in v = X w, so it lies in the span of B = A^-1 X^T
+    (m x d). With w = B alpha, v = K alpha (K = X B) and the penalty is
+    (1/2) alpha^T K alpha: Newton runs on (alpha, b), d + 1 unknowns instead
+    of m + 1, from the alpha that gives the starting point's logits. Where
+    that does not pay (m < 2 (d + 1)) or A is singular, it is :func:`newton`
+    on (w, b).
+
+    Parameters
+    ----------
+    evaluate : callable (w, b, hessian) -> AggregatorTerms
+        As for :func:`newton`.
+    X : ndarray (d, m)
+        The classifier factors.
+    w, b, penalty, max_steps, tol
+        As for :func:`newton`.
+
+    Returns
+    -------
+    w, b, n_steps
+    """
+    X = np.asarray(X, dtype=np.float64)
+    d, m = X.shape
+    B = penalty.solve(X.T) if m >= 2 * (d + 1) else None
+    if B is None:
+        return newton(evaluate, w, b, penalty, max_steps, tol)
+    K = X @ B
+    lift = np.zeros((m + 1, d + 1))
+    lift[:-1, :-1], lift[-1, -1] = B, 1.0
+
+    def evaluate_span(alpha, b_, hessian=False):
+        terms = evaluate(B @ alpha, b_, hessian)
+        grad = lift.T @ np.append(terms.grad_w, terms.grad_b)
+        H = None
+        if terms.hessian is not None:
+            H = lift.T @ terms.hessian @ lift
+            H[:-1, :-1] += K
+        return AggregatorTerms(terms.loss + 0.5 * float(alpha @ K @ alpha), grad[:-1] + K @ alpha, float(grad[-1]),
+                               H)
+
+    alpha = np.linalg.lstsq(K, X @ np.asarray(w, dtype=np.float64), rcond=None)[0]
+    alpha, b, steps = newton(evaluate_span, alpha, b, AggregatorPenalty(), max_steps, tol)
+    return B @ alpha, b, steps
+
+
 def follow_factors(problem, state):
     """Point the "consensus" centre of the problem's prior at the factors of ``state`` (other centres: nothing)."""
     penalty = problem.settings.penalty
@@ -118,7 +168,8 @@ def fit(problem, state, max_steps=20):
     evaluate = problem.evaluator(state)
     settings = problem.settings
     if settings.focal_gamma == 0 or settings.focal_variant == "exact":
-        state.w, state.b, steps = newton(evaluate, state.w, state.b, settings.penalty, max_steps)
+        state.w, state.b, steps = newton_in_span(evaluate, problem.to_host(state.X), state.w, state.b,
+                                                 settings.penalty, max_steps)
     else:
         state.w, state.b, steps = _weighted_bce_fixed_point(problem, state, evaluate, max_steps)
     return steps
@@ -336,7 +387,7 @@ def cross_validate(problem, state, grid=PRIOR_GRID, folds=5, seed=0):
             family = sorted((k for k in range(len(grid)) if grid[k][0] == center), key=lambda k: -grid[k][1])
             for k in family:  # strong to weak: each fit starts from the previous solution
                 penalty = AggregatorPenalty(settings.penalty.l2, grid[k][1], omega[train].sum(), center, direction)
-                w, b, _ = newton(evaluate, w, b, penalty)
+                w, b, _ = newton_in_span(evaluate, X, w, b, penalty)
                 logits[k, test] = (X @ w) @ Y_labeled[:, test] + b
                 held_out_losses[k, test], _, _ = sample_loss_terms(logits[k, test], y[test])
     losses = held_out_losses @ (omega / omega.sum())
