@@ -15,6 +15,7 @@ Usage::
 """
 
 import argparse
+import importlib
 import os
 import pathlib
 import sys
@@ -28,7 +29,7 @@ from ab_compare import ROOT, import_base  # noqa: E402
 
 def timed_aggregator(package):
     """Wrap the package's aggregator fit and cross-validation to add their seconds to the returned list."""
-    loop = sys.modules[f"{package.__name__}.training.loop"]
+    loop = importlib.import_module(f"{package.__name__}.training.loop")
     spent = []
 
     def timing(function):
