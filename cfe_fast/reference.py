@@ -252,13 +252,15 @@ def sample_loss_terms(z, y, focal_gamma=0.0, focal_variant="exact"):
 class AggregatorTerms(NamedTuple):
     """Normalised supervised loss, its gradient and (optionally) its Hessian.
 
-    ``hessian`` is (m + 1, m + 1) over (w, b), b last, or None.
+    ``hessian`` is (m + 1, m + 1) over (w, b), b last, or None;
+    ``latent_hessian`` (d + 1, d + 1) over (X w, b), for ``hessian="latent"``.
     """
 
     loss: float
     grad_w: np.ndarray
     grad_b: float
     hessian: np.ndarray | None
+    latent_hessian: np.ndarray | None = None
 
 
 def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):
@@ -277,8 +279,13 @@ def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, foca
     total = omega.sum()
     features = np.vstack([R_hat, np.ones(z.size)])  # (m + 1, n_L)
     full_grad = features @ (omega * grad) / total
-    H = (features * (omega * curv)) @ features.T / total if hessian else None
-    return AggregatorTerms(float(omega @ loss / total), full_grad[:-1], float(full_grad[-1]), H)
+    terms = AggregatorTerms(float(omega @ loss / total), full_grad[:-1], float(full_grad[-1]), None)
+    if hessian == "latent":  # over (v, b), v = X w: the logits are v^T y_i + b
+        latent = np.vstack([Y_labeled, np.ones(z.size)])
+        return terms._replace(latent_hessian=(latent * (omega * curv)) @ latent.T / total)
+    if hessian:
+        return terms._replace(hessian=(features * (omega * curv)) @ features.T / total)
+    return terms
 
 
 def objective(X, Y, R, C, lam, labels, w, b, rho, balanced=True, focal_gamma=0.0, focal_variant="exact", l2=0.0,

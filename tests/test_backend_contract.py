@@ -108,6 +108,10 @@ def test_aggregator_terms_match_reference(name, dtype, gamma, variant):
     assert rel_error(fast.grad_w, slow.grad_w) < 1e-10 and fast.grad_b == pytest.approx(slow.grad_b, rel=1e-10)
     assert rel_error(fast.hessian, slow.hessian) < 1e-10
     assert backend.aggregator_terms(X, Y, y, omega, w, b, gamma, variant, False).hessian is None
+    latent = backend.aggregator_terms(X, Y, y, omega, w, b, gamma, variant, "latent")
+    assert latent.hessian is None
+    assert rel_error(latent.latent_hessian, ref.aggregator_terms(X, Y, y, omega, w, b, gamma, variant,
+                                                                 "latent").latent_hessian) < 1e-10
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

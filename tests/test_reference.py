@@ -68,6 +68,10 @@ def test_aggregator_gradient_and_hessian_match_finite_differences(gamma, variant
     np.testing.assert_allclose(np.append(terms.grad_w, terms.grad_b), _fd_grad(loss, theta), rtol=1e-6, atol=1e-8)
     fd_hessian = np.array([_fd_grad(lambda t: grad(t)[k], theta) for k in range(m + 1)])
     np.testing.assert_allclose(terms.hessian, fd_hessian, rtol=1e-5, atol=1e-7)
+    latent = ref.aggregator_terms(X, Y, y, omega, theta[:-1], theta[-1], gamma, variant, hessian="latent")
+    lift = np.zeros((X.shape[0] + 1, m + 1))  # (w, b) -> (X w, b)
+    lift[:-1, :-1], lift[-1, -1] = X, 1.0
+    np.testing.assert_allclose(lift.T @ latent.latent_hessian @ lift, terms.hessian, rtol=1e-10, atol=1e-12)
 
 
 def test_bce_loss_is_stable_at_extreme_logits():

@@ -103,7 +103,10 @@ class Backend(Protocol):
         """The normalised reconstruction term L_rec at (X, Y)."""
 
     def aggregator_terms(self, X, Y_labeled, y_labeled, omega, w, b, focal_gamma, focal_variant, hessian):
-        """:class:`~cfe_fast.core.losses.AggregatorTerms` of the labeled instances at (X, Y, w, b)."""
+        """:class:`~cfe_fast.core.losses.AggregatorTerms` of the labeled instances at (X, Y, w, b).
+
+        ``hessian``: False (none), True (over (w, b)) or "latent" (over (X w, b)).
+        """
 
     def instance_solves(self, X, R, C, lam, w):
         """(Y, Z) with Z[:, i] = A_i^-1 X w from the instance step's systems A_i (the exact trainer)."""

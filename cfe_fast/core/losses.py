@@ -177,30 +177,45 @@ class AggregatorTerms(NamedTuple):
     """Normalised supervised loss, its gradient and (optionally) its Hessian.
 
     ``hessian`` is (m + 1, m + 1) over (w, b), b last, or None.
+    ``latent_hessian`` is (d + 1, d + 1) over (v, b) with v = X w (the
+    logits are v^T y_i + b), or None: a kernel asked for ``hessian="latent"``
+    returns it instead of ``hessian``, which is [X 0; 0 1]^T latent_hessian
+    [X 0; 0 1].
     """
 
     loss: float
     grad_w: np.ndarray
     grad_b: float
     hessian: np.ndarray | None
+    latent_hessian: np.ndarray | None = None
 
 
-def aggregator_terms_from_sums(X, loss_sum, g, H, total):
+def has_hessian(terms, hessian):
+    """Whether ``terms`` hold the Hessian asked for by ``hessian`` (False, True or "latent")."""
+    if hessian == "latent":
+        return terms.latent_hessian is not None
+    return terms.hessian is not None or not hessian
+
+
+def aggregator_terms_from_sums(X, loss_sum, g, H, total, hessian=True):
     """AggregatorTerms from sums over the labeled instances in latent space.
 
     With z_i = v^T y_i + b (v = X w): ``loss_sum`` = sum omega_i loss_i,
     ``g`` (d + 1,) = sum e_i [y_i; 1] and ``H`` (d + 1, d + 1) = sum h_i
     [y_i; 1][y_i; 1]^T or None; ``total`` = sum omega_i. Since r_hat_i =
-    X^T y_i, the map [y; 1] -> [r_hat; 1] lifts them to (w, b).
+    X^T y_i, the map [y; 1] -> [r_hat; 1] lifts them to (w, b). With
+    ``hessian="latent"`` the Hessian stays in latent space (``latent_hessian``).
     """
     X = np.asarray(X, dtype=np.float64)
-    hessian = None
-    if H is not None:
-        lift = np.zeros((X.shape[0] + 1, X.shape[1] + 1))
-        lift[:-1, :-1] = X
-        lift[-1, -1] = 1.0
-        hessian = lift.T @ H @ lift / total
-    return AggregatorTerms(float(loss_sum) / total, X.T @ g[:-1] / total, float(g[-1]) / total, hessian)
+    terms = AggregatorTerms(float(loss_sum) / total, X.T @ g[:-1] / total, float(g[-1]) / total, None)
+    if H is None:
+        return terms
+    if hessian == "latent":
+        return terms._replace(latent_hessian=np.asarray(H, dtype=np.float64) / total)
+    lift = np.zeros((X.shape[0] + 1, X.shape[1] + 1))
+    lift[:-1, :-1] = X
+    lift[-1, -1] = 1.0
+    return terms._replace(hessian=lift.T @ H @ lift / total)
 
 
 def normalised_reconstruction_loss(weighted_sse, x_squared, y_squared, lam, m, n):

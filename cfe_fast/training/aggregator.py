@@ -136,18 +136,17 @@ def newton_in_span(evaluate, X, w, b, penalty=AggregatorPenalty(), max_steps=20,
     if B is None:
         return newton(evaluate, w, b, penalty, max_steps, tol)
     K = X @ B
-    lift = np.zeros((m + 1, d + 1))
-    lift[:-1, :-1], lift[-1, -1] = B, 1.0
+    latent_lift = np.zeros((d + 1, d + 1))  # (alpha, b) -> (v, b): v = X B alpha = K alpha
+    latent_lift[:-1, :-1], latent_lift[-1, -1] = K, 1.0
 
     def evaluate_span(alpha, b_, hessian=False):
-        terms = evaluate(B @ alpha, b_, hessian)
-        grad = lift.T @ np.append(terms.grad_w, terms.grad_b)
+        terms = evaluate(B @ alpha, b_, "latent" if hessian else False)
         H = None
-        if terms.hessian is not None:
-            H = lift.T @ terms.hessian @ lift
+        if hessian:
+            H = latent_lift.T @ terms.latent_hessian @ latent_lift
             H[:-1, :-1] += K
-        return AggregatorTerms(terms.loss + 0.5 * float(alpha @ K @ alpha), grad[:-1] + K @ alpha, float(grad[-1]),
-                               H)
+        return AggregatorTerms(terms.loss + 0.5 * float(alpha @ K @ alpha), B.T @ terms.grad_w + K @ alpha,
+                               terms.grad_b, H)
 
     alpha = np.linalg.lstsq(K, X @ np.asarray(w, dtype=np.float64), rcond=None)[0]
     alpha, b, steps = newton(evaluate_span, alpha, b, AggregatorPenalty(), max_steps, tol)

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from .._float64 import matvec64, moments64
-from ..core.losses import AggregatorPenalty, sample_loss_terms, supervised_weights
+from ..core.losses import AggregatorPenalty, has_hessian, sample_loss_terms, supervised_weights
 from ..core.missing import mean_of_observed
 
 
@@ -262,7 +262,7 @@ class InMemoryProblem(ProblemLosses):
             default = omega is None and gamma is None
             if default:
                 key = (np.asarray(w, dtype=np.float64).tobytes(), float(b))
-                if last.get("key") == key and (last["terms"].hessian is not None or not hessian):
+                if last.get("key") == key and has_hessian(last["terms"], hessian):
                     return last["terms"]
             terms = backend.aggregator_terms(
                 X, Y_labeled, self.y_labeled, self.omega if omega is None else omega, w, b,

@@ -386,4 +386,4 @@ def aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, foca
     if hessian:
         H = to_host(H)
         H[d, :d] = H[:d, d]
-    return aggregator_terms_from_sums(X64, loss_sum, to_host(g), H, total)
+    return aggregator_terms_from_sums(X64, loss_sum, to_host(g), H, total, hessian)

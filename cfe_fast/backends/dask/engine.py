@@ -263,7 +263,7 @@ class DaskEngine:
         ]
         sums = self.client.compute(_tree_sum(parts), sync=True)
         loss, g, H = sums
-        return aggregator_terms_from_sums(self.X, loss, g, H if hessian else None, self._omega_total)
+        return aggregator_terms_from_sums(self.X, loss, g, H if hessian else None, self._omega_total, hessian)
 
     def labeled_factors(self):
         """Y of the labeled instances, (d, n_L) NumPy, gathered from the workers."""

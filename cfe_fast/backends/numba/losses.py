@@ -214,4 +214,4 @@ def aggregator_terms_t(X, YtL, y_labeled, omega, w, b, focal_gamma=0.0, focal_va
     """Fused aggregator loss/gradient/Hessian on instance-major labeled factors (n_L, d)."""
     v = np.asarray(X, dtype=np.float64) @ np.asarray(w, dtype=np.float64)
     loss, g, H = aggregator_sums_t(v, b, YtL, y_labeled, omega, focal_gamma, focal_variant, hessian)
-    return aggregator_terms_from_sums(X, loss, g, H if hessian else None, float(np.sum(omega)))
+    return aggregator_terms_from_sums(X, loss, g, H if hessian else None, float(np.sum(omega)), hessian)
