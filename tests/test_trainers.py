@@ -42,22 +42,33 @@ def reference_objective(p, state):
                          p.settings.focal_gamma, "exact", p.settings.penalty.l2, p.settings.penalty.shrinkage)[0]
 
 
+def as_dtype(p, s, dtype):
+    """The problem's data and the state's factors in ``dtype`` (the reference reads the same rounded values)."""
+    p.R, p.C = p.R.astype(dtype), p.C.astype(dtype)
+    s.X, s.Y = s.X.astype(dtype), np.asarray(s.Y.T, dtype=dtype, order="C").T  # instance-major, as a fit holds it
+
+
 @pytest.mark.parametrize("kernels", [nb, numpy_backend])
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
-def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma):
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma, dtype, tol):
     p, s = make_problem(m, n, d, seed=m + n + d, kernels=kernels, gamma=gamma)
+    as_dtype(p, s, dtype)
     fast = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
     dense = ref.exact_instance_step(s.X, p.R, p.C, p.lam, s.Y, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
-    assert rel_error(fast, dense) < 1e-10
+    assert rel_error(fast, dense) < tol
 
 
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
-def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d):
-    p, s = make_problem(m, n, d, seed=2 * m + n)
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d, gamma, dtype, tol):
+    p, s = make_problem(m, n, d, seed=2 * m + n, gamma=gamma)
+    as_dtype(p, s, dtype)
     fast = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
-    dense = ref.exact_classifier_step(s.Y, p.R, p.C, p.lam, s.X, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s)
-    assert rel_error(fast, dense) < 1e-10
+    dense = ref.exact_classifier_step(s.Y, p.R, p.C, p.lam, s.X, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
+    assert rel_error(fast, dense) < tol
 
 
 @settings(max_examples=40, deadline=None)
