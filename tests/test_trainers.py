@@ -55,9 +55,11 @@ def as_dtype(p, s, dtype):
 def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma, dtype, tol):
     p, s = make_problem(m, n, d, seed=m + n + d, kernels=kernels, gamma=gamma)
     as_dtype(p, s, dtype)
-    fast = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
+    fast, reconstruction = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
     dense = ref.exact_instance_step(s.X, p.R, p.C, p.lam, s.Y, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
     assert rel_error(fast, dense) < tol
+    # L_rec at the new factors without a pass over R and C (p.R, p.C have no missing entries)
+    assert reconstruction == pytest.approx(ref.reconstruction_loss(s.X, fast, p.R, p.C, p.lam), rel=tol)
 
 
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
@@ -85,7 +87,7 @@ def test_exact_trainer_never_increases_the_objective(m, n, d, seed, rho, labeled
     for _ in range(3):
         s.X = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
         values.append(reference_objective(p, s))
-        s.Y = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
+        s.Y = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)[0]
         values.append(reference_objective(p, s))
         aggregator.fit(p, s)
         values.append(reference_objective(p, s))

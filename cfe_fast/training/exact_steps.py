@@ -24,23 +24,28 @@ _LABELED_PASS_FLOPS = 40
 
 
 def instance_step(problem, X, Y0, w, b):
-    """Instance block via Sherman-Morrison: Y (d, n) float64 on the host.
+    """Instance block via Sherman-Morrison: Y (d, n) float64 on the host, and L_rec at (X, Y).
 
     The labeled systems are the ALS systems A_i plus kappa_i v v^T; the
     backend returns A_i^-1 b_i and A_i^-1 v from one factorisation each, and
     the rank-one correction is applied in O(d) per instance. Unlabeled
-    instances take the ALS solution.
+    instances take the ALS solution. L_rec comes without another pass over R
+    and C: the backend's L_rec at the ALS solution plus, per labeled instance
+    moved by delta from its ALS solution (the minimiser of its quadratic
+    part of m n L_rec, whose Hessian is 2 A_i), delta^T A_i delta (at the float64 Y
+    returned).
     """
     p = problem
     y_labeled, _, a = p.host_labels
-    Y, Z = p.backend.instance_solves(X, p.R, p.C, p.lam, w)
+    Y, Z, loss = p.backend.instance_solves(X, p.R, p.C, p.lam, w, with_loss=True)
     Yt = _instance_major(p.to_host(Y))  # the backend's own result: corrected in place
     v = np.asarray(p.to_host(X), dtype=np.float64) @ w
     Y0t_labeled, Zt_labeled = (_instance_major(p.to_host(p.labeled_factors(F))) for F in (Y0, Z))
     with kernel_threads(_LABELED_PASS_FLOPS * y_labeled.size):
-        _rank_one_corrections(Yt, np.flatnonzero(p.to_host(p.labeled)), Y0t_labeled, Zt_labeled, v, float(b),
-                              y_labeled, a, p.s, float(p.settings.focal_gamma))
-    return Yt.T
+        increases = _rank_one_corrections(Yt, np.flatnonzero(p.to_host(p.labeled)), Y0t_labeled, Zt_labeled, v,
+                                          float(b), y_labeled, a, p.s, float(p.settings.focal_gamma))
+    m, n = p.C.shape
+    return Yt.T, p._normalised(loss + float(np.sum(increases)) / (m * n))
 
 
 def _instance_major(F):
@@ -53,8 +58,10 @@ def _rank_one_corrections(Yt, index, Y0t_labeled, Zt_labeled, v, b, y, a, s, gam
     """Row ``index[k]`` of Yt (the ALS solution u = A^-1 b of labeled instance k) becomes the
     solution of (A + kappa v v^T) y = b + shift v, kappa = a_k / (8 s), shift = kappa v^T y0 -
     a_k g_k / (2 s) at the previous y0: with z = A^-1 v, U = u + shift z and
-    y = U - kappa z (v^T U) / (1 + kappa v^T z) (Sherman-Morrison)."""
+    y = U - kappa z (v^T U) / (1 + kappa v^T z) (Sherman-Morrison). Returns, per labeled
+    instance, (y - u)^T A (y - u) = t^2 v^T z with y - u = t z."""
     d = v.size
+    increases = np.empty(index.size)
     for k in prange(index.size):
         i = index[k]
         t0 = 0.0
@@ -71,6 +78,9 @@ def _rank_one_corrections(Yt, index, Y0t_labeled, Zt_labeled, v, b, y, a, s, gam
             vZ += v[c] * Zt_labeled[k, c]
         for c in range(d):
             Yt[i, c] -= kappa * Zt_labeled[k, c] * vU / (1 + kappa * vZ)
+        t = shift - kappa * vU / (1 + kappa * vZ)
+        increases[k] = t * t * vZ
+    return increases
 
 
 def classifier_step(problem, X0, Y, w, b):

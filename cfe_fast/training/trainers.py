@@ -99,10 +99,12 @@ class ExactTrainer:
         dtype = state.Y.dtype
         proposal = exact_steps.classifier_step(problem, state.X, state.Y, state.w, state.b)
         self._safeguarded(problem, state, "X", proposal)
-        proposal = exact_steps.instance_step(problem, state.X, state.Y, state.w, state.b)
+        proposal, reconstruction = exact_steps.instance_step(problem, state.X, state.Y, state.w, state.b)
         self._safeguarded(problem, state, "Y", proposal)
         state.X = np.asarray(state.X, dtype=dtype)
         state.Y = np.asarray(state.Y, dtype=dtype)
+        if problem.settings.focal_gamma == 0 and dtype == np.float64:  # the factors are the proposal's
+            state.reconstruction = reconstruction
         if not fit_aggregator:
             return 0
         return aggregator.fit(problem, state)
