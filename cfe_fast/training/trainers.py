@@ -16,9 +16,9 @@ kernels) and one :class:`~cfe_fast.training.state.State` (X, Y, w, b):
 
 import numpy as np
 
-from ..core.losses import sample_gradient, sample_loss_terms
 from . import aggregator, exact_steps
 from .adam import Adam
+from .joint_steps import adam_step, joint_gradients, labeled_positions
 
 
 class _AdamState:
@@ -126,41 +126,6 @@ class ExactTrainer:
 
 
 # ---------------------------------------------------------------- joint
-def joint_gradients(problem, X, Y, w, b, with_loss=True):
-    """L and its gradients with respect to X (d, m), Y (d, n), w (m,) and b.
-
-    The reconstruction part comes from the backend's fused kernel; the
-    supervised part adds a_i g_i v to labeled columns of dY, (sum a_i g_i y_i) w^T
-    to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db). Without
-    ``with_loss`` the returned L is None (an Adam step needs the gradients
-    only, and L_rec would be a second pass over R and C).
-    """
-    p, rho, penalty = problem, problem.settings.rho, problem.settings.penalty
-    gX, gY = (np.asarray(p.to_host(g), dtype=np.float64) for g in p.reconstruction_gradient(X, Y))
-    gX *= rho  # fresh arrays of the problem
-    gY *= rho
-    gw, gb, sup = np.zeros_like(w), 0.0, 0.0
-    if p.has_labels:
-        y_labeled, omega, a = p.host_labels
-        X64 = np.asarray(p.to_host(X), dtype=np.float64)
-        Y_labeled = np.asarray(p.to_host(p.labeled_factors(Y)), dtype=np.float64)
-        v = X64 @ w
-        z, gamma, variant = v @ Y_labeled + b, p.settings.focal_gamma, p.settings.focal_variant
-        if with_loss:
-            loss, g, _ = sample_loss_terms(z, y_labeled, gamma, variant)
-            sup = float(omega @ loss / omega.sum()) + penalty.value(w)
-        else:
-            g = sample_gradient(z, y_labeled, gamma, variant)
-        e = a * g
-        q = Y_labeled @ e
-        gY.T[np.flatnonzero(p.to_host(p.labeled))] += np.outer(e, v)  # whole rows of instance-major data
-        gX += np.outer(q, w)
-        gw = X64.T @ q + (1 - rho) * penalty.gradient(w)
-        gb = float(e.sum())
-    value = rho * p.reconstruction_loss(X, Y) + (1 - rho) * sup if with_loss else None
-    return value, gX, gY, gw, gb
-
-
 class JointTrainer(_AdamState):
     """Adam on all parameters; one iteration = ``steps_per_iter`` Adam steps.
 
@@ -199,20 +164,26 @@ class JointTrainer(_AdamState):
             aggregator.fit(problem, state)
 
     def step(self, problem, state, fit_aggregator):
+        """``steps_per_iter`` Adam steps; without ``clip_norm`` each updates Y in its gradient pass
+        (:func:`~.joint_steps.adam_step`), with it the global norm needs the whole gradient first."""
         params = [np.array(problem.to_host(state.X), dtype=np.float64),
-                  np.array(problem.to_host(state.Y), dtype=np.float64),
+                  np.array(problem.to_host(state.Y).T, dtype=np.float64, order="C").T,  # instance-major
                   np.array(state.w, dtype=np.float64), np.array([state.b], dtype=np.float64)]
         if self._adam is None:
             self._adam = Adam(params, self.learning_rate)
+        position = labeled_positions(problem)
         for _ in range(self.steps_per_iter):
+            lr = self.rate(self._adam.t)
+            if self.clip_norm is None:
+                adam_step(problem, position, params, self._adam, lr, fit_aggregator)
+                continue
             _, gX, gY, gw, gb = joint_gradients(problem, params[0], params[1], params[2], params[3][0],
                                                  with_loss=False)
             grads = [gX, gY, gw if fit_aggregator else 0 * gw, np.array([gb if fit_aggregator else 0.0])]
-            if self.clip_norm is not None:
-                norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
-                if norm > self.clip_norm:
-                    grads = [g * (self.clip_norm / norm) for g in grads]
-            self._adam.step(params, grads, self.rate(self._adam.t))
+            norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
+            if norm > self.clip_norm:
+                grads = [g * (self.clip_norm / norm) for g in grads]
+            self._adam.step(params, grads, lr)
         dtype = state.Y.dtype
         state.X, state.Y = params[0].astype(dtype), params[1].astype(dtype)
         state.w, state.b = params[2], float(params[3][0])
