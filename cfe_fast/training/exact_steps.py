@@ -6,21 +6,16 @@ instance block of a labeled instance is the ALS system plus a rank-one term,
 and the classifier block is solved one classifier at a time (z_i is linear
 in x_u with slope w_u y_i). The per-instance work over the labeled factors
 runs in small compiled passes (one per classifier in the classifier block,
-one in the instance block).
+one in the instance block), on one thread: a parallel launch per pass costs
+more than it saves on a loaded machine (benchmarks/results/trainer_speed_cpu2.md).
 """
 
 import numpy as np
-from numba import prange
 from scipy.linalg import solve_triangular
 
-from .. import config
-from ..backends.numba.common import jit, kernel_threads, ordered_sum
+from ..backends.numba.common import jit
 from ..backends.numba.losses import sample_terms
 from ..errors import PIVOT_RTOL, singular_system_error
-
-#: the work per labeled instance of a compiled pass (a loss gradient, a few d-vector products), in flops,
-#: for the thread gate of :func:`~cfe_fast.backends.numba.common.kernel_threads`
-_LABELED_PASS_FLOPS = 40
 
 
 def instance_step(problem, X, Y0, w, b):
@@ -41,9 +36,8 @@ def instance_step(problem, X, Y0, w, b):
     Yt = _instance_major(p.to_host(Y))  # the backend's own result: corrected in place
     v = np.asarray(p.to_host(X), dtype=np.float64) @ w
     Y0t_labeled, Zt_labeled = (_instance_major(p.to_host(p.labeled_factors(F))) for F in (Y0, Z))
-    with kernel_threads(_LABELED_PASS_FLOPS * y_labeled.size):
-        increases = _rank_one_corrections(Yt, np.flatnonzero(p.to_host(p.labeled)), Y0t_labeled, Zt_labeled, v,
-                                          float(b), y_labeled, a, p.s, float(p.settings.focal_gamma))
+    increases = _rank_one_corrections(Yt, np.flatnonzero(p.to_host(p.labeled)), Y0t_labeled, Zt_labeled, v,
+                                      float(b), y_labeled, a, p.s, float(p.settings.focal_gamma))
     m, n = p.C.shape
     return Yt.T, p._normalised(loss + float(np.sum(increases)) / (m * n))
 
@@ -53,7 +47,7 @@ def _instance_major(F):
     return np.ascontiguousarray(np.asarray(F, dtype=np.float64).T)
 
 
-@jit(parallel=True)
+@jit
 def _rank_one_corrections(Yt, index, Y0t_labeled, Zt_labeled, v, b, y, a, s, gamma):
     """Row ``index[k]`` of Yt (the ALS solution u = A^-1 b of labeled instance k) becomes the
     solution of (A + kappa v v^T) y = b + shift v, kappa = a_k / (8 s), shift = kappa v^T y0 -
@@ -62,7 +56,7 @@ def _rank_one_corrections(Yt, index, Y0t_labeled, Zt_labeled, v, b, y, a, s, gam
     instance, (y - u)^T A (y - u) = t^2 v^T z with y - u = t z."""
     d = v.size
     increases = np.empty(index.size)
-    for k in prange(index.size):
+    for k in range(index.size):
         i = index[k]
         t0 = 0.0
         for c in range(d):
@@ -102,8 +96,7 @@ def classifier_step(problem, X0, Y, w, b):
     S = 0.25 * (Yt_labeled.T * a) @ Yt_labeled
     step = np.zeros(d)
     for u in range(m):
-        with kernel_threads(_LABELED_PASS_FLOPS * z.size):
-            q = _shift_and_gradient_sum(z, step, Yt_labeled, y_labeled, a, gamma, config.REDUCE_CHUNK)
+        q = _shift_and_gradient_sum(z, step, Yt_labeled, y_labeled, a, gamma)
         A = 2 * s * (G[u] + lam * np.eye(d)) + w[u] ** 2 * S
         rhs = 2 * s * B[u] - w[u] * q + w[u] ** 2 * S @ X[:, u]
         x_new = _solve_spd(A, rhs, u)
@@ -112,27 +105,22 @@ def classifier_step(problem, X0, Y, w, b):
     return X
 
 
-@jit(parallel=True)
-def _shift_and_gradient_sum(z, step, Yt_labeled, y, a, gamma, chunk):
+@jit
+def _shift_and_gradient_sum(z, step, Yt_labeled, y, a, gamma):
     """z_i += step^T y_i (the logits after the previous classifier's update), then
-    q = sum_i a_i g_i y_i with g_i = dloss/dz at the new z_i: one pass over the labeled factors,
-    q summed over fixed chunks in order (the same for any number of threads)."""
+    q = sum_i a_i g_i y_i with g_i = dloss/dz at the new z_i: one pass over the labeled factors."""
     n, d = Yt_labeled.shape
-    n_chunks = (n + chunk - 1) // chunk
-    parts = np.empty((n_chunks, d))
-    for c in prange(n_chunks):
-        part = parts[c]
-        part[:] = 0.0
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            t = 0.0
-            for k in range(d):
-                t += step[k] * Yt_labeled[i, k]
-            z[i] += t
-            _, g, _ = sample_terms(z[i], y[i], gamma, True)
-            e = a[i] * g
-            for k in range(d):
-                part[k] += e * Yt_labeled[i, k]
-    return ordered_sum(parts)
+    q = np.zeros(d)
+    for i in range(n):
+        t = 0.0
+        for k in range(d):
+            t += step[k] * Yt_labeled[i, k]
+        z[i] += t
+        _, g, _ = sample_terms(z[i], y[i], gamma, True)
+        e = a[i] * g
+        for k in range(d):
+            q[k] += e * Yt_labeled[i, k]
+    return q
 
 
 def _solve_spd(A, rhs, u):
