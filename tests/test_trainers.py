@@ -183,26 +183,3 @@ def test_adam_steps_equal_the_textbook_update_whatever_the_layouts():
     for p, q in zip(params, expected):
         np.testing.assert_array_equal(p, q)
 
-
-@pytest.mark.parametrize("kernels", [nb, numpy_backend])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("fit_aggregator", [True, False])
-def test_fused_adam_step_equals_gradients_then_adam(kernels, dtype, fit_aggregator):
-    """The joint trainer's step, Y updated within its gradient pass, against the whole gradient
-    (joint_gradients) followed by the textbook Adam step."""
-    from cfe_fast.training.adam import Adam
-    from cfe_fast.training.joint_steps import adam_step, labeled_positions
-
-    p, s = make_problem(5, 3000, 3, seed=11, kernels=kernels)
-    p.R, p.C = p.R.astype(dtype), p.C.astype(dtype)
-    fused = [np.array(s.X), np.array(s.Y.T, order="C").T, np.array(s.w), np.array([s.b])]
-    plain = [a.copy(order="K") for a in fused]
-    adams = Adam(fused, 0.01), Adam(plain, 0.01)
-    for t in range(3):
-        adam_step(p, labeled_positions(p), fused, adams[0], 0.01 * (t + 1), fit_aggregator)
-        _, gX, gY, gw, gb = joint_gradients(p, plain[0], plain[1], plain[2], plain[3][0], with_loss=False)
-        grads = [gX, gY, gw if fit_aggregator else 0 * gw, np.array([gb if fit_aggregator else 0.0])]
-        adams[1].step(plain, grads, 0.01 * (t + 1))
-    for a, b in zip(fused, plain):
-        assert rel_error(a, b) < 1e-14
-    assert rel_error(fused[1], s.Y) > 1e-4  # the step moved Y

@@ -32,26 +32,13 @@ class Adam:
 
     def step(self, params, grads, lr):
         """One step on ``params`` in place: one pass over each parameter, its gradient and moments."""
-        coefficients = self.advance(lr)
-        for k, (p, g) in enumerate(zip(params, grads)):
-            self.update(k, p, g, coefficients)
-
-    def advance(self, lr):
-        """Count a step of size ``lr``; returns its coefficients for :func:`update_element`, to update
-        each parameter with :meth:`update` or, in a caller's compiled pass, element by element."""
         self.t += 1
-        return float(lr), self.beta1, self.beta2, 1 - self.beta1**self.t, 1 - self.beta2**self.t, self.eps
-
-    def moments(self, k, like):
-        """The moments (m, v) of parameter k, laid out like ``like`` (they flatten in its memory order)."""
-        self.m[k], self.v[k] = _laid_out_like(self.m[k], like), _laid_out_like(self.v[k], like)
-        return self.m[k], self.v[k]
-
-    def update(self, k, p, g, coefficients):
-        """Parameter k = ``p`` updated in place with gradient ``g`` and the :meth:`advance` coefficients."""
-        m, v = self.moments(k, p)
-        g = _laid_out_like(np.broadcast_to(np.asarray(g, dtype=np.float64), p.shape), p)
-        _update(*(a.ravel(order="K") for a in (p, g, m, v)), coefficients)
+        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
+        for k, (p, g) in enumerate(zip(params, grads)):
+            self.m[k], self.v[k] = _laid_out_like(self.m[k], p), _laid_out_like(self.v[k], p)
+            g = _laid_out_like(np.broadcast_to(np.asarray(g, dtype=np.float64), p.shape), p)
+            _update(*(a.ravel(order="K") for a in (p, g, self.m[k], self.v[k])),
+                    float(lr), self.beta1, self.beta2, c1, c2, self.eps)
 
 
 def _laid_out_like(a, like):
@@ -65,17 +52,9 @@ def _laid_out_like(a, like):
 
 
 @njit(cache=True, error_model="numpy")
-def _update(p, g, m, v, coefficients):
-    """The Adam update of flat p with gradient g and moments m, v, in place."""
+def _update(p, g, m, v, lr, beta1, beta2, c1, c2, eps):
+    """The Adam update of flat p with gradient g and moments m, v, in place, in the textbook order."""
     for i in range(p.size):
-        update_element(p, m, v, i, g[i], coefficients)
-
-
-@njit(cache=True, error_model="numpy")
-def update_element(p, m, v, i, g, coefficients):
-    """Element i of flat p and its moments m, v updated with gradient g, in the textbook order;
-    ``coefficients`` = (lr, beta1, beta2, 1 - beta1^t, 1 - beta2^t, eps) from :meth:`Adam.advance`."""
-    lr, beta1, beta2, c1, c2, eps = coefficients
-    m[i] = beta1 * m[i] + (1 - beta1) * g
-    v[i] = beta2 * v[i] + (1 - beta2) * g * g
-    p[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
+        m[i] = beta1 * m[i] + (1 - beta1) * g[i]
+        v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+        p[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)

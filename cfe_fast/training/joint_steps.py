@@ -1,13 +1,12 @@
-"""The gradients of the joint trainer, and its Adam step with the update of Y in the gradient's pass.
+"""The gradients of the joint trainer.
 
 L = rho L_rec + (1 - rho) (L_sup + penalty(w)). The backend's fused kernel
 gives dL_rec/dX and dL_rec/dY; the supervised part adds a_i g_i v to the
 column of each labeled instance i (z_i = v^T y_i + b, v = X w, g_i =
 dloss/dz), (sum a_i g_i y_i) w^T to dX, and X^T sum a_i g_i y_i, sum a_i g_i
-to (dw, db). The instance part is local to each instance, so one compiled
-pass over the rows of Y adds it and, in an Adam step without gradient
-clipping, updates the row and its moments at once: the gradient of Y is
-never stored.
+to (dw, db). The instance part is local to each instance: one compiled pass
+over the rows of dL_rec/dY scales them by rho, adds it and accumulates the sums
+(no gather or scatter of the labeled factors).
 """
 
 import numpy as np
@@ -17,9 +16,8 @@ from .. import config
 from ..backends.numba.common import jit, kernel_threads, ordered_sum
 from ..backends.numba.losses import sample_terms
 from ..core.losses import sample_loss_terms
-from .adam import update_element
 
-#: the work per instance of the pass over Y (the supervised term of a labeled one, an Adam update), in flops,
+#: the work per instance of the pass over dL/dY (the supervised term of a labeled one), in flops,
 #: for the thread gate of :func:`~cfe_fast.backends.numba.common.kernel_threads`
 _ROW_PASS_FLOPS = 80
 
@@ -32,7 +30,7 @@ def joint_gradients(problem, X, Y, w, b, with_loss=True):
     p, rho = problem, problem.settings.rho
     gX, gY = p.reconstruction_gradient(X, Y)
     gYt = _instance_major(p.to_host(gY))  # a fresh array of the problem: completed in place
-    sums = _row_pass(problem, labeled_positions(problem), _instance_major(p.to_host(Y)), gYt, X, w, b, adam=None)
+    sums = _row_pass(problem, _instance_major(p.to_host(Y)), gYt, X, w, b)
     gX, gw, gb = _small_gradients(problem, X, w, gX, sums)
     if not with_loss:
         return None, gX, gYt.T, gw, gb
@@ -45,20 +43,6 @@ def joint_gradients(problem, X, Y, w, b, with_loss=True):
     return rho * p.reconstruction_loss(X, Y) + (1 - rho) * sup, gX, gYt.T, gw, gb
 
 
-def adam_step(problem, position, params, adam, lr, fit_aggregator):
-    """One Adam step on ``params`` = [X (d, m), Y (d, n), w, [b]] (float64, Y the transposed view of
-    C-contiguous (n, d) data), in place: the gradient pass over Y updates Y and its moments row by
-    row. ``position``: :func:`labeled_positions` of the problem."""
-    X, Y, w, b = params
-    coefficients = adam.advance(lr)
-    gX, gY = problem.reconstruction_gradient(X, Y)
-    sums = _row_pass(problem, position, Y.T, _instance_major(problem.to_host(gY)), X, w, b[0],
-                     adam=(*adam.moments(1, Y), coefficients))
-    gX, gw, gb = _small_gradients(problem, X, w, gX, sums)
-    for k, g in ((0, gX), (2, gw if fit_aggregator else 0 * gw), (3, np.array([gb if fit_aggregator else 0.0]))):
-        adam.update(k, params[k], g, coefficients)
-
-
 def _instance_major(F):
     """Factors F (d, k) on the host as C-contiguous float64 (k, d) (no copy when F is the transposed view of such)."""
     return np.ascontiguousarray(np.asarray(F, dtype=np.float64).T)
@@ -68,63 +52,44 @@ def _v(problem, X, w):
     return np.asarray(problem.to_host(X), dtype=np.float64) @ w
 
 
-def labeled_positions(problem):
-    """(n,) int64: the position of each instance among the labeled ones, -1 where unlabeled."""
+def _row_pass(problem, Yt, gYt, X, w, b):
+    """:func:`_rows` on the problem's labels, gYt completed in place: (sum a_i g_i y_i, sum a_i g_i)."""
     p = problem
-    position = np.full(p.labeled.shape[0], -1, dtype=np.int64)
+    position = np.full(Yt.shape[0], -1, dtype=np.int64)  # among the labeled instances, -1 where unlabeled
     position[np.flatnonzero(p.to_host(p.labeled))] = np.arange(p.y_labeled.size)
-    return position
-
-
-def _row_pass(problem, position, Yt, gYt, X, w, b, adam):
-    """:func:`_rows` on the problem's labels: (sum a_i g_i y_i, sum a_i g_i) over the labeled instances.
-    ``adam``: None (gYt completed in place), or (m, v, coefficients) to update Yt (C-contiguous) with."""
-    p = problem
-    if adam is not None and not Yt.flags.c_contiguous:
-        raise ValueError("the Adam update in the pass needs C-contiguous instance factors (n, d)")
     y_labeled, _, a = p.host_labels
-    flat = (Yt.ravel(), *(moment.T.ravel() for moment in adam[:2])) if adam is not None else (np.empty(0),) * 3
     with kernel_threads(_ROW_PASS_FLOPS * Yt.shape[0]):
         sums = _rows(Yt, gYt, position, y_labeled, a, _v(p, X, w), float(b), float(p.settings.rho),
-                     float(p.settings.focal_gamma), p.settings.focal_variant == "exact", config.REDUCE_CHUNK,
-                     *flat, (0.0,) * 6 if adam is None else adam[2])
+                     float(p.settings.focal_gamma), p.settings.focal_variant == "exact", config.REDUCE_CHUNK)
     return sums[:-1], float(sums[-1])
 
 
 @jit(parallel=True)
-def _rows(Yt, gYt, position, y, a, v, b, rho, gamma, exact_focal, chunk, P, M, V, coefficients):
-    """Row i of the instance gradient, G_i = rho gYt[i] (+ e_i v for a labeled instance, e_i = a_k g_k
-    at z_i = v^T y_i + b, k = position[i] >= 0), either written to gYt[i] or, when P is not empty,
-    used at once for the Adam update of Yt[i] (P: Yt flattened) and its moments (M, V: flattened
-    like P). Returns [sum e_i y_i, sum e_i] from the rows before any update, summed over fixed
-    chunks in order."""
+def _rows(Yt, gYt, position, y, a, v, b, rho, gamma, exact_focal, chunk):
+    """gYt[i] becomes rho gYt[i] (+ e_i v for a labeled instance, e_i = a_k g_k at
+    z_i = v^T y_i + b, k = position[i] >= 0); returns [sum e_i y_i, sum e_i], summed over
+    fixed chunks in order (the same for any number of threads)."""
     n, d = Yt.shape
     n_chunks = (n + chunk - 1) // chunk
     parts = np.empty((n_chunks, d + 1))
-    update = P.size > 0
     for c in prange(n_chunks):
         part = parts[c]
         part[:] = 0.0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             k = position[i]
-            e = 0.0
-            if k >= 0:
-                t = 0.0
-                for j in range(d):
-                    t += v[j] * Yt[i, j]
-                _, g, _ = sample_terms(t + b, y[k], gamma, exact_focal)
-                e = a[k] * g
-                for j in range(d):
-                    part[j] += e * Yt[i, j]
-                part[d] += e
             for j in range(d):
-                G = rho * gYt[i, j]
-                if k >= 0:
-                    G += e * v[j]
-                if update:
-                    update_element(P, M, V, i * d + j, G, coefficients)
-                else:
-                    gYt[i, j] = G
+                gYt[i, j] *= rho
+            if k < 0:
+                continue
+            t = 0.0
+            for j in range(d):
+                t += v[j] * Yt[i, j]
+            _, g, _ = sample_terms(t + b, y[k], gamma, exact_focal)
+            e = a[k] * g
+            for j in range(d):
+                part[j] += e * Yt[i, j]
+                gYt[i, j] += e * v[j]
+            part[d] += e
     return ordered_sum(parts)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import aggregator, exact_steps
 from .adam import Adam
-from .joint_steps import adam_step, joint_gradients, labeled_positions
+from .joint_steps import joint_gradients
 
 
 class _AdamState:
@@ -164,26 +164,20 @@ class JointTrainer(_AdamState):
             aggregator.fit(problem, state)
 
     def step(self, problem, state, fit_aggregator):
-        """``steps_per_iter`` Adam steps; without ``clip_norm`` each updates Y in its gradient pass
-        (:func:`~.joint_steps.adam_step`), with it the global norm needs the whole gradient first."""
         params = [np.array(problem.to_host(state.X), dtype=np.float64),
-                  np.array(problem.to_host(state.Y).T, dtype=np.float64, order="C").T,  # instance-major
+                  np.array(problem.to_host(state.Y), dtype=np.float64),
                   np.array(state.w, dtype=np.float64), np.array([state.b], dtype=np.float64)]
         if self._adam is None:
             self._adam = Adam(params, self.learning_rate)
-        position = labeled_positions(problem)
         for _ in range(self.steps_per_iter):
-            lr = self.rate(self._adam.t)
-            if self.clip_norm is None:
-                adam_step(problem, position, params, self._adam, lr, fit_aggregator)
-                continue
             _, gX, gY, gw, gb = joint_gradients(problem, params[0], params[1], params[2], params[3][0],
                                                  with_loss=False)
             grads = [gX, gY, gw if fit_aggregator else 0 * gw, np.array([gb if fit_aggregator else 0.0])]
-            norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
-            if norm > self.clip_norm:
-                grads = [g * (self.clip_norm / norm) for g in grads]
-            self._adam.step(params, grads, lr)
+            if self.clip_norm is not None:
+                norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
+                if norm > self.clip_norm:
+                    grads = [g * (self.clip_norm / norm) for g in grads]
+            self._adam.step(params, grads, self.rate(self._adam.t))
         dtype = state.Y.dtype
         state.X, state.Y = params[0].astype(dtype), params[1].astype(dtype)
         state.w, state.b = params[2], float(params[3][0])
