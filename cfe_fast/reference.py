@@ -109,11 +109,13 @@ def classifier_gram_terms(Y, R, C):
     return G, B
 
 
-def instance_solves(X, R, C, lam, w):
+def instance_solves(X, R, C, lam, w, *, with_loss=False):
     """The instance half-step Y and, from the same systems, Z[:, i] = A_i^-1 X w.
 
-    A_i = X C_i X^T + lam I. Returns (Y, Z), both (d, n).
+    A_i = X C_i X^T + lam I. Returns (Y, Z), both (d, n); with ``with_loss``
+    also :func:`reconstruction_loss` at (X, Y).
     """
+    R_given = R
     X = np.asarray(X, dtype=np.float64)
     R, C, _ = observed(R, C)
     d, n = X.shape[0], R.shape[1]
@@ -123,7 +125,7 @@ def instance_solves(X, R, C, lam, w):
         A = (X * C[:, i]) @ X.T + lam * np.eye(d)
         Y[:, i] = cholesky_solve(A, X @ (C[:, i] * R[:, i]), f"instance {i}")
         Z[:, i] = cholesky_solve(A, v, f"instance {i}")
-    return Y, Z
+    return (Y, Z, reconstruction_loss(X, Y, R_given, C, lam)) if with_loss else (Y, Z)
 
 
 def fold_in(X, R_new, C_new, lam):

@@ -124,12 +124,14 @@ def test_trainer_kernels_match_reference(name, dtype, m, n, d):
     X, Y, R, C = random_problem(m, n, d, seed=3 * m + n, dtype=dtype, zero_conf=0.2)
     w = np.linspace(-1.0, 1.0, m)
     try:
-        Yf, Zf = backend.instance_solves(X, R, C, 0.3, w)
+        Yf, Zf, loss = backend.instance_solves(X, R, C, 0.3, w, with_loss=True)
     except NotImplementedError as error:  # allowed only where the capabilities say so, and said clearly
         assert "exact" not in caps.trainers and "trainer='als' only" in str(error)
         return
-    Yr, Zr = ref.instance_solves(X, R, C, 0.3, w)
+    Yr, Zr, loss_ref = ref.instance_solves(X, R, C, 0.3, w, with_loss=True)
     assert rel_error(Yf, Yr) < TOL[dtype] and rel_error(Zf, Zr) < TOL[dtype]
+    assert loss == pytest.approx(loss_ref, rel=TOL[dtype])
+    assert all(rel_error(a, b) == 0 for a, b in zip(backend.instance_solves(X, R, C, 0.3, w), (Yf, Zf)))
     for fast, slow in zip(backend.classifier_gram_terms(Y, R, C), ref.classifier_gram_terms(Y, R, C)):
         assert rel_error(fast, slow) < TOL[dtype]
     if "joint" in caps.trainers:

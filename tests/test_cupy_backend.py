@@ -286,8 +286,9 @@ def test_trainer_kernels_match_reference(mode, m, n, d, dtype, chunk):
     X, Y, R, C = random_problem(m, n, d, seed=m * 10 + n + d, dtype=dtype, zero_conf=0.3, extremes=0.2)
     w = np.linspace(-1.0, 1.5, m)
     (Xd, Yd, Rd, Cd), xp = place(mode, X, Y, R, C)
-    Y_fast, Z_fast = kernels.instance_solves(Xd, Rd, Cd, 0.4, w, xp=xp, chunk=chunk)
-    Y_ref, Z_ref = ref.instance_solves(X, R, C, 0.4, w)
+    Y_fast, Z_fast, loss = kernels.instance_solves(Xd, Rd, Cd, 0.4, w, xp=xp, chunk=chunk, with_loss=True)
+    Y_ref, Z_ref, loss_ref = ref.instance_solves(X, R, C, 0.4, w, with_loss=True)
+    assert loss == pytest.approx(loss_ref, rel=TOL[dtype])
     assert host(Y_fast, mode).dtype == dtype and host(Z_fast, mode).dtype == np.float64
     assert rel_error(host(Y_fast, mode), Y_ref) < TOL[dtype] and rel_error(host(Z_fast, mode), Z_ref) < TOL[dtype]
     G, B = kernels.classifier_gram_terms(Yd, Rd, Cd, xp=xp, chunk=chunk)

@@ -42,22 +42,35 @@ def reference_objective(p, state):
                          p.settings.focal_gamma, "exact", p.settings.penalty.l2, p.settings.penalty.shrinkage)[0]
 
 
+def as_dtype(p, s, dtype):
+    """The problem's data and the state's factors in ``dtype`` (the reference reads the same rounded values)."""
+    p.R, p.C = p.R.astype(dtype), p.C.astype(dtype)
+    s.X, s.Y = s.X.astype(dtype), np.asarray(s.Y.T, dtype=dtype, order="C").T  # instance-major, as a fit holds it
+
+
 @pytest.mark.parametrize("kernels", [nb, numpy_backend])
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
-def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma):
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_exact_instance_step_matches_dense_reference(kernels, m, n, d, gamma, dtype, tol):
     p, s = make_problem(m, n, d, seed=m + n + d, kernels=kernels, gamma=gamma)
-    fast = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
+    as_dtype(p, s, dtype)
+    fast, reconstruction = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
     dense = ref.exact_instance_step(s.X, p.R, p.C, p.lam, s.Y, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
-    assert rel_error(fast, dense) < 1e-10
+    assert rel_error(fast, dense) < tol
+    # L_rec at the new factors without a pass over R and C (p.R, p.C have no missing entries)
+    assert reconstruction == pytest.approx(ref.reconstruction_loss(s.X, fast, p.R, p.C, p.lam), rel=tol)
 
 
 @pytest.mark.parametrize("m,n,d", [(6, 40, 3), (3, 30, 5), (1, 8, 1), (8, 2500, 4)])
-def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d):
-    p, s = make_problem(m, n, d, seed=2 * m + n)
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_exact_classifier_step_with_fast_grams_matches_reference(m, n, d, gamma, dtype, tol):
+    p, s = make_problem(m, n, d, seed=2 * m + n, gamma=gamma)
+    as_dtype(p, s, dtype)
     fast = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
-    dense = ref.exact_classifier_step(s.Y, p.R, p.C, p.lam, s.X, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s)
-    assert rel_error(fast, dense) < 1e-10
+    dense = ref.exact_classifier_step(s.Y, p.R, p.C, p.lam, s.X, s.w, s.b, p.labeled, p.y_labeled, p.a, p.s, gamma)
+    assert rel_error(fast, dense) < tol
 
 
 @settings(max_examples=40, deadline=None)
@@ -74,7 +87,7 @@ def test_exact_trainer_never_increases_the_objective(m, n, d, seed, rho, labeled
     for _ in range(3):
         s.X = exact_steps.classifier_step(p, s.X, s.Y, s.w, s.b)
         values.append(reference_objective(p, s))
-        s.Y = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)
+        s.Y = exact_steps.instance_step(p, s.X, s.Y, s.w, s.b)[0]
         values.append(reference_objective(p, s))
         aggregator.fit(p, s)
         values.append(reference_objective(p, s))
@@ -169,3 +182,4 @@ def test_adam_steps_equal_the_textbook_update_whatever_the_layouts():
             p -= 0.01 * t * (m / c1) / (np.sqrt(v / c2) + 1e-8)
     for p, q in zip(params, expected):
         np.testing.assert_array_equal(p, q)
+

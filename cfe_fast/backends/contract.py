@@ -108,8 +108,9 @@ class Backend(Protocol):
         ``hessian``: False (none), True (over (w, b)) or "latent" (over (X w, b)).
         """
 
-    def instance_solves(self, X, R, C, lam, w):
-        """(Y, Z) with Z[:, i] = A_i^-1 X w from the instance step's systems A_i (the exact trainer)."""
+    def instance_solves(self, X, R, C, lam, w, *, with_loss=False):
+        """(Y, Z) with Z[:, i] = A_i^-1 X w from the instance step's systems A_i (the exact trainer);
+        with ``with_loss`` also L_rec at (X, Y), as :meth:`update_instance_factors` gives it."""
 
     def classifier_gram_terms(self, Y, R, C):
         """Grams (m, d, d) and right-hand sides (m, d) of the classifier step (the exact trainer)."""

@@ -163,8 +163,8 @@ class ModuleBackend(InMemoryBackend):
         return self.kernels.aggregator_terms(X, Y_labeled, y_labeled, omega, w, b, focal_gamma, focal_variant,
                                              hessian)
 
-    def instance_solves(self, X, R, C, lam, w):
-        return self.kernels.instance_solves(X, R, C, lam, w)
+    def instance_solves(self, X, R, C, lam, w, *, with_loss=False):
+        return self.kernels.instance_solves(X, R, C, lam, w, with_loss=with_loss)
 
     def classifier_gram_terms(self, Y, R, C):
         return self.kernels.classifier_gram_terms(Y, R, C)

@@ -16,9 +16,9 @@ kernels) and one :class:`~cfe_fast.training.state.State` (X, Y, w, b):
 
 import numpy as np
 
-from ..core.losses import sample_gradient, sample_loss_terms
 from . import aggregator, exact_steps
 from .adam import Adam
+from .joint_steps import joint_gradients
 
 
 class _AdamState:
@@ -99,10 +99,12 @@ class ExactTrainer:
         dtype = state.Y.dtype
         proposal = exact_steps.classifier_step(problem, state.X, state.Y, state.w, state.b)
         self._safeguarded(problem, state, "X", proposal)
-        proposal = exact_steps.instance_step(problem, state.X, state.Y, state.w, state.b)
+        proposal, reconstruction = exact_steps.instance_step(problem, state.X, state.Y, state.w, state.b)
         self._safeguarded(problem, state, "Y", proposal)
         state.X = np.asarray(state.X, dtype=dtype)
         state.Y = np.asarray(state.Y, dtype=dtype)
+        if problem.settings.focal_gamma == 0 and dtype == np.float64:  # the factors are the proposal's
+            state.reconstruction = reconstruction
         if not fit_aggregator:
             return 0
         return aggregator.fit(problem, state)
@@ -124,41 +126,6 @@ class ExactTrainer:
 
 
 # ---------------------------------------------------------------- joint
-def joint_gradients(problem, X, Y, w, b, with_loss=True):
-    """L and its gradients with respect to X (d, m), Y (d, n), w (m,) and b.
-
-    The reconstruction part comes from the backend's fused kernel; the
-    supervised part adds a_i g_i v to labeled columns of dY, (sum a_i g_i y_i) w^T
-    to dX, and X^T sum a_i g_i y_i, sum a_i g_i to (dw, db). Without
-    ``with_loss`` the returned L is None (an Adam step needs the gradients
-    only, and L_rec would be a second pass over R and C).
-    """
-    p, rho, penalty = problem, problem.settings.rho, problem.settings.penalty
-    gX, gY = (np.asarray(p.to_host(g), dtype=np.float64) for g in p.reconstruction_gradient(X, Y))
-    gX *= rho  # fresh arrays of the problem
-    gY *= rho
-    gw, gb, sup = np.zeros_like(w), 0.0, 0.0
-    if p.has_labels:
-        y_labeled, omega, a = p.host_labels
-        X64 = np.asarray(p.to_host(X), dtype=np.float64)
-        Y_labeled = np.asarray(p.to_host(p.labeled_factors(Y)), dtype=np.float64)
-        v = X64 @ w
-        z, gamma, variant = v @ Y_labeled + b, p.settings.focal_gamma, p.settings.focal_variant
-        if with_loss:
-            loss, g, _ = sample_loss_terms(z, y_labeled, gamma, variant)
-            sup = float(omega @ loss / omega.sum()) + penalty.value(w)
-        else:
-            g = sample_gradient(z, y_labeled, gamma, variant)
-        e = a * g
-        q = Y_labeled @ e
-        gY.T[np.flatnonzero(p.to_host(p.labeled))] += np.outer(e, v)  # whole rows of instance-major data
-        gX += np.outer(q, w)
-        gw = X64.T @ q + (1 - rho) * penalty.gradient(w)
-        gb = float(e.sum())
-    value = rho * p.reconstruction_loss(X, Y) + (1 - rho) * sup if with_loss else None
-    return value, gX, gY, gw, gb
-
-
 class JointTrainer(_AdamState):
     """Adam on all parameters; one iteration = ``steps_per_iter`` Adam steps.
 

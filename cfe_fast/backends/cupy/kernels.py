@@ -239,7 +239,7 @@ def _placed_like(R, a):
     return to_host(a) if array_module(R) is np else a
 
 
-def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None):
+def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None, with_loss=False):
     """The instance half-step and Z[:, i] = A_i^-1 X w from the same systems (see
     :func:`cfe_fast.reference.instance_solves`).
 
@@ -252,7 +252,7 @@ def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None):
     Returns
     -------
     (Y, Z) : arrays (d, n); Y float32 for float32 R else float64, Z float64;
-    CuPy arrays when R is one.
+    CuPy arrays when R is one; then the loss if ``with_loss``.
     """
     xp = xp or compute_module(X, R, C)
     dtype = working_dtype(R)
@@ -265,16 +265,23 @@ def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None):
     v = xp.asarray(X64 @ np.asarray(to_host(w), dtype=np.float64))
     Y, Z = Output(xp, R, d, dtype), Output(xp, R, d, np.float64)
     failures = []
-    size = chunk_size(xp, _primal_bytes(m, d, dtype, xp) + 8 * 3 * d, chunk)
+    sse = y_norm = xp.zeros(())
+    size = chunk_size(xp, _primal_bytes(m, d, dtype, xp) + 8 * 3 * d + (16 * m if with_loss else 0), chunk)
     for s, e, (R_c, C_c) in stream_columns((R, C), size, xp):
         G, B = _primal_systems(Xw, PXt, R_c.astype(dtype, copy=False), C_c.astype(dtype, copy=False))
         Y_c, failed = packed_spd_solve(G, B, lam, xp)
         Z_c, _ = packed_spd_solve(G, xp.broadcast_to(v, B.shape), lam, xp)  # the same systems fail
-        Y.put(s, e, Y_c.T.astype(dtype))
+        Y_c = Y_c.T.astype(dtype)
+        Y.put(s, e, Y_c)
         Z.put(s, e, Z_c.T)
         failures.append(failed)
+        if with_loss:
+            sse = sse + _squared_residual(Xw, Y_c, R_c, C_c, xp)
+            y_norm = y_norm + xp.sum(Y_c.astype(np.float64) ** 2)
     raise_if_failed(failures, "instance", xp)
-    return Y.array, Z.array
+    if not with_loss:
+        return Y.array, Z.array
+    return Y.array, Z.array, _normalised_loss(sse, y_norm, Xw, lam, R.shape)
 
 
 def classifier_gram_terms(Y, R, C, *, xp=None, chunk=None):

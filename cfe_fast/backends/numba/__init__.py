@@ -91,10 +91,11 @@ class NumbaBackend(InMemoryBackend):
         return aggregator_terms_t(X, np.asarray(Y_labeled).T, y_labeled, omega, w, b, focal_gamma, focal_variant,
                                   hessian)
 
-    def instance_solves(self, X, R, C, lam, w):
+    def instance_solves(self, X, R, C, lam, w, *, with_loss=False):
         dtype = working_dtype(np.asarray(R))
-        Yt, Zt = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w)
-        return Yt.T, Zt.T
+        Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w,
+                                       loss=with_loss)
+        return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
 
     def classifier_gram_terms(self, Y, R, C):
         dtype = working_dtype(np.asarray(R))

@@ -74,7 +74,7 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, lam, scale, gYt):
 
 
 @jit
-def _sample_terms(z, y, gamma, exact_focal):
+def sample_terms(z, y, gamma, exact_focal):
     """Per-instance loss, dloss/dz and curvature (see :func:`cfe_fast.core.losses.sample_loss_terms`).
 
     One exp and one log1p per instance (two exps with focal loss): with
@@ -128,7 +128,7 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
         h = np.empty(nc if want_hessian else 0)  # omega * curvature
         loss_sum = 0.0
         for r in range(nc):
-            loss, grad, curv = _sample_terms(z[r] + b, yL[s + r], gamma, exact_focal)
+            loss, grad, curv = sample_terms(z[r] + b, yL[s + r], gamma, exact_focal)
             loss_sum += omega[s + r] * loss
             e[r] = omega[s + r] * grad
             if want_hessian:
