@@ -136,7 +136,8 @@ def ordered_sum(parts):
     region of its own, one launch per term of a loop -- 64 per classifier
     step and 60 per aggregator pass, each a thread wake-up.
     The parallel kernels therefore allocate their per-task partials with
-    np.empty, fill them inside the loop, and add them up here.
+    np.empty, fill them inside the loop, and add them up here (as do the
+    callers of :func:`run_tasks`, with the partials their tasks filled).
     """
     total = np.zeros(parts.shape[1:])
     for k in range(parts.shape[0]):

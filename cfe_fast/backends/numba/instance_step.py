@@ -50,13 +50,14 @@ def resolve_solver(solver, m, d, lam=1.0):
     return choose_solver(m, d, lam) if solver == "auto" else solver
 
 
-@jit(parallel=True)
-def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse):
-    """Primal d x d systems; if v.size, also Zt[i] = A_i^-1 v (same factors);
-    if sse.size, sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors."""
+@jit(nogil=True)
+def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse, first, stop):
+    """Primal d x d systems of chunks first <= c < stop (the tasks of :func:`~.common.run_tasks`);
+    if v.size, also Zt[i] = A_i^-1 v (same factors); if sse.size, sse[c] = sum c (r - r_hat)^2
+    over chunk c at the new factors."""
     n = Rt.shape[0]
     d = X.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
+    for c in range(first, stop):
         s = c * chunk
         e = min(n, s + chunk)
         Cc = Ct[s:e]
@@ -180,7 +181,7 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
             rows, cols = np.tril_indices(d)
             PX = np.ascontiguousarray(X[rows] * X[cols])
             v = X64 @ np.asarray(w, dtype=np.float64) if want_z else np.empty(0)
-            _instance_primal(X, PX, Rt, Ct, float(lam), chunk, Yt, failed, v, Zt, sse)
+            run_tasks(_instance_primal, -(-n // chunk), X, PX, Rt, Ct, float(lam), chunk, Yt, failed, v, Zt, sse)
     raise_if_failed(failed, "instance")
     outputs = [Yt] + ([Zt] if want_z else []) + ([float(sse.sum())] if loss else [])
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
