@@ -1,7 +1,8 @@
 """Keep BLAS single-threaded while Numba's threads compute.
 
 Every Numba kernel that calls BLAS (``np.dot``) from inside a ``prange`` loop
-runs under :func:`single_threaded_blas`: nested BLAS threads oversubscribe the
+or from the task threads of ``backends.numba.common.run_tasks`` runs under
+:func:`single_threaded_blas`: nested BLAS threads oversubscribe the
 cores. The estimator also holds it for a whole fit: after any multi-threaded
 BLAS call OpenBLAS's idle threads spin for a while and take the cores from
 the next Numba kernel.

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from cfe_fast import config
 from cfe_fast.backends import get_backend
+from cfe_fast.backends.numba.common import run_tasks
 from cfe_fast.errors import SingularSystemError
 from cfe_fast import reference as ref
 from conftest import aggregator_case, random_problem, rel_error
@@ -99,6 +100,48 @@ def test_results_do_not_depend_on_thread_count(monkeypatch):
         numba.set_num_threads(before)
     for first, second in zip(*results):
         np.testing.assert_array_equal(first, second)
+
+
+@numba.njit(nogil=True)
+def _count_tasks(counts, first, stop):
+    for task in range(first, stop):
+        counts[task] += 1
+
+
+@pytest.mark.parametrize("n_tasks", [0, 1, 5, 33])  # none, fewer than the threads, uneven splits
+def test_run_tasks_runs_every_task_once_at_any_thread_count(n_tasks):
+    counts = np.zeros(n_tasks, dtype=np.int64)
+    thread_counts = range(1, numba.config.NUMBA_NUM_THREADS + 1)
+    before = numba.get_num_threads()
+    try:
+        for threads in thread_counts:
+            numba.set_num_threads(threads)
+            run_tasks(_count_tasks, n_tasks, counts)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(counts, len(thread_counts))
+
+
+def _tasks_in_child(queue):
+    counts = np.zeros(8, dtype=np.int64)
+    run_tasks(_count_tasks, 8, counts)
+    queue.put(counts.tolist())
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one thread: no task threads")
+def test_run_tasks_works_in_a_forked_child():
+    """A child forked after the task threads started has none of them: it must start its own."""
+    import multiprocessing
+
+    run_tasks(_count_tasks, 8, np.zeros(8, dtype=np.int64))  # the parent's threads exist
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_tasks_in_child, args=(queue,))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.terminate()
+    assert child.exitcode == 0 and queue.get(timeout=5) == [1] * 8
 
 
 def test_singular_system_is_reported_not_nan():

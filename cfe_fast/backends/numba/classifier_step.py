@@ -13,7 +13,7 @@ from numba import prange
 
 from ... import config
 from ..._float64 import working_dtype
-from .common import as_float64, assign, block_range, jit, kernel_threads, ordered_sum, tri
+from .common import as_float64, assign, block_range, jit, kernel_threads, ordered_sum, run_tasks, tri
 from .linalg import add_ridge, cg_start, cg_step, packed_cholesky_solve, packed_outer_rows, raise_if_failed
 
 
@@ -33,22 +33,20 @@ def _chunk_grams(Yc, Cc, RCc, rows, Gc, Bc):
     assign(Bc, np.dot(as_float64(Yc), as_float64(RCc)))
 
 
-@jit(parallel=True)
-def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, rows=1):
-    """G (T, m) = sum_i c_ui packed(y_i y_i^T) and B (d, m) = sum_i y_i c_ui r_ui, float64.
+@jit(nogil=True)
+def _classifier_gram_blocks(Yt, Rt, Ct, chunk, n_blocks, rows, part_G, part_B, first, stop):
+    """Blocks first <= blk < stop of G (T, m) = sum_i c_ui packed(y_i y_i^T) and B (d, m) = sum_i y_i c_ui r_ui.
 
     Instances are cut into fixed chunks, the chunks into ``n_blocks``
-    contiguous blocks (one parallel task each, one parallel region in all);
-    a block sums its chunks in order and the blocks are added in order, so
-    the result depends on n and n_blocks only, not on the number of threads.
+    contiguous blocks (the tasks of :func:`~.common.run_tasks`); block blk
+    sums its chunks in order into part_G[blk] (T, m) and part_B[blk] (d, m),
+    float64, and :func:`classifier_sums` adds the blocks in order, so the
+    result depends on n and n_blocks only, not on the number of threads.
     """
     n, d = Yt.shape
     m = Rt.shape[1]
     n_chunks = (n + chunk - 1) // chunk
-    n_blocks = max(1, min(n_blocks, n_chunks))
-    part_G = np.empty((n_blocks, tri(d), m))
-    part_B = np.empty((n_blocks, d, m))
-    for blk in prange(n_blocks):
+    for blk in range(first, stop):
         c0, c1 = block_range(blk, n_blocks, n_chunks)
         G_blk, B_blk = part_G[blk], part_B[blk]
         G_blk[:] = 0.0
@@ -62,7 +60,6 @@ def _classifier_grams(Yt, Rt, Ct, chunk, n_blocks, rows=1):
             _chunk_grams(np.ascontiguousarray(Yt[s:e].T), Cc, Cc * Rt[s:e], rows, Gc, Bc)
             G_blk += Gc
             B_blk += Bc
-    return ordered_sum(part_G), ordered_sum(part_B)  # fixed order: independent of the thread count
 
 
 def _gram_rows(d, chunk):
@@ -89,11 +86,16 @@ def classifier_sums(Yt, Rt, Ct):
         Column u is Y C_u r_u.
     """
     dtype = working_dtype(Rt)
-    d = Yt.shape[1]
+    n, d = Yt.shape
     m = Rt.shape[1]
-    with kernel_threads(Yt.shape[0] * m * d * d):
-        return _classifier_grams(np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, config.GRAM_CHUNK, config.REDUCE_BLOCKS,
-                                 _gram_rows(d, config.GRAM_CHUNK))
+    chunk = config.GRAM_CHUNK
+    n_blocks = max(1, min(config.REDUCE_BLOCKS, -(-n // chunk)))
+    part_G = np.empty((n_blocks, d * (d + 1) // 2, m))
+    part_B = np.empty((n_blocks, d, m))
+    with kernel_threads(n * m * d * d):
+        run_tasks(_classifier_gram_blocks, n_blocks, np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, chunk, n_blocks,
+                  _gram_rows(d, chunk), part_G, part_B)
+    return ordered_sum(part_G), ordered_sum(part_B)  # fixed order: independent of the thread count
 
 
 @jit(parallel=True)
@@ -103,7 +105,7 @@ def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks):
     Returns out (3 if ``first`` else 1, d, m): out[0] = sum_i y_i c_ui (y_i^T p_u)
     for every u (the systems times P); if ``first``, also out[1] = Y C_u r_u
     (right-hand sides) and out[2] = sum_i c_ui y_i**2 (the Jacobi diagonals).
-    Fixed chunks in fixed blocks, added in order (see :func:`_classifier_grams`).
+    Fixed chunks in fixed blocks, added in order (see :func:`_classifier_gram_blocks`).
     """
     n = Yt.shape[0]
     n_chunks = (n + chunk - 1) // chunk

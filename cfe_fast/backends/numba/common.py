@@ -1,9 +1,12 @@
-"""Shared pieces of the Numba kernels: the jit options, thread gating, float64 views, ordered sums."""
+"""Shared pieces of the Numba kernels: the jit options, thread gating, task threads, float64 views, ordered sums."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
+from numba import config as numba_config
 from numba import get_num_threads, njit, set_num_threads, types
 from numba.extending import overload
 
@@ -16,10 +19,57 @@ from ..._threads import single_threaded_blas
 #: division (pivots, triangular solves) from vectorising
 jit = partial(njit, cache=True, error_model="numpy")
 
+_executor = None
+
+
+def _tasks_executor():
+    """The threads :func:`run_tasks` hands ranges to (one fewer than Numba's thread limit), made on first use."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=max(1, numba_config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="cfe_fast")
+    return _executor
+
+
+def _forget_executor():
+    global _executor
+    _executor = None  # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_executor)
+
+
+def run_tasks(kernel, n_tasks, *args):
+    """``kernel(*args, first, stop)`` for contiguous ranges splitting ``range(n_tasks)``, one per thread.
+
+    The kernel is serial and compiled with ``nogil=True``, so the ranges run
+    at once on ``numba.get_num_threads()`` threads (the calling thread takes
+    the first range). A task's work depends only on its index, so results
+    do not depend on the number of threads. A serial kernel compiles in a
+    fraction of the time of the same loop as a ``prange`` (whose body Numba
+    lowers and optimises once per wrapper of its parallel region).
+
+    Parameters
+    ----------
+    kernel : Numba dispatcher
+        Takes ``*args`` then the range ``first <= task < stop`` it runs.
+    n_tasks : int
+    *args
+        The kernel's arguments before the range.
+    """
+    threads = max(1, min(get_num_threads(), n_tasks))
+    bounds = [t * n_tasks // threads for t in range(threads + 1)]
+    futures = [_tasks_executor().submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        for future in futures:
+            future.result()
+
 
 @contextmanager
 def kernel_threads(flops):
-    """BLAS on one thread, and Numba's parallel loops on one thread for small work.
+    """BLAS on one thread, and Numba's parallel loops and :func:`run_tasks` on one thread for small work.
 
     Results do not depend on the thread count, so this changes speed only.
     """
@@ -86,7 +136,8 @@ def ordered_sum(parts):
     region of its own, one launch per term of a loop -- 64 per classifier
     step and 60 per aggregator pass, each a thread wake-up.
     The parallel kernels therefore allocate their per-task partials with
-    np.empty, fill them inside the loop, and add them up here.
+    np.empty, fill them inside the loop, and add them up here (as do the
+    callers of :func:`run_tasks`, with the partials their tasks filled).
     """
     total = np.zeros(parts.shape[1:])
     for k in range(parts.shape[0]):

@@ -14,7 +14,7 @@ from numba import prange
 
 from ... import config
 from ..._float64 import working_dtype
-from .common import as_float64, assign, jit, kernel_threads, tri
+from .common import as_float64, assign, jit, kernel_threads, run_tasks, tri
 from .linalg import (
     add_ridge,
     cg_start,
@@ -50,13 +50,14 @@ def resolve_solver(solver, m, d, lam=1.0):
     return choose_solver(m, d, lam) if solver == "auto" else solver
 
 
-@jit(parallel=True)
-def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse):
-    """Primal d x d systems; if v.size, also Zt[i] = A_i^-1 v (same factors);
-    if sse.size, sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors."""
+@jit(nogil=True)
+def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse, first, stop):
+    """Primal d x d systems of chunks first <= c < stop (the tasks of :func:`~.common.run_tasks`);
+    if v.size, also Zt[i] = A_i^-1 v (same factors); if sse.size, sse[c] = sum c (r - r_hat)^2
+    over chunk c at the new factors."""
     n = Rt.shape[0]
     d = X.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
+    for c in range(first, stop):
         s = c * chunk
         e = min(n, s + chunk)
         Cc = Ct[s:e]
@@ -75,10 +76,11 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse):
             sse[c] = squared_residual(np.dot(Yt[s:e], X), Rt[s:e], Cc)
 
 
-@jit(parallel=True)
-def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
-    """Dual m x m systems (see :func:`choose_solver`); if w.size, also Zt[i] = A_i^-1 X w; if
-    sse.size, sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors.
+@jit(nogil=True)
+def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse, first, stop):
+    """Dual m x m systems (see :func:`choose_solver`) of chunks first <= c < stop (the tasks of
+    :func:`~.common.run_tasks`); if w.size, also Zt[i] = A_i^-1 X w; if sse.size,
+    sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors.
 
     A_i^-1 X w = (X w - X D M^-1 D X^T X w) / lam  (Woodbury), M = lam I + D X^T X D.
     The dual solution z_i = M^-1 D r_i gives the weighted residual for free:
@@ -88,7 +90,7 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse):
     if w.size:
         Xw = np.dot(X, w)
         XtXw = np.dot(XtX, w)
-    for c in prange((n + chunk - 1) // chunk):
+    for c in range(first, stop):
         s = c * chunk
         e = min(n, s + chunk)
         # (m, nc) C-contiguous: a transposed view stays F-ordered through sqrt and
@@ -170,7 +172,8 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
             chunk = systems_per_chunk(m)
             sse = np.empty(-(-n // chunk) if loss else 0)
             w64 = np.asarray(w if want_z else np.empty(0), dtype=np.float64)
-            _instance_dual(X64, X64.T @ X64, Rt, Ct, float(lam), chunk, Yt, failed, w64, Zt, sse)
+            run_tasks(_instance_dual, -(-n // chunk), X64, X64.T @ X64, Rt, Ct, float(lam), chunk, Yt, failed, w64, Zt,
+                      sse)
         else:
             chunk = systems_per_chunk(d)
             sse = np.empty(-(-n // chunk) if loss else 0)
@@ -178,7 +181,7 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
             rows, cols = np.tril_indices(d)
             PX = np.ascontiguousarray(X[rows] * X[cols])
             v = X64 @ np.asarray(w, dtype=np.float64) if want_z else np.empty(0)
-            _instance_primal(X, PX, Rt, Ct, float(lam), chunk, Yt, failed, v, Zt, sse)
+            run_tasks(_instance_primal, -(-n // chunk), X, PX, Rt, Ct, float(lam), chunk, Yt, failed, v, Zt, sse)
     raise_if_failed(failed, "instance")
     outputs = [Yt] + ([Zt] if want_z else []) + ([float(sse.sum())] if loss else [])
     return outputs[0] if len(outputs) == 1 else tuple(outputs)

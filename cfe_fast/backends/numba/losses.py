@@ -11,7 +11,7 @@ from numba import prange
 from ... import config
 from ..._float64 import squared_norm
 from ...core.losses import aggregator_terms_from_sums, normalised_reconstruction_loss
-from .common import as_float64, assign, jit, kernel_threads, ordered_sum
+from .common import as_float64, assign, jit, kernel_threads, ordered_sum, run_tasks
 
 
 @jit
@@ -103,23 +103,20 @@ def sample_terms(z, y, gamma, exact_focal):
     return loss, grad, curv
 
 
-@jit(parallel=True)
-def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian, chunk):
-    """Fused pass over labeled instances: z_i = v^T y_i + b, never R_hat.
+@jit(nogil=True)
+def _aggregator_chunks(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian, chunk, loss_p, grad_p, hess_p,
+                       first, stop):
+    """Chunks first <= c < stop of the fused pass over labeled instances: z_i = v^T y_i + b, never R_hat.
 
-    Returns the weighted loss sum, g = sum e_i [y_i; 1] and, if asked,
-    H = sum h_i [y_i; 1][y_i; 1]^T (all float64, fixed-order reduction).
+    Writes chunk c's weighted loss sum to loss_p[c], g = sum e_i [y_i; 1] to
+    grad_p[c] and, if asked, H = sum h_i [y_i; 1][y_i; 1]^T to hess_p[c]
+    (all float64; :func:`aggregator_sums_t` adds the chunks in order).
     Per chunk, in separate passes: z by one matrix-vector product, the
     per-instance terms (one scalar loop), then g; H's y-block is one small
     GEMM, Y^T (h * Y).
     """
     n, d = YtL.shape
-    n_chunks = (n + chunk - 1) // chunk
-    k = d + 1
-    loss_p = np.empty(n_chunks)
-    grad_p = np.empty((n_chunks, k))
-    hess_p = np.empty((n_chunks, k, k) if want_hessian else (n_chunks, 0, 0))
-    for c in prange(n_chunks):
+    for c in range(first, stop):
         s = c * chunk
         nc = min(n, s + chunk) - s
         Yc = as_float64(YtL[s:s + nc])
@@ -147,10 +144,6 @@ def _aggregator_partials(v, b, YtL, yL, omega, gamma, exact_focal, want_hessian,
                 for a2 in range(d):
                     H[a, a2] = HYY[a, a2]
                 H[a, d] = H[d, a]
-    loss_total = 0.0
-    for c in range(n_chunks):
-        loss_total += loss_p[c]
-    return loss_total, ordered_sum(grad_p), ordered_sum(hess_p)
 
 
 @jit
@@ -202,12 +195,22 @@ def aggregator_sums_t(v, b, YtL, y_labeled, omega, focal_gamma=0.0, focal_varian
     gradient sum g (d + 1,) over ``[y_i; 1]`` and, if asked, the Hessian sum
     H (d + 1, d + 1) (else (0, 0)). Sums over disjoint blocks add up.
     """
-    with kernel_threads(YtL.shape[0] * (YtL.shape[1] + 2) ** (2 if hessian else 1) * 4):
-        return _aggregator_partials(
-            np.asarray(v, dtype=np.float64), float(b), np.ascontiguousarray(YtL),
-            np.asarray(y_labeled, dtype=np.float64), np.asarray(omega, dtype=np.float64),
-            float(focal_gamma), focal_variant == "exact", bool(hessian), config.REDUCE_CHUNK,
-        )
+    n, d = YtL.shape
+    chunk = config.REDUCE_CHUNK
+    n_chunks = -(-n // chunk)
+    k = d + 1
+    loss_p = np.empty(n_chunks)
+    grad_p = np.empty((n_chunks, k))
+    hess_p = np.empty((n_chunks, k, k) if hessian else (n_chunks, 0, 0))
+    with kernel_threads(n * (d + 2) ** (2 if hessian else 1) * 4):
+        run_tasks(_aggregator_chunks, n_chunks,
+                  np.asarray(v, dtype=np.float64), float(b), np.ascontiguousarray(YtL),
+                  np.asarray(y_labeled, dtype=np.float64), np.asarray(omega, dtype=np.float64),
+                  float(focal_gamma), focal_variant == "exact", bool(hessian), chunk, loss_p, grad_p, hess_p)
+    loss_total = 0.0
+    for loss in loss_p.tolist():  # in order, as the chunks' other sums
+        loss_total += loss
+    return loss_total, ordered_sum(grad_p), ordered_sum(hess_p)
 
 
 def aggregator_terms_t(X, YtL, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact", hessian=False):
