@@ -11,13 +11,7 @@ import numpy as np
 from scipy.sparse import csr_array
 
 from ..._validation import check_solvable
-from ...core.sparse import (
-    Entries,
-    confidence_at,
-    confidence_values,
-    row_means,
-    sparse_classifier_quality,
-)
+from ...core.sparse import Entries, row_means, sparse_classifier_quality, stored_confidence
 from ...training.problem import InMemoryProblem
 from ...training.state import State, initial_fit_state
 from .losses import normalised_loss
@@ -88,14 +82,9 @@ def start_fit(backend, data):
     P = data.P
     dtype = P.dtype
     quality = None
-    if data.strategy is None:
-        values = confidence_at(data.confidence, P, "confidence", dtype)
-    elif data.strategy == "uniform":
-        values = np.empty(0, dtype=dtype)  # 1 at every observed entry: not stored
-    else:
-        if data.strategy == "calibration":  # rounded to dtype, as C holds it
-            quality = sparse_classifier_quality(P, data.labels, data.classifier_names).astype(dtype).astype(np.float64)
-        values = confidence_values(P, data.labels, data.strategy, data.confidence_alpha, quality)
+    if data.strategy == "calibration":  # rounded to dtype, as C holds it
+        quality = sparse_classifier_quality(P, data.labels, data.classifier_names).astype(dtype).astype(np.float64)
+    values = stored_confidence(P, data.labels, data.strategy, data.confidence_alpha, quality, data.confidence)
     if data.lam == 0:
         C = _confidence_matrix(P, values if values.size else np.ones(P.nnz, dtype=dtype))
         check_solvable(C, data.lam, data.latent_dim, axis=0)
