@@ -198,16 +198,25 @@ def check_solvable(C, lam, latent_dim, axis):
     """
     if lam > 0:
         return
-    what, count = ("instance", C.shape[0]) if axis == 0 else ("classifier", C.shape[1])
-    if count < latent_dim:
+    if scipy.sparse.issparse(C):  # stored confidences: an unstored entry is 0
+        positive = np.asarray((C > 0).sum(axis=axis)).ravel()
+    else:
+        positive = (C > 0).any(axis=axis)  # also a lazy reduction when C is a dask array
+    check_solvable_counts(positive, C.shape[axis], lam, latent_dim, axis)
+
+
+def check_solvable_counts(positive, terms, lam, latent_dim, axis):
+    """:func:`check_solvable` from the counts (or any) of positive confidences of every system, ``positive``,
+    and the number of ``terms`` in each (m for the instance systems, ``axis=0``; n for the classifier ones)."""
+    if lam > 0:
+        return
+    what = "instance" if axis == 0 else "classifier"
+    if terms < latent_dim:
         raise ValueError(
-            f"lam=0 with latent_dim={latent_dim} > {count} (the number of terms in each "
+            f"lam=0 with latent_dim={latent_dim} > {terms} (the number of terms in each "
             f"{what} system) makes every {what} system singular; use lam > 0"
         )
-    if scipy.sparse.issparse(C):  # stored confidences: an unstored entry is 0
-        empty = np.asarray((C > 0).sum(axis=axis)).ravel() == 0
-    else:
-        empty = ~(C > 0).any(axis=axis)  # also a lazy reduction when C is a dask array
+    empty = positive == 0
     if empty.any():
         raise ValueError(
             f"lam=0 and {what} {int(np.argmax(empty))} has zero confidence everywhere, so its ridge "

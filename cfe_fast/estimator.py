@@ -30,7 +30,7 @@ from ._validation import (
 from .backends import CAPABILITIES, get_backend
 from .core.confidence import confidence_chunk, fold_in_strategy
 from .core.missing import mean_of_observed
-from .core.sparse import is_sparse, row_means, sparse_confidence_block
+from .core.sparse import has_sparse_chunks, is_sparse, row_means, sparse_confidence_block
 from .core.losses import AggregatorPenalty
 from .errors import CollapseWarning, QualityWarning
 from .io.checkpoint import Checkpointer, read_checkpoint
@@ -486,9 +486,9 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if not backend.capabilities.checkpoints and (checkpoint is not None or resume_from is not None):
             raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
         classes, codes = encode_labels(y, unlabeled=self.unlabeled, max_classes=None)
-        if is_sparse(X):
-            self._check_sparse(backend, fitting=True, checkpoints=checkpoint is not None or resume_from is not None,
-                               n_classes=classes.size)
+        if is_sparse(X) or has_sparse_chunks(X):
+            self._check_sparse(backend, X, fitting=True,
+                               checkpoints=checkpoint is not None or resume_from is not None, n_classes=classes.size)
         if classes.size > 2:
             if checkpoint is not None or resume_from is not None:
                 raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size}): "
@@ -564,11 +564,16 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
 
-    def _check_sparse(self, backend, fitting=False, checkpoints=False, n_classes=2):
-        """Refuse, by name, what a sparse X (stored entries = observed) cannot be used with."""
+    def _check_sparse(self, backend, X, fitting=False, checkpoints=False, n_classes=2):
+        """Refuse, by name, what a sparse X (stored entries = observed; a ``scipy.sparse`` matrix or a dask
+        array of them) cannot be used with."""
         if "sparse" not in backend.capabilities.inputs:
-            raise TypeError(f"backend={self.backend!r} does not take a sparse X; use backend='numba', or a dense X "
-                            "with NaN at the unobserved entries")
+            *others, last = [repr(name) for name, c in CAPABILITIES.items() if "sparse" in c.inputs]
+            raise TypeError(f"backend={self.backend!r} does not take a sparse X; use backend={', '.join(others)} or "
+                            f"{last}, or a dense X with NaN at the unobserved entries")
+        if has_sparse_chunks(X) and "dask" not in backend.capabilities.inputs:
+            raise TypeError(f"a dask array of sparse chunks needs backend='dask', got "
+                            f"backend={self.backend!r}; or pass a scipy.sparse X")
         if self.input_type != "probabilities":
             raise ValueError(f"a sparse X holds probabilities: input_type={self.input_type!r} needs a dense X")
         if not fitting:
@@ -696,14 +701,15 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         backend = get_backend(self.backend)
         X = self._in_fitted_column_order(refuse_1d(X))
         validate_data(self, X, reset=False, skip_check_array=True)  # column names and count as in fit
-        if is_sparse(X):
-            self._check_sparse(backend)
+        if is_sparse(X) or has_sparse_chunks(X):
+            self._check_sparse(backend, X)
         if self.input_type == "scores":
             X = to_unit_interval(check_not_empty(as_float_array(X, "X", 2, missing=True), "X"), self.score_quantiles_,
                                  DTYPES[self.dtype])
         dtype = DTYPES[self.dtype]
         P = backend.check_new_data(X, dtype)
-        confidence = functools.partial(sparse_confidence_block if is_sparse(P) else confidence_chunk, labels=None,
+        sparse = is_sparse(P) or has_sparse_chunks(P)
+        confidence = functools.partial(sparse_confidence_block if sparse else confidence_chunk, labels=None,
                                        strategy=fold_in_strategy(self._strategy()),
                                        quality=getattr(self, "classifier_quality_", None))
         return backend.fold_in_data(self.classifier_factors_, P, float(self.lam), confidence, dtype, values)
@@ -888,4 +894,4 @@ def _physical_memory():
 
 def _spread_of_R(P):
     """std over instances of the mean of the observed entries of R (a dask reduction for dask arrays)."""
-    return float((row_means(P) if is_sparse(P) else mean_of_observed(P)).std())
+    return float((row_means(P) if is_sparse(P) or has_sparse_chunks(P) else mean_of_observed(P)).std())

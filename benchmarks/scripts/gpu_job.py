@@ -51,7 +51,7 @@ SIZES = {  # the job's sizes on a GPU, and on the CPU with --smoke
 TEST_RUNS = {  # pytest arguments of each run of step 1
     "gpu": [["-m", "gpu", "tests"],
             ["-m", "not slow and not gpu", "-k", "cupy", "tests/test_cupy_backend.py", "tests/test_backend_contract.py",
-             "tests/test_missing.py", "tests/test_multiclass.py"]],
+             "tests/test_missing.py", "tests/test_multiclass.py", "tests/test_sparse_cupy.py"]],
     "smoke": [["-m", "gpu", "tests/test_cupy_backend.py"]],
 }
 TRAINERS = ("als", "exact", "joint")

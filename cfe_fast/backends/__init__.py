@@ -29,9 +29,9 @@ BACKENDS = tuple(_PACKAGES)
 CAPABILITIES = {
     "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS, inputs=("numpy", "sparse")),
     "numpy": Capabilities(trainers=TRAINERS, solvers=SOLVERS),  # exact: every solver name, ignored
-    "cupy": Capabilities(trainers=TRAINERS, solvers=("auto",)),
-    "dask": Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "dask"), focal_variants=("exact",),
-                         checkpoints=False),
+    "cupy": Capabilities(trainers=TRAINERS, solvers=("auto",), inputs=("numpy", "sparse")),
+    "dask": Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "sparse", "dask"),
+                         focal_variants=("exact",), checkpoints=False),
 }
 
 

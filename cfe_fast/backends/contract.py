@@ -32,7 +32,8 @@ class Capabilities:
         Kinds of data ``fit`` and ``predict_proba`` take: "numpy" (array-likes
         in memory), "sparse" (``scipy.sparse`` matrices and arrays whose
         stored entries are the observed ones; trainer "als" and solver
-        "auto" or "primal") and "dask" (dask arrays, lazy or not).
+        "auto" or "primal") and "dask" (dask arrays, lazy or not; with
+        "sparse" also dask arrays whose chunks are ``scipy.sparse``).
     focal_variants : tuple of str
         Focal-loss variants of the aggregator it fits.
     checkpoints : bool

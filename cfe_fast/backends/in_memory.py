@@ -3,6 +3,7 @@
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
+from scipy.sparse import csr_array
 
 from .._float64 import blocks
 from .._validation import (
@@ -16,7 +17,14 @@ from .._validation import (
 )
 from ..core.confidence import instance_major_confidence
 from ..core.missing import fill_missing, filled_chunk, has_missing, missing_entries
-from ..core.sparse import is_sparse
+from ..core.sparse import (
+    check_observed_sparse_classifiers,
+    check_sparse_probabilities,
+    is_sparse,
+    row_means,
+    sparse_classifier_quality,
+    stored_confidence,
+)
 from ..training.problem import InMemoryProblem
 from ..training.state import State, initial_fit_state
 
@@ -55,8 +63,12 @@ class InMemoryBackend:
 
         :meth:`fold_in_data` converts each block of rows to ``dtype`` (C-contiguous),
         so X is never copied whole (an F-ordered X such as a DataFrame's
-        values, float64 rows for a float32 model).
+        values, float64 rows for a float32 model). A sparse X gives the checked
+        CSR of :func:`~cfe_fast.core.sparse.check_sparse_probabilities` (for the
+        backends whose capabilities take one).
         """
+        if is_sparse(X):
+            return check_sparse_probabilities(X, "X")
         return check_probabilities(X, "X", missing=True)
 
     def check_data(self, X, y, dtype, client=None, names=None):
@@ -64,7 +76,12 @@ class InMemoryBackend:
 
         Label errors are reported before range errors of P; a classifier
         with no observed entry is refused, by its name in ``names`` if given.
+        A sparse X gives the checked CSR P (in ``dtype``) of
+        :func:`~cfe_fast.core.sparse.check_sparse_probabilities`.
         """
+        if is_sparse(X):
+            labels = check_labels(y, X.shape[0], "y")
+            return check_observed_sparse_classifiers(check_sparse_probabilities(X, "X", dtype), names), labels
         P = as_float_array(X, "X", 2, dtype, missing=True)
         labels = check_labels(y, P.shape[0], "y")
         P = np.ascontiguousarray(check_probability_range(P, "X"))
@@ -171,3 +188,48 @@ class ModuleBackend(InMemoryBackend):
 
     def reconstruction_gradient(self, X, Y, R, C, lam):
         return self.kernels.reconstruction_gradient(X, Y, R, C, lam)
+
+
+def sparse_confidences(data):
+    """``(values, quality)`` of a fit on the checked sparse CSR ``data.P``: the confidences (nnz,) of its
+    stored entries in P's dtype (empty for "uniform": 1 everywhere) and the "calibration" quality (or None).
+
+    With ``lam == 0`` an instance or classifier with no positive confidence is refused (its system is singular).
+    """
+    P = data.P
+    quality = None
+    if data.strategy == "calibration":  # rounded to P's dtype, as a dense C holds it
+        quality = sparse_classifier_quality(P, data.labels, data.classifier_names).astype(P.dtype).astype(np.float64)
+    values = stored_confidence(P, data.labels, data.strategy, data.confidence_alpha, quality, data.confidence)
+    if data.lam == 0:
+        C = csr_array((values if values.size else np.ones(P.nnz, dtype=P.dtype), P.indices, P.indptr),
+                      shape=P.shape).T  # R's layout (m, n)
+        check_solvable(C, data.lam, data.latent_dim, axis=0)
+        check_solvable(C, data.lam, data.latent_dim, axis=1)
+    return values, quality
+
+
+class SparseProblem(InMemoryProblem):
+    """:class:`~cfe_fast.training.problem.Problem` of the ALS trainer on the observed entries of a sparse P;
+    a backend's subclass runs the half-steps and the loss with its sparse kernels.
+
+    Parameters
+    ----------
+    backend
+        Its aggregator kernel serves the evaluator.
+    P : scipy.sparse.csr_array (n, m)
+        The checked probabilities (stored = observed), on the host.
+    lam, settings, labeled, y_labeled, omega, classifier_quality
+        As for :class:`~cfe_fast.training.problem.InMemoryProblem`.
+    """
+
+    def __init__(self, backend, P, lam, settings, labeled, y_labeled, omega, classifier_quality=None):
+        self.backend, self.lam, self.P = backend, lam, P
+        self.classifier_quality = classifier_quality
+        n, m = P.shape
+        self._init_weights(settings, labeled, y_labeled, omega, (m, n), n_observed=P.nnz)
+        self._labeled_index = np.flatnonzero(self.backend.to_host(labeled))
+
+    def labeled_mean_of_R(self, positions):
+        """The mean of the observed entries of the labeled instances at ``positions`` (labeled order)."""
+        return row_means(self.P[self._labeled_index[positions]])

@@ -41,6 +41,11 @@ def is_sparse(X):
     return scipy.sparse.issparse(X)
 
 
+def has_sparse_chunks(X):
+    """Whether X is a dask array whose chunks are ``scipy.sparse`` matrices (dask is not imported)."""
+    return hasattr(X, "chunks") and scipy.sparse.issparse(getattr(X, "_meta", None))
+
+
 def majors(pointers):
     """The major line (row of CSR, column of CSC) of every entry."""
     return np.repeat(np.arange(pointers.size - 1), np.diff(pointers))
@@ -51,13 +56,15 @@ def major_of(pointers, k):
     return int(np.searchsorted(pointers, k, side="right")) - 1
 
 
-def check_sparse_probabilities(X, name="X", dtype=None):
+def check_sparse_probabilities(X, name="X", dtype=None, first_row=0):
     """Checked sparse probabilities: a canonical ``csr_array`` (n, m) whose stored entries are the observed ones.
 
     Duplicate entries are summed (scipy's meaning of them) and the column
     indices sorted, on a copy where X is not already so; stored NaN values
     (unobserved) are dropped. Stored values must be finite and in [0, 1]:
-    errors name the first offending row and column. X is never modified.
+    errors name the first offending row (counted from ``first_row``, the
+    position of X's first row in the data it is a block of) and column.
+    X is never modified.
     """
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-dimensional, got shape {X.shape}")
@@ -78,7 +85,7 @@ def check_sparse_probabilities(X, name="X", dtype=None):
     if P.nnz and not (P.data.min() >= 0 and P.data.max() <= 1):
         bad = ~np.isfinite(P.data) | (P.data < 0) | (P.data > 1)
         k = int(np.argmax(bad))
-        row, value = major_of(P.indptr, k), P.data[k]
+        row, value = first_row + major_of(P.indptr, k), P.data[k]
         why = "is infinite (an unobserved entry is NaN or not stored)" if np.isinf(value) else \
             "is outside [0, 1]: it must hold probabilities"
         raise ValueError(f"{name} at row {row}, column {P.indices[k]} holds {value:g}, which {why}; "
@@ -100,7 +107,10 @@ def check_observed_sparse_classifiers(P, names=None, name="X"):
 
 
 def row_means(P):
-    """The mean of each row's stored entries of the checked CSR P, :data:`FILL_VALUE` where a row stores none."""
+    """The mean of each row's stored entries of the checked CSR P, :data:`FILL_VALUE` where a row stores none
+    (lazily, chunk by chunk, for a dask array of checked CSR chunks)."""
+    if has_sparse_chunks(P):
+        return P.map_blocks(row_means, drop_axis=1, dtype=np.float64, meta=np.empty(0))
     counts = np.diff(P.indptr)
     stored = counts > 0
     sums = np.zeros(P.shape[0])
@@ -114,12 +124,13 @@ def row_means(P):
     return np.where(stored, sums / np.maximum(counts, 1), FILL_VALUE)
 
 
-def confidence_at(C, P, name="confidence", dtype=None):
+def confidence_at(C, P, name="confidence", dtype=None, first_row=0):
     """The values (nnz,) of a user's confidence matrix (n, m) at the stored entries of the checked CSR P.
 
     C may be dense or sparse; an entry a sparse C does not store has
     confidence 0. Its values at the observed entries must be finite and
-    non-negative (errors name the row and column); elsewhere they are ignored.
+    non-negative (errors name the row, counted from ``first_row``, and the
+    column); elsewhere they are ignored.
     """
     C = C if is_sparse(C) else np.asarray(C)
     if C.shape != P.shape:
@@ -142,7 +153,7 @@ def confidence_at(C, P, name="confidence", dtype=None):
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         k = int(np.argmax(bad))
-        raise ValueError(f"{name} at row {rows[k]}, column {P.indices[k]} holds {values[k]:g}; it must be "
+        raise ValueError(f"{name} at row {first_row + rows[k]}, column {P.indices[k]} holds {values[k]:g}; it must be "
                          "finite and non-negative at every observed entry")
     return values
 
@@ -151,12 +162,30 @@ def sparse_classifier_quality(P, labels, names=None):
     """Per classifier of the checked CSR P: 1 - Brier score over its stored entries on labeled instances, floored."""
     if np.isnan(labels).all():
         raise ValueError("the 'calibration' confidence needs labeled instances")
+    return quality_from_sums(*quality_sums(P, labels), names)
+
+
+def quality_sums(P, labels):
+    """Per classifier of the checked CSR P (a block of rows, ``labels`` theirs): the sums of squared errors
+    over its stored entries on labeled instances, and their counts (m,) each; sums over blocks of rows add up."""
     y = labels[majors(P.indptr)]
     scored = ~np.isnan(y)
     squared = (P.data[scored].astype(np.float64) - y[scored]) ** 2
     m = P.shape[1]
-    return quality_from_sums(np.bincount(P.indices[scored], weights=squared, minlength=m),
-                             np.bincount(P.indices[scored], minlength=m), names)
+    return (np.bincount(P.indices[scored], weights=squared, minlength=m),
+            np.bincount(P.indices[scored], minlength=m))
+
+
+def stored_confidence(P, labels, strategy, alpha=1.0, quality=None, confidence=None, first_row=0):
+    """The confidence (nnz,) in P's dtype of the stored entries of the checked CSR P (a fit's, or a block of
+    its rows, counted from ``first_row``): a user's ``confidence`` matrix read there (``strategy`` None,
+    :func:`confidence_at`), empty for "uniform" (1 everywhere, not stored), else the named strategy's
+    (:func:`confidence_values`; ``labels`` (n,) NaN where unlabeled)."""
+    if strategy is None:
+        return confidence_at(confidence, P, "confidence", P.dtype, first_row)
+    if strategy == "uniform":
+        return np.empty(0, dtype=P.dtype)
+    return confidence_values(P, labels, strategy, alpha, quality)
 
 
 def confidence_values(P, labels, strategy, alpha=1.0, quality=None, dtype=None):

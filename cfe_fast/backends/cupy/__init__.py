@@ -3,15 +3,17 @@
 See :mod:`.kernels` for the design, :mod:`.arrays` for data placement and
 streaming, :mod:`.solve` for the batched SPD solves. It runs every trainer
 ("als", "exact", "joint"), the ALS half-steps with the exact solvers chosen
-by its own rule (:func:`.kernels.choose_solver`).
+by its own rule (:func:`.kernels.choose_solver`); a sparse P (``scipy.sparse``,
+stored entries = observed) is fitted by "als" on its stored entries (:mod:`.sparse`).
 """
 
 import warnings
 from functools import lru_cache
 
 from .. import CAPABILITIES
+from ...core.sparse import is_sparse
 from ..in_memory import ModuleBackend
-from . import kernels
+from . import kernels, sparse
 from .arrays import gpu_module, to_device, to_host
 
 
@@ -40,7 +42,10 @@ class CupyBackend(ModuleBackend):
     def start_fit(self, data):
         if gpu_module() is None:
             _warn_without_gpu()
-        return super().start_fit(data)
+        return sparse.start_fit(self, data) if is_sparse(data.P) else super().start_fit(data)
+
+    def fold_in_block(self, X, rows, C, lam):
+        return sparse.fold_in_block(X, rows, C, lam) if is_sparse(rows) else super().fold_in_block(X, rows, C, lam)
 
     def place(self, *arrays):
         return to_device(*arrays)

@@ -53,14 +53,15 @@ def as_instance_chunks(A, name, client, dtype=None, chunks=None):
     return on_cluster(client, [np.ascontiguousarray(A[s:s + rows], dtype=dtype) for s in range(0, A.shape[0], rows)])
 
 
-def on_cluster(client, blocks):
-    """The concatenation of ``blocks`` as a dask array held on the cluster, each block sent once.
+def on_cluster(client, blocks, meta=None):
+    """The concatenation of ``blocks`` as a dask array held on the cluster, each block sent once
+    (``meta``: an empty block of their type where they are not NumPy arrays, e.g. ``scipy.sparse``).
 
     Each block is a task whose value is the block (not scattered data): the
     scheduler keeps the task, so a block lost with a worker is recomputed, as
     is everything computed from it, and a fit survives the loss of a worker.
     """
-    parts = [da.from_delayed(as_task(block), shape=block.shape, dtype=block.dtype) for block in blocks]
+    parts = [da.from_delayed(as_task(block), shape=block.shape, dtype=block.dtype, meta=meta) for block in blocks]
     return client.persist(da.concatenate(parts))
 
 

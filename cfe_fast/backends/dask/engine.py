@@ -57,7 +57,7 @@ from distributed import get_worker
 from ... import config
 from ..._float64 import squared_norm
 from ...core.losses import aggregator_terms_from_sums
-from ...core.missing import filled_chunk
+from ...core.missing import filled_chunk, mean_of_observed
 from ...errors import SingularSystemError
 from ..numba.classifier_step import classifier_sums, solve_classifier_sums
 from ..numba.instance_step import solve_instances
@@ -94,12 +94,18 @@ def _located(offset):
         raise SingularSystemError(f"{error} (index within the chunk of instances starting at {offset})") from None
 
 
-def _initial_chunk(bit_generator, state, draw, rows, P_chunk, C_chunk):
-    """Pass 0: the chunk's rows of Y0 (re-drawn from the recorded RNG state) and their Grams."""
+def redrawn(bit_generator, state, draw, rows):
+    """The chunk's rows of Y0, re-drawn from the RNG state recorded at its start."""
     rng = np.random.Generator(bit_generator())
     rng.bit_generator.state = state
+    return draw(rng, rows)
+
+
+def _initial_chunk(bit_generator, state, draw, rows, P_chunk, C_chunk):
+    """Pass 0: the chunk's rows of Y0 and their Grams."""
     with _worker_threads():
-        return classifier_sums(draw(rng, rows), np.ascontiguousarray(P_chunk), np.ascontiguousarray(C_chunk))
+        return classifier_sums(redrawn(bit_generator, state, draw, rows), np.ascontiguousarray(P_chunk),
+                               np.ascontiguousarray(C_chunk))
 
 
 def _sweep_chunk(X, P_chunk, C_chunk, labels, lam, offset):
@@ -171,6 +177,10 @@ class DaskEngine:
         The confidence in the layout of docs/method.md, lazy unless given persisted.
     """
 
+    #: the tasks of pass 0 and of the fused sweep on one chunk (the sparse engine has its own)
+    initial_task = staticmethod(_initial_chunk)
+    sweep_task = staticmethod(_sweep_chunk)
+
     def __init__(self, client, P, labels, omega, lam, confidence, has_missing=False):
         self.client = client
         self.lam = float(lam)
@@ -183,12 +193,8 @@ class DaskEngine:
         # held here: graphs derived from arrays backed by futures do not keep the futures alive
         self.P = P
         self._sources = (labels_shared, confidence)
-        if not isinstance(confidence, da.Array):
-            confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
-        self.C = confidence.T  # (m, n), the layout of docs/method.md; lazy
-        self._P = list((P.map_blocks(filled_chunk) if has_missing else P).to_delayed().ravel())
-        self._C = list(confidence.to_delayed().ravel())
         self._labels = list(labels_shared.to_delayed().ravel())
+        self._P, self._C = self._chunk_inputs(P, labels_shared, confidence, has_missing)
         labeled = ~np.isnan(labels)
         self._labeled_chunks = [k for k, (s, e) in enumerate(spans) if labeled[s:e].any()]
         starts = np.concatenate([[0], np.cumsum(labeled)])
@@ -204,6 +210,18 @@ class DaskEngine:
         self._YtL = []
         self._sums = None
 
+    def _chunk_inputs(self, P, labels_shared, confidence, has_missing):
+        """The delayed chunks of R (instance-major, neutral where unobserved) and of C that the tasks read;
+        sets ``self.C``."""
+        if not isinstance(confidence, da.Array):
+            confidence = da.map_blocks(_confidence_of_chunk, P, labels_shared[:, None], confidence, dtype=P.dtype)
+        self.C = confidence.T  # (m, n), the layout of docs/method.md; lazy
+        return (list((P.map_blocks(filled_chunk) if has_missing else P).to_delayed().ravel()),
+                list(confidence.to_delayed().ravel()))
+
+    def mean_of_rows(self, index):
+        """The mean of the observed entries of each row of P at the sorted positions ``index``."""
+        return mean_of_observed(np.asarray(self.P[index].compute(), dtype=np.float64))
 
     def _run_pass(self, outputs, sums):
         """Persist ``outputs`` (kept on the workers) and the reduced ``sums`` in one graph."""
@@ -223,7 +241,8 @@ class DaskEngine:
         for k, rows in enumerate(self._rows):
             state = rng.bit_generator.state
             draw(rng, rows)  # advance the stream past this chunk
-            tasks.append(dask.delayed(_initial_chunk)(type(rng.bit_generator), state, draw, rows, self._P[k], self._C[k]))
+            tasks.append(dask.delayed(self.initial_task)(type(rng.bit_generator), state, draw, rows, self._P[k],
+                                                         self._C[k]))
         self._run_pass([], tasks)
 
     def classifier_step(self):
@@ -237,7 +256,7 @@ class DaskEngine:
         X_shared = as_task(X)  # like the data: recomputed if its worker is lost
         Yt, YtL, sums = [], [], []
         for k in range(len(self._rows)):
-            chunk_Yt, chunk_YtL, partial = dask.delayed(_sweep_chunk, nout=3)(
+            chunk_Yt, chunk_YtL, partial = dask.delayed(self.sweep_task, nout=3)(
                 X_shared, self._P[k], self._C[k], self._labels[k], self.lam, int(self._offsets[k])
             )
             Yt.append(chunk_Yt)

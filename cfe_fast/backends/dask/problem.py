@@ -5,7 +5,6 @@ import numpy as np
 
 from ... import config
 from ..._float64 import moments64
-from ...core.missing import mean_of_observed
 from ...training.problem import ProblemLosses
 
 
@@ -65,8 +64,7 @@ class DaskProblem(ProblemLosses):
     def labeled_mean_of_R(self, positions):
         """The mean over classifiers of the observed entries of R for the labeled instances at ``positions``
         (labeled order)."""
-        rows = np.asarray(self.engine.P[self._labeled_index[positions]].compute(), dtype=np.float64)
-        return mean_of_observed(rows)
+        return self.engine.mean_of_rows(self._labeled_index[positions])
 
     def make_evaluator(self, X, Y):
         engine, settings = self.engine, self.settings

@@ -14,8 +14,7 @@ import numpy as np
 from ... import config
 from ..._float64 import working_dtype
 from .. import CAPABILITIES
-from ..._validation import check_labels
-from ...core.sparse import check_observed_sparse_classifiers, check_sparse_probabilities, is_sparse
+from ...core.sparse import is_sparse
 from ..in_memory import InMemoryBackend
 from . import compile_notice, sparse
 from .classifier_step import classifier_sums, solve_classifiers
@@ -43,19 +42,6 @@ class NumbaBackend(InMemoryBackend):
 
     def choose_solver(self, m, d, lam):
         return choose_solver(m, d, lam)
-
-    def check_data(self, X, y, dtype, client=None, names=None):
-        """As :meth:`InMemoryBackend.check_data`; a sparse X gives the checked CSR P of
-        :func:`~cfe_fast.core.sparse.check_sparse_probabilities`."""
-        if not is_sparse(X):
-            return super().check_data(X, y, dtype, client, names)
-        labels = check_labels(y, X.shape[0], "y")
-        return check_observed_sparse_classifiers(check_sparse_probabilities(X, "X", dtype), names), labels
-
-    def check_new_data(self, X, dtype):
-        if not is_sparse(X):
-            return super().check_new_data(X, dtype)
-        return check_sparse_probabilities(X, "X")
 
     def start_fit(self, data):
         return sparse.start_fit(self, data) if is_sparse(data.P) else super().start_fit(data)

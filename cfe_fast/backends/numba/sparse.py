@@ -8,25 +8,12 @@ only, as on dense data.
 """
 
 import numpy as np
-from scipy.sparse import csr_array
 
-from ..._validation import check_solvable
-from ...core.sparse import (
-    Entries,
-    confidence_at,
-    confidence_values,
-    row_means,
-    sparse_classifier_quality,
-)
-from ...training.problem import InMemoryProblem
+from ...core.sparse import Entries
 from ...training.state import State, initial_fit_state
+from ..in_memory import SparseProblem, sparse_confidences
 from .losses import normalised_loss
 from .sparse_steps import by_classifier, solve_sparse_classifiers, solve_sparse_instances, sparse_squared_residual
-
-
-def _confidence_matrix(P, values):
-    """The stored confidences as a sparse (m, n) matrix of R's layout (for :func:`check_solvable`)."""
-    return csr_array((values, P.indices, P.indptr), shape=P.shape).T
 
 
 def layouts(P, C_values):
@@ -36,29 +23,15 @@ def layouts(P, C_values):
     return by_instance, by_classifier(by_instance, P.shape[1])
 
 
-class SparseProblem(InMemoryProblem):
-    """:class:`~cfe_fast.training.problem.Problem` of the ALS trainer on the observed entries of a sparse P.
-
-    Parameters
-    ----------
-    backend : NumbaBackend
-        Its aggregator kernel serves the evaluator.
-    P : scipy.sparse.csr_array (n, m)
-        The checked probabilities (stored = observed).
-    by_instance, by_classifier : Entries
-        P's entries with their confidences, by instance (CSR) and by classifier (CSC).
-    lam, settings, labeled, y_labeled, omega, classifier_quality
-        As for :class:`~cfe_fast.training.problem.InMemoryProblem`.
-    """
+class NumbaSparseProblem(SparseProblem):
+    """:class:`~cfe_fast.backends.in_memory.SparseProblem` with the kernels of :mod:`.sparse_steps` on
+    ``by_instance`` and ``by_classifier``, P's entries with their confidences by instance (CSR) and by
+    classifier (CSC)."""
 
     def __init__(self, backend, P, by_instance, by_classifier, lam, settings, labeled, y_labeled, omega,
                  classifier_quality=None):
-        self.backend, self.lam = backend, lam
-        self.P, self.by_instance, self.by_classifier = P, by_instance, by_classifier
-        self.classifier_quality = classifier_quality
-        n, m = P.shape
-        self._init_weights(settings, labeled, y_labeled, omega, (m, n), n_observed=P.nnz)
-        self._labeled_index = np.flatnonzero(labeled)
+        super().__init__(backend, P, lam, settings, labeled, y_labeled, omega, classifier_quality)
+        self.by_instance, self.by_classifier = by_instance, by_classifier
 
     def _loss(self, sse, X, Yt):
         return self._normalised(normalised_loss(sse, X, Yt, self.lam))
@@ -78,35 +51,18 @@ class SparseProblem(InMemoryProblem):
         Yt = np.ascontiguousarray(Y.T)
         return self._loss(sparse_squared_residual(X, Yt, self.by_instance), X, Yt)
 
-    def labeled_mean_of_R(self, positions):
-        """The mean of the observed entries of the labeled instances at ``positions`` (labeled order)."""
-        return row_means(self.P[self._labeled_index[positions]])
-
 
 def start_fit(backend, data):
     """``(problem, state, progress)`` of a fit on the checked sparse ``data.P`` (see ``Backend.start_fit``)."""
     P = data.P
-    dtype = P.dtype
-    quality = None
-    if data.strategy is None:
-        values = confidence_at(data.confidence, P, "confidence", dtype)
-    elif data.strategy == "uniform":
-        values = np.empty(0, dtype=dtype)  # 1 at every observed entry: not stored
-    else:
-        if data.strategy == "calibration":  # rounded to dtype, as C holds it
-            quality = sparse_classifier_quality(P, data.labels, data.classifier_names).astype(dtype).astype(np.float64)
-        values = confidence_values(P, data.labels, data.strategy, data.confidence_alpha, quality)
-    if data.lam == 0:
-        C = _confidence_matrix(P, values if values.size else np.ones(P.nnz, dtype=dtype))
-        check_solvable(C, data.lam, data.latent_dim, axis=0)
-        check_solvable(C, data.lam, data.latent_dim, axis=1)
+    values, quality = sparse_confidences(data)
     by_instance, by_classifier = layouts(P, values)
     del values
     n, m = P.shape
-    progress = data.resume or initial_fit_state(data.rng, n, m, data.latent_dim, dtype)
+    progress = data.resume or initial_fit_state(data.rng, n, m, data.latent_dim, P.dtype)
     labeled = data.labeled
-    problem = SparseProblem(backend, P, by_instance, by_classifier, data.lam, data.settings, labeled,
-                            data.labels[labeled], data.omega, quality)
+    problem = NumbaSparseProblem(backend, P, by_instance, by_classifier, data.lam, data.settings, labeled,
+                                 data.labels[labeled], data.omega, quality)
     state = State(progress.X, progress.Y, progress.w, progress.b)
     progress.X = progress.Y = None  # the state owns the factors
     return problem, state, progress

@@ -192,18 +192,25 @@ def solve_sparse_instances(X, entries, lam, *, loss=False):
     return (Yt, float(sse.sum())) if loss else Yt
 
 
+def sparse_classifier_sums(Yt, entries):
+    """Packed Grams G (d (d + 1) / 2, m) and right-hand sides B (d, m), float64, of the classifier systems
+    over the observed entries by classifier (CSC :class:`~cfe_fast.core.sparse.Entries`), before the ridge
+    (the layout of :func:`.classifier_step.classifier_sums`; sums over disjoint blocks of instances add up)."""
+    d = Yt.shape[1]
+    m = entries.pointers.size - 1
+    G, B = np.empty((tri(d), m)), np.empty((d, m))
+    with kernel_threads(_flops(entries, d)):
+        _sparse_classifier_sums(np.ascontiguousarray(Yt, dtype=working_dtype(entries.values)), *entries,
+                                CLASSIFIER_RUN, G, B)
+    return G, B
+
+
 def solve_sparse_classifiers(Yt, entries, lam):
     """Classifier half-step on the observed entries by classifier (CSC :class:`~cfe_fast.core.sparse.Entries`).
 
     Returns X (d, m) in the values' dtype.
     """
-    dtype = working_dtype(entries.values)
-    d = Yt.shape[1]
-    m = entries.pointers.size - 1
-    G, B = np.empty((tri(d), m)), np.empty((d, m))
-    with kernel_threads(_flops(entries, d)):
-        _sparse_classifier_sums(np.ascontiguousarray(Yt, dtype=dtype), *entries, CLASSIFIER_RUN, G, B)
-    return solve_classifier_sums(G, B, lam, dtype)
+    return solve_classifier_sums(*sparse_classifier_sums(Yt, entries), lam, working_dtype(entries.values))
 
 
 def sparse_squared_residual(X, Yt, entries):
