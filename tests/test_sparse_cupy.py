@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast import reference as ref
 from cfe_fast.backends.cupy import arrays
 from cfe_fast.backends.cupy.sparse import (
@@ -26,12 +25,11 @@ from cfe_fast.backends.cupy.sparse import (
 )
 from cfe_fast.core.sparse import check_sparse_probabilities
 from conftest import random_problem, rel_error
-from test_sparse import MISSING, sparse_and_dense
+from test_sparse import MISSING, _fit, ensemble, sparse_and_dense  # noqa: F401 (ensemble: a fixture)
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 REF_TOL = {"float64": 1e-8, "float32": 2e-3}
 NUMBA_TOL = {"float64": 1e-10, "float32": 1e-3}
-FIT = dict(latent_dim=3, max_iter=4, tol=0.0, random_state=0)
 
 
 @pytest.fixture(params=[pytest.param("numpy"), pytest.param("cupy", marks=pytest.mark.gpu)])
@@ -85,16 +83,6 @@ def test_nothing_observed_gives_zero_factors_and_uniform_confidence_is_ones(xp):
     np.testing.assert_array_equal(Y_got[:, 3], 0.0)
     np.testing.assert_array_equal(Y_got, arrays.to_host(update_instance_factors(X, ones, 0.5)))
     np.testing.assert_array_equal(arrays.to_host(update_classifier_factors(Y, empty, 0.5))[:, 2], 0.0)
-
-
-@pytest.fixture(scope="module")
-def ensemble():
-    data = make_ensemble(n_classifiers=8, n_instances=240, labeled_fraction=0.5, random_state=2)
-    return np.ascontiguousarray(data.P), data.labels
-
-
-def _fit(X, labels, **params):
-    return CFEnsembleClassifier(**{**FIT, **params}).fit(X, labels)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -17,14 +17,13 @@ import scipy.sparse as sp
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from cfe_fast import CFEnsembleClassifier, config, make_ensemble  # noqa: E402
+from cfe_fast import config  # noqa: E402
 from cfe_fast.backends.dask.sparse import row_spans  # noqa: E402
 from conftest import rel_error  # noqa: E402
-from test_sparse import sparse_and_dense  # noqa: E402
+from test_sparse import _fit, ensemble, sparse_and_dense  # noqa: E402, F401 (ensemble: a fixture)
 
 NUMBA_TOL = {"float64": 1e-10, "float32": 1e-3}
 REF_TOL = {"float64": 1e-8, "float32": 2e-3}
-FIT = dict(latent_dim=3, max_iter=4, tol=0.0, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +37,6 @@ def _quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # collapse and quality warnings of tiny fits
         yield
-
-
-@pytest.fixture(scope="module")
-def ensemble():
-    data = make_ensemble(n_classifiers=8, n_instances=240, labeled_fraction=0.5, random_state=2)
-    return np.ascontiguousarray(data.P), data.labels
-
-
-def _fit(X, labels, **params):
-    return CFEnsembleClassifier(**{**FIT, **params}).fit(X, labels)
 
 
 def _dask_of(S, rows):
