@@ -31,9 +31,10 @@ def observed(R, C):
     """(R, C, |O|) with the unobserved entries (NaN in R) read as r = 0 and c = 0.
 
     |O| is the number of observed entries; any value of R and C at an
-    unobserved entry is ignored.
+    unobserved entry is ignored. C None means confidence 1 at every entry.
     """
-    R, C = np.asarray(R, dtype=np.float64), np.asarray(C, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
+    C = np.ones_like(R) if C is None else np.asarray(C, dtype=np.float64)
     is_observed = ~np.isnan(R)
     return np.where(is_observed, R, 0.0), np.where(is_observed, C, 0.0), int(is_observed.sum())
 

@@ -19,6 +19,7 @@ from cfe_fast import reference as ref
 from cfe_fast.backends import BACKENDS, CAPABILITIES, SOLVERS, Backend, get_backend
 from cfe_fast.core.confidence import confidence_chunk
 from cfe_fast.core.losses import AggregatorPenalty
+from cfe_fast.errors import SingularSystemError
 from cfe_fast.training.problem import FitData, Settings
 from cfe_fast.training.state import initial_instance_factors
 from conftest import aggregator_case, random_problem, rel_error
@@ -138,6 +139,47 @@ def test_trainer_kernels_match_reference(name, dtype, m, n, d):
         for fast, slow in zip(backend.reconstruction_gradient(X, Y, R, C, 0.3),
                               ref.reconstruction_gradient(X, Y, R, C, 0.3)):
             assert rel_error(fast, slow) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,d", SHAPES)
+def test_confidence_none_is_one_everywhere(name, dtype, m, n, d):
+    """C None (confidence 1 at every entry, one shared Gram) gives the reference's results with C = 1."""
+    backend = get_backend(name)
+    X, Y, R, _ = random_problem(m, n, d, seed=7 * m + n + d, dtype=dtype, extremes=0.2)
+    ones = np.ones(R.shape)
+    Y_fast, loss = backend.update_instance_factors(X, R, None, 0.3, with_loss=True)
+    Y_fast, X_fast = host(backend, Y_fast), host(backend, backend.update_classifier_factors(Y, R, None, 0.3))
+    assert Y_fast.dtype == (np.float64 if name == "numpy" else dtype) == X_fast.dtype
+    assert rel_error(Y_fast, ref.update_instance_factors(X, R, ones, 0.3)) < TOL[dtype]
+    assert rel_error(X_fast, ref.update_classifier_factors(Y, R, ones, 0.3)) < TOL[dtype]
+    assert loss == pytest.approx(ref.reconstruction_loss(X, Y_fast, R, ones, 0.3), rel=TOL[dtype])
+    assert backend.reconstruction_loss(X, Y, R, None, 0.3) == pytest.approx(
+        ref.reconstruction_loss(X, Y, R, ones, 0.3), rel=TOL[dtype])
+    assert rel_error(host(backend, backend.fold_in(X, R, None, 0.3)), ref.update_instance_factors(X, R, ones, 0.3)) \
+        < TOL[dtype]
+    if "exact" in backend.capabilities.trainers:
+        w = np.linspace(-1.0, 1.0, m)
+        Yf, Zf, loss = backend.instance_solves(X, R, None, 0.3, w, with_loss=True)
+        Yr, Zr, loss_ref = ref.instance_solves(X, R, ones, 0.3, w, with_loss=True)
+        assert rel_error(host(backend, Yf), Yr) < TOL[dtype] and rel_error(host(backend, Zf), Zr) < TOL[dtype]
+        assert loss == pytest.approx(loss_ref, rel=TOL[dtype])
+        for fast, slow in zip(backend.classifier_gram_terms(Y, R, None), ref.classifier_gram_terms(Y, R, ones)):
+            assert rel_error(host(backend, fast), slow) < TOL[dtype]
+    if "joint" in backend.capabilities.trainers:
+        for fast, slow in zip(backend.reconstruction_gradient(X, Y, R, None, 0.3),
+                              ref.reconstruction_gradient(X, Y, R, ones, 0.3)):
+            assert rel_error(host(backend, fast), slow) < TOL[dtype]
+
+
+def test_singular_shared_gram_is_refused_naming_the_system(name):
+    """lam = 0 with more latent dimensions than classifiers: X X^T is singular for every instance."""
+    backend = get_backend(name)
+    X, Y, R, _ = random_problem(3, 20, 5, seed=1, dtype=np.float64)
+    with pytest.raises(SingularSystemError, match="instance 0"):
+        backend.update_instance_factors(X, R, None, 0.0)
+    with pytest.raises(SingularSystemError, match="classifier 0"):
+        backend.update_classifier_factors(np.zeros_like(Y), R, None, 0.0)
 
 
 # --------------------------------------------------------------- a fit's problem

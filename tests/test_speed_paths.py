@@ -1,7 +1,7 @@
 """Work-saving paths of a fit, each checked against the plain computation it
 replaces: the Newton fit that reuses the full step's Hessian, the Newton fit in
-the span of the classifier factors, the aggregator evaluator's memory, and the
-re-entrant single-threaded BLAS scope."""
+the span of the classifier factors, the aggregator evaluator's memory, the
+re-entrant single-threaded BLAS scope, and the shared Gram of uniform confidence."""
 
 import numpy as np
 import pytest
@@ -144,3 +144,38 @@ def test_single_threaded_blas_is_reentrant():
             assert set(_blas_threads()) == {1}
         assert set(_blas_threads()) == {1}  # the inner exit keeps the outer limit
     assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("trainer", ["als", "exact", "joint"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_uniform_confidence_fit_shares_one_gram_and_equals_the_general_path(monkeypatch, trainer, dtype):
+    """Uniform confidence on complete data stores no C and fits as the per-system kernels with C = 1 do."""
+    import warnings
+
+    from cfe_fast import CFEnsembleClassifier
+    from cfe_fast.backends import in_memory
+    from cfe_fast.datasets import make_ensemble
+
+    R, _, y = make_ensemble(n_classifiers=8, n_instances=600, labeled_fraction=0.3, random_state=2)
+    P = R.T
+    started = []
+    start_fit = in_memory.InMemoryBackend.start_fit
+
+    def recording(self, data):
+        problem, state, progress = start_fit(self, data)
+        started.append(problem.C)
+        return problem, state, progress
+
+    monkeypatch.setattr(in_memory.InMemoryBackend, "start_fit", recording)
+    params = dict(trainer=trainer, dtype=dtype, max_iter=3, tol=0, aggregator_prior=1.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shared = CFEnsembleClassifier(**params).fit(P, y)
+        # an empty mask of missing entries: the per-system kernels with C = 1
+        monkeypatch.setattr(in_memory, "missing_entries", lambda P: np.zeros(P.shape, dtype=bool))
+        general = CFEnsembleClassifier(**params).fit(P, y)
+    assert started[0] is None and started[1] is not None and np.all(started[1] == 1)
+    tol = 1e-8 if dtype == "float64" else 2e-4
+    np.testing.assert_allclose(shared.transductive_proba_, general.transductive_proba_, atol=tol)
+    np.testing.assert_allclose(shared.predict_proba(P), general.predict_proba(P), atol=tol)
+    np.testing.assert_allclose(shared.history_["loss"], general.history_["loss"], rtol=tol)

@@ -2,7 +2,9 @@
 
 A backend is an object with the attributes and methods of :class:`Backend`.
 Kernels take the layout of docs/method.md: R and C are (m, n) =
-(classifiers, instances), X is (d, m), Y is (d, n); they return arrays where
+(classifiers, instances), X is (d, m), Y is (d, n); C may be None, which
+means confidence 1 at every entry (every system then shares one Gram, and
+the solves are exact whatever ``solver`` says); they return arrays where
 the backend computes (``to_host`` brings them back). What a backend does not
 support is declared in its :class:`Capabilities`, which the estimator and
 the functional API check before anything runs.

@@ -14,6 +14,7 @@ from .._validation import (
     check_probabilities,
     check_probability_range,
     check_solvable,
+    check_solvable_counts,
 )
 from ..core.confidence import instance_major_confidence
 from ..core.missing import fill_missing, filled_chunk, has_missing, missing_entries
@@ -98,21 +99,27 @@ class InMemoryBackend:
         missing = missing_entries(data.P)
         P = data.P
         dtype = P.dtype
-        if data.strategy is None:
+        if data.strategy == "uniform" and missing is None:  # confidence 1 everywhere: one shared Gram, no C stored
+            C, quality = None, None
+        elif data.strategy is None:
             C = np.ascontiguousarray(check_confidence(data.confidence, P.shape, "confidence", dtype, missing))
             quality = None
         else:
             C, quality = instance_major_confidence(P, data.labels, data.strategy, data.confidence_alpha, dtype,
                                                    data.classifier_names)
         P = fill_missing(P, missing)
-        check_solvable(C.T, data.lam, data.latent_dim, axis=0)
-        check_solvable(C.T, data.lam, data.latent_dim, axis=1)
         n, m = P.shape
+        if C is None:
+            check_solvable_counts(np.ones(1), m, data.lam, data.latent_dim, axis=0)
+            check_solvable_counts(np.ones(1), n, data.lam, data.latent_dim, axis=1)
+        else:
+            check_solvable(C.T, data.lam, data.latent_dim, axis=0)
+            check_solvable(C.T, data.lam, data.latent_dim, axis=1)
         progress = data.resume or initial_fit_state(data.rng, n, m, data.latent_dim, dtype)
         labeled = data.labeled
         # R, C as (m, n) views of the instance-major arrays; a GPU backend moves them to the device once
-        R, C, Y, X, labeled, y_labeled, omega = self.place(P.T, C.T, progress.Y, progress.X, labeled,
-                                                           data.labels[labeled], data.omega)
+        R, C, Y, X, labeled, y_labeled, omega = self.place(P.T, None if C is None else C.T, progress.Y, progress.X,
+                                                           labeled, data.labels[labeled], data.omega)
         progress.X = progress.Y = None  # the state owns the factors: the initial Y is freed once replaced
         problem = InMemoryProblem(self, R, C, data.lam, data.settings, labeled, y_labeled, omega, quality,
                                   missing=None if missing is None else missing.T)
@@ -139,8 +146,13 @@ class InMemoryBackend:
             else:
                 rows = np.ascontiguousarray(P[start:stop], dtype=dtype)
                 C = np.ascontiguousarray(confidence(rows), dtype=dtype)
+                if np.all(C == 1):  # every system shares one Gram (C None in the contract)
+                    C = None
             with located(start):
-                check_solvable(C.T, lam, d, axis=0)
+                if C is None:
+                    check_solvable_counts(np.ones(1), P.shape[1], lam, d, axis=0)
+                else:
+                    check_solvable(C.T, lam, d, axis=0)
                 Y = self.fold_in_block(X, rows, C, lam)
             result = values(Y) if values is not None else Y.T
             if out is None:  # the backend's result type, for the whole of P
@@ -149,8 +161,8 @@ class InMemoryBackend:
         return out if values is not None else out.T
 
     def fold_in_block(self, X, rows, C, lam):
-        """Instance factors (d, rows) of a block of new instances (rows, m) with its confidences C."""
-        return self.fold_in(X, filled_chunk(rows).T, C.T, lam)
+        """Instance factors (d, rows) of a block of new instances (rows, m), confidences C (None: 1 everywhere)."""
+        return self.fold_in(X, filled_chunk(rows).T, None if C is None else C.T, lam)
 
 
 class ModuleBackend(InMemoryBackend):

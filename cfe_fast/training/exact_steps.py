@@ -38,7 +38,7 @@ def instance_step(problem, X, Y0, w, b):
     Y0t_labeled, Zt_labeled = (_instance_major(p.to_host(p.labeled_factors(F))) for F in (Y0, Z))
     increases = _rank_one_corrections(Yt, np.flatnonzero(p.to_host(p.labeled)), Y0t_labeled, Zt_labeled, v,
                                       float(b), y_labeled, a, p.s, float(p.settings.focal_gamma))
-    m, n = p.C.shape
+    m, n = p.R.shape
     return Yt.T, p._normalised(loss + float(np.sum(increases)) / (m * n))
 
 

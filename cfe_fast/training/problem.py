@@ -183,6 +183,7 @@ class InMemoryProblem(ProblemLosses):
     ----------
     backend : Backend
     R, C : arrays (m, n), where the backend computes
+        C None: confidence 1 at every entry (the backend's kernels share one Gram).
     lam : float
     settings : Settings
     labeled : (n,) bool; y_labeled, omega : (n_L,)
@@ -198,7 +199,7 @@ class InMemoryProblem(ProblemLosses):
         self.classifier_quality = classifier_quality
         self.missing = missing
         n_observed = None if missing is None else missing.size - int(np.count_nonzero(missing))
-        self._init_weights(settings, labeled, y_labeled, omega, C.shape, n_observed)
+        self._init_weights(settings, labeled, y_labeled, omega, R.shape, n_observed)
         self._labeled_index = np.flatnonzero(self.backend.to_host(labeled))
 
     def to_host(self, a):

@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..._float64 import working_dtype
+from .. import shared_gram
 from ...core.losses import aggregator_terms_from_sums, normalised_reconstruction_loss, sample_loss_terms
 from .arrays import (
     Output,
@@ -165,6 +166,11 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None, with_loss=Fals
     and the loss if ``with_loss``.
     """
     xp = xp or compute_module(X, R, C)
+    if C is None:  # confidence 1 everywhere: one shared Gram
+        Yt, *sse = shared_gram.instance_factors(X, R, lam, xp, with_loss=with_loss)
+        Y = _placed_like(R, Yt.T)
+        return (Y, _normalised_loss(sse[0], xp.sum(Yt.astype(np.float64) ** 2), as_module(xp, X, working_dtype(R)),
+                                    lam, R.shape)) if with_loss else Y
     dtype = working_dtype(R)
     if not is_numpy(xp):
         warn_if_tf32(dtype)
@@ -211,6 +217,8 @@ def update_classifier_factors(Y, R, C, lam, *, xp=None, chunk=None):
     Returns X (d, m), a CuPy array when R is one.
     """
     xp = xp or compute_module(Y, R, C)
+    if C is None:
+        return _placed_like(R, shared_gram.classifier_factors(Y, R, lam, xp))
     G, B = _classifier_sums(Y, R, C, xp, chunk)
     solution, failed = packed_spd_solve(G.T, B.T, lam, xp)
     raise_if_failed([failed], "classifier", xp)
@@ -255,6 +263,11 @@ def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None, with_loss=False):
     CuPy arrays when R is one; then the loss if ``with_loss``.
     """
     xp = xp or compute_module(X, R, C)
+    if C is None:
+        Yt, Zt, *sse = shared_gram.instance_factors(X, R, lam, xp, w=to_host(w), with_loss=with_loss)
+        Y, Z = _placed_like(R, Yt.T), _placed_like(R, Zt.T)
+        return (Y, Z, _normalised_loss(sse[0], xp.sum(Yt.astype(np.float64) ** 2), as_module(xp, X, working_dtype(R)),
+                                       lam, R.shape)) if with_loss else (Y, Z)
     dtype = working_dtype(R)
     if not is_numpy(xp):
         warn_if_tf32(dtype)
@@ -291,6 +304,8 @@ def classifier_gram_terms(Y, R, C, *, xp=None, chunk=None):
     CuPy arrays when R is one.
     """
     xp = xp or compute_module(Y, R, C)
+    if C is None:
+        return tuple(_placed_like(R, t) for t in shared_gram.gram_terms(Y, R, xp))
     G, B = _classifier_sums(Y, R, C, xp, chunk)
     return _placed_like(R, unpack(G.T, Y.shape[0], 0.0, xp)), _placed_like(R, B.T)
 
@@ -301,6 +316,8 @@ def reconstruction_loss(X, Y, R, C, lam, *, xp=None, chunk=None):
     R_hat is formed one block at a time only; sums run in float64.
     """
     xp = xp or compute_module(X, Y, R, C)
+    if C is None:
+        return shared_gram.reconstruction_loss(X, Y, R, lam, xp)
     dtype = working_dtype(R)
     Xw = as_module(xp, X, dtype)
     sse = y_norm = xp.zeros(())
@@ -324,6 +341,8 @@ def reconstruction_gradient(X, Y, R, C, lam, *, xp=None, chunk=None):
     (dX (d, m), dY (d, n)) : float64 arrays, CuPy arrays when R is one.
     """
     xp = xp or compute_module(X, Y, R, C)
+    if C is None:
+        return tuple(_placed_like(R, g) for g in shared_gram.reconstruction_gradient(X, Y, R, lam, xp))
     dtype = working_dtype(R)
     m, n = R.shape
     X64 = as_module(xp, X, np.float64)

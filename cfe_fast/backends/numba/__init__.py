@@ -5,6 +5,8 @@ R and C are used instance-major (n, m), the estimator's native layout
 of :mod:`.instance_step`, :mod:`.classifier_step` and :mod:`.losses` work on
 that layout, and this module adapts them to the contract's (m, n) layout.
 BLAS runs on one thread inside the kernels, which parallelise themselves.
+With C None (confidence 1 everywhere) the half-steps are those of
+:mod:`..shared_gram`: one Gram for every system, a few BLAS products.
 A sparse P (``scipy.sparse``, stored entries = observed) takes the path of
 :mod:`.sparse`, whose kernels cost time proportional to the observed entries.
 """
@@ -13,7 +15,7 @@ import numpy as np
 
 from ... import config
 from ..._float64 import working_dtype
-from .. import CAPABILITIES
+from .. import CAPABILITIES, shared_gram
 from ...core.sparse import is_sparse
 from ..in_memory import InMemoryBackend
 from . import compile_notice, sparse
@@ -50,6 +52,9 @@ class NumbaBackend(InMemoryBackend):
         return sparse.fold_in_block(X, rows, C, lam) if is_sparse(rows) else super().fold_in_block(X, rows, C, lam)
 
     def update_instance_factors(self, X, R, C, lam, *, solver="auto", init=None, with_loss=False):
+        if C is None:
+            Yt, *sse = shared_gram.instance_factors(X, R, lam, np, with_loss=with_loss)
+            return (Yt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else Yt.T
         dtype = working_dtype(np.asarray(R))
         start = _instance_major(init, dtype) if solver == "cg" and init is not None else None
         result = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam,
@@ -60,6 +65,8 @@ class NumbaBackend(InMemoryBackend):
         return Yt.T, normalised_loss(sse, X, Yt, lam)
 
     def update_classifier_factors(self, Y, R, C, lam, *, solver="auto", init=None):
+        if C is None:
+            return shared_gram.classifier_factors(Y, R, lam, np)
         dtype = working_dtype(np.asarray(R))
         return solve_classifiers(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam,
                                  solver=solver, init=init if solver == "cg" else None)
@@ -68,6 +75,8 @@ class NumbaBackend(InMemoryBackend):
         return self.update_instance_factors(X, R, C, lam)
 
     def reconstruction_loss(self, X, Y, R, C, lam):
+        if C is None:
+            return shared_gram.reconstruction_loss(X, Y, R, lam, np)
         dtype = working_dtype(np.asarray(R))
         return reconstruction_loss_t(X, _instance_major(Y, dtype), _instance_major(R, dtype),
                                      _instance_major(C, dtype), lam)
@@ -78,12 +87,17 @@ class NumbaBackend(InMemoryBackend):
                                   hessian)
 
     def instance_solves(self, X, R, C, lam, w, *, with_loss=False):
+        if C is None:
+            Yt, Zt, *sse = shared_gram.instance_factors(X, R, lam, np, w=w, with_loss=with_loss)
+            return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
         dtype = working_dtype(np.asarray(R))
         Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w,
                                        loss=with_loss)
         return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
 
     def classifier_gram_terms(self, Y, R, C):
+        if C is None:
+            return shared_gram.gram_terms(Y, R, np)
         dtype = working_dtype(np.asarray(R))
         G, B = classifier_sums(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
         d = B.shape[0]
@@ -94,6 +108,8 @@ class NumbaBackend(InMemoryBackend):
         return full, B.T
 
     def reconstruction_gradient(self, X, Y, R, C, lam):
+        if C is None:
+            return shared_gram.reconstruction_gradient(X, Y, R, lam, np)
         dtype = working_dtype(np.asarray(R))
         _, gX, gYt = reconstruction_loss_grad_t(
             np.asarray(X, dtype=dtype), _instance_major(Y, dtype), _instance_major(R, dtype),

@@ -1,0 +1,168 @@
+"""The ALS kernels when every entry has confidence 1 (``C is None`` in the contract): one shared Gram.
+
+With c_ui = 1 at every (u, i) (the "uniform" strategy on data without
+missing entries), every instance system of docs/method.md is X Xᵀ + λI and
+every classifier system Y Yᵀ + λI, so a half-step is one d × d
+factorisation and two matrix products over R, 2 m n d + n d² flops
+instead of the m n d² of the per-system Grams:
+
+    Y = (X Xᵀ + λI)⁻¹ X R,      X = (Y Yᵀ + λI)⁻¹ Y Rᵀ.
+
+The functions take the array module ``xp`` (NumPy or CuPy) of the backend
+that calls them; R is read in blocks of instances converted to float64
+(about ``config.FLOAT64_BLOCK_BYTES`` each), so no m × n temporary is made;
+sums, the factorisation and the right-hand sides are float64, the factors
+come back in R's working dtype as the backends' other kernels give them.
+The shared system is factorised on the host and refused, as the
+per-system kernels refuse theirs, when a pivot falls to
+``PIVOT_RTOL`` times its diagonal entry or below.
+"""
+
+import numpy as np
+
+from .._float64 import blocks, working_dtype
+from ..core.losses import normalised_reconstruction_loss
+from ..errors import PIVOT_RTOL, singular_system_error
+
+
+def _host(a):
+    """A NumPy copy of a (small) array of either module."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def shared_inverse(G, lam, what, xp):
+    """(G + lam I)⁻¹ (d, d) float64 where ``xp`` computes, from a Cholesky factorisation on the host.
+
+    Raises
+    ------
+    SingularSystemError
+        The system is singular or numerically so (the pivot rule of the
+        per-system kernels); it is that of every ``what`` ("instance" or
+        "classifier"), the first of which is named.
+    """
+    A = _host(G) + lam * np.eye(G.shape[0])
+    try:
+        L = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        raise singular_system_error(what, 0) from None
+    if not np.all(np.diag(L) ** 2 > PIVOT_RTOL * np.diag(A)):
+        raise singular_system_error(what, 0)
+    L_inv = np.linalg.solve(L, np.eye(A.shape[0]))  # triangular, d x d
+    return xp.asarray(L_inv.T @ L_inv)
+
+
+def _rows64(F, s, e, xp):
+    """Rows s:e of the instance-major view F.T of F (k, n), i.e. (e - s, k), as float64 where ``xp`` computes."""
+    return xp.asarray(F.T[s:e], dtype=np.float64)
+
+
+def instance_factors(X, R, lam, xp, w=None, with_loss=False):
+    """The instance half-step at confidence 1: Yt (n, d) C-contiguous in R's working dtype.
+
+    Parameters
+    ----------
+    X : array (d, m)
+    R : array (m, n)
+        Read by instances (rows of R.T, contiguous where R is the transposed
+        view of instance-major data, as the backends hold it).
+    lam : float
+    xp : module
+        NumPy or CuPy, where the products are computed.
+    w : array (m,), optional
+        Also return Zt (n, d) float64, every row (X Xᵀ + lam I)⁻¹ X w (a
+        read-only broadcast: the systems are one).
+    with_loss : bool
+        Also return sum (r - x_uᵀ y_i)² at (X, Y) (float64 scalar), from the
+        returned (rounded) Y.
+
+    Returns
+    -------
+    tuple
+        (Yt,), then Zt if ``w`` is given, then the sum if ``with_loss``.
+    """
+    m, n = R.shape
+    dtype = working_dtype(R)
+    X64 = xp.asarray(X, dtype=np.float64)
+    Xw64 = X64.astype(dtype).astype(np.float64)  # X as the loss of the other kernels reads it
+    solve_t = (shared_inverse(X64 @ X64.T, lam, "instance", xp) @ X64).T  # (m, d): y_i^T = r_i^T solve_t
+    Yt = xp.empty((n, X64.shape[0]), dtype=dtype)
+    sse = 0.0
+    for s, e in blocks(n, m):
+        rows = _rows64(R, s, e, xp)
+        Yt[s:e] = rows @ solve_t
+        if with_loss:
+            sse += _block_squared_residual(rows, Yt[s:e].astype(np.float64), Xw64, xp)
+    result = [Yt]
+    if w is not None:
+        result.append(xp.broadcast_to(xp.asarray(w, dtype=np.float64) @ solve_t, Yt.shape))
+    if with_loss:
+        result.append(sse)
+    return tuple(result)
+
+
+def _block_squared_residual(rows, factors, X64, xp):
+    """sum over a block of ||r_i - Xᵀ y_i||² = ||r_i||² - 2 (X r_i)ᵀ y_i + y_iᵀ (X Xᵀ) y_i, float64: no
+    (rows, m) temporary; the terms are within a factor ~||r||² / L_rec of each other, far from float64's
+    cancellation."""
+    projected, gram = rows @ X64.T, X64 @ X64.T
+    return float(xp.einsum("ij,ij->", rows, rows) - 2 * xp.einsum("ij,ij->", projected, factors)
+                 + xp.einsum("ij,ij->", factors @ gram, factors))
+
+
+def classifier_sums(Y, R, xp):
+    """The classifier step's shared Gram Y Yᵀ (d, d) and right-hand sides Y Rᵀ (d, m), float64."""
+    m, n = R.shape
+    d = Y.shape[0]
+    G, B = xp.zeros((d, d)), xp.zeros((d, m))
+    for s, e in blocks(n, m + d):
+        factors = _rows64(Y, s, e, xp)
+        G += factors.T @ factors
+        B += factors.T @ _rows64(R, s, e, xp)
+    return G, B
+
+
+def classifier_factors(Y, R, lam, xp):
+    """The classifier half-step at confidence 1: X (d, m) in R's working dtype."""
+    G, B = classifier_sums(Y, R, xp)
+    return (shared_inverse(G, lam, "classifier", xp) @ B).astype(working_dtype(R))
+
+
+def gram_terms(Y, R, xp):
+    """Grams (m, d, d) (one shared Gram, broadcast, read-only) and right-hand sides (m, d) of the classifier step."""
+    G, B = classifier_sums(Y, R, xp)
+    return xp.broadcast_to(G, (R.shape[0],) + G.shape), B.T
+
+
+def _squared_sums(X, Y, R, xp):
+    """(sum (r - x_uᵀ y_i)² over every entry, ||Y||²), float64, X read in R's working dtype as the other
+    kernels read it."""
+    m, n = R.shape
+    Xw64 = xp.asarray(X).astype(working_dtype(R)).astype(np.float64)
+    sse = y_squared = 0.0
+    for s, e in blocks(n, m + Y.shape[0]):
+        factors = _rows64(Y, s, e, xp)
+        sse += _block_squared_residual(_rows64(R, s, e, xp), factors, Xw64, xp)
+        y_squared += float(xp.einsum("ij,ij->", factors, factors))
+    return sse, y_squared
+
+
+def reconstruction_loss(X, Y, R, lam, xp):
+    """The normalised L_rec at confidence 1."""
+    m, n = R.shape
+    x_squared = float(xp.sum(xp.asarray(X).astype(working_dtype(R)).astype(np.float64) ** 2))
+    sse, y_squared = _squared_sums(X, Y, R, xp)
+    return normalised_reconstruction_loss(sse, x_squared, y_squared, lam, m, n)
+
+
+def reconstruction_gradient(X, Y, R, lam, xp):
+    """(dL_rec/dX (d, m), dL_rec/dY (d, n)) at confidence 1, float64; dL_rec/dY is the transposed view of (n, d)."""
+    m, n = R.shape
+    X64 = xp.asarray(X, dtype=np.float64)
+    gX = xp.zeros(X64.shape)
+    gYt = xp.empty((n, X64.shape[0]))
+    for s, e in blocks(n, m + X64.shape[0]):
+        factors = _rows64(Y, s, e, xp)
+        E = _rows64(R, s, e, xp) - factors @ X64  # (rows, m)
+        gX -= 2 * (factors.T @ E)
+        gYt[s:e] = (2 * lam * factors - 2 * (E @ X64.T)) / (m * n)
+    return (gX + 2 * lam * X64) / (m * n), gYt.T
