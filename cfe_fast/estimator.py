@@ -179,9 +179,12 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         Clip the global gradient norm of the "joint" trainer.
     max_iter : int, default=50
     tol : float, default=1e-5
-        Stop when the relative change of the objective falls below tol.
+        Stop when the relative change of the objective falls below tol (tol=0: run max_iter iterations).
     random_state : int, numpy Generator or None
-        Seeds the model's own Generator (the global RNG is never used).
+        Seeds the model's own Generator (the global RNG is never used), which
+        draws the initial factors. With confidence="uniform" on data without
+        missing entries (and lam > 0) the fit starts from ALS's fixed point,
+        computed exactly, and does not depend on it (docs/method.md, "Training").
     backend : {"numba", "numpy", "cupy", "dask"}, default="numba"
         "numpy" is the reference; "cupy" runs on an NVIDIA GPU when one is usable
         (float32 recommended there; every trainer) and on NumPy otherwise;

@@ -167,7 +167,7 @@ def test_outputs_are_not_overwritten_without_force(tmp_path, data):
     assert main(args + ["--max-iter", "3"]) == 2  # refused before fitting
     assert (tmp_path / "out" / "model.npz").read_bytes() == before
     assert main(args + ["--max-iter", "3", "--force"]) == 0
-    assert CFEnsembleClassifier.load(tmp_path / "out" / "model.npz").n_iter_ == 3
+    assert CFEnsembleClassifier.load(tmp_path / "out" / "model.npz").max_iter == 3  # the refit's model
     assert not list((tmp_path / "out").glob(".*tmp"))  # no temporary files left behind
 
 

@@ -199,7 +199,7 @@ def test_what_a_multi_class_file_holds_besides_its_per_class_models_has_a_rule()
     (lambda md, mb: md["per_class"].__setitem__(0, []), "the fitted values"),
     (lambda md, mb: md["per_class"][1]["history"]["keys"].remove("loss"), r"history lacks the entries \['loss'\]"),
     (lambda md, mb: mb.pop("class/2/attr/coef_"), r"missing member 'class/2/attr/coef_'"),
-    (lambda md, mb: md["per_class"][0]["attributes"].update(n_iter_=99), r"history has \[8\] entries for n_iter_=99"),
+    (lambda md, mb: md["per_class"][0]["attributes"].update(n_iter_=99), r"history has \[\d+\] entries for n_iter_=99"),
     (lambda md, mb: md["per_class"][0]["attributes"].update(aggregator_="bogus"),
      r"the model of class 'a': fitted attribute aggregator_ is 'bogus'"),
     (lambda md, mb: md["params"].update(dtype="float32"),

@@ -27,6 +27,7 @@ from ..core.sparse import (
     stored_confidence,
 )
 from ..training.problem import InMemoryProblem
+from . import shared_gram
 from ..training.state import State, initial_fit_state
 
 
@@ -39,6 +40,19 @@ def located(offset):
         if offset == 0:
             raise
         raise type(error)(f"{error} (index within the block of new instances starting at row {offset})") from None
+
+
+def start_state(data, P, complete):
+    """The :class:`~cfe_fast.training.state.FitState` a new fit on instance-major P (n, m) starts from.
+
+    Where every confidence is 1 (the "uniform" strategy on ``complete`` data)
+    and lam > 0, ALS's fixed point is known (:func:`.shared_gram.optimal_start`):
+    Y0 is that; else Y0 is drawn from the model's Generator.
+    """
+    n, m = P.shape
+    Y0 = shared_gram.optimal_start(P, data.latent_dim, data.lam) \
+        if data.strategy == "uniform" and complete and data.lam > 0 else None
+    return initial_fit_state(data.rng, n, m, data.latent_dim, P.dtype, Y0)
 
 
 class InMemoryBackend:
@@ -115,7 +129,7 @@ class InMemoryBackend:
         else:
             check_solvable(C.T, data.lam, data.latent_dim, axis=0)
             check_solvable(C.T, data.lam, data.latent_dim, axis=1)
-        progress = data.resume or initial_fit_state(data.rng, n, m, data.latent_dim, dtype)
+        progress = data.resume or start_state(data, P, complete=missing is None)
         labeled = data.labeled
         # R, C as (m, n) views of the instance-major arrays; a GPU backend moves them to the device once
         R, C, Y, X, labeled, y_labeled, omega = self.place(P.T, None if C is None else C.T, progress.Y, progress.X,

@@ -19,6 +19,7 @@ per-system kernels refuse theirs, when a pivot falls to
 """
 
 import numpy as np
+from scipy.sparse import issparse
 
 from .._float64 import blocks, working_dtype
 from ..core.losses import normalised_reconstruction_loss
@@ -166,3 +167,48 @@ def reconstruction_gradient(X, Y, R, lam, xp):
         gX -= 2 * (factors.T @ E)
         gYt[s:e] = (2 * lam * factors - 2 * (E @ X64.T)) / (m * n)
     return (gX + 2 * lam * X64) / (m * n), gYt.T
+
+
+def optimal_projection(gram, d, lam):
+    """(m, d) float64 on the host, Yt = Rᵀ projection at the minimiser of ||R - XᵀY||² + lam (||X||² + ||Y||²).
+
+    With R = U Σ Vᵀ, the minimiser (the fixed point ALS converges to) keeps
+    the d largest singular values, shrunk to s_k = max(σ_k - lam, 0), split
+    evenly: Y = diag(√s) V_dᵀ and X = diag(√s) U_dᵀ, which the classifier
+    half-step from this Y gives. U and σ² are the eigenvectors and
+    eigenvalues of ``gram`` = R Rᵀ (m, m), so Yt = Rᵀ U_d diag(√s / σ).
+    Directions past the rank of R (and d > m) get zero columns.
+    """
+    eigenvalues, vectors = np.linalg.eigh(_host(gram))
+    m = eigenvalues.size
+    top = np.arange(m - 1, max(m - 1 - d, -1), -1)  # the d largest, in descending order
+    sigma = np.sqrt(np.maximum(eigenvalues[top], 0.0))
+    scale = np.sqrt(np.maximum(sigma - lam, 0.0)) / np.where(sigma > 0, sigma, 1.0)
+    projection = np.zeros((m, d))
+    projection[:, :top.size] = vectors[:, top] * scale
+    return projection
+
+
+def optimal_instance_factors(R, d, lam, xp):
+    """Yt (n, d) of :func:`optimal_projection`, C-contiguous in R's working dtype: one pass over R for its
+    Gram, one for Yt."""
+    m, n = R.shape
+    gram = xp.zeros((m, m))
+    for s, e in blocks(n, m):
+        rows = _rows64(R, s, e, xp)
+        gram += rows.T @ rows
+    projection = xp.asarray(optimal_projection(gram, d, lam))
+    Yt = xp.empty((n, d), dtype=working_dtype(R))
+    for s, e in blocks(n, m):
+        Yt[s:e] = _rows64(R, s, e, xp) @ projection
+    return Yt
+
+
+def optimal_start(P, d, lam):
+    """Y0 (d, n) of :func:`optimal_projection` for instance-major P (n, m) holding every entry: a NumPy array, or
+    a ``scipy.sparse`` matrix with all m n entries stored; in P's dtype, the transposed view of (n, d)."""
+    if not issparse(P):
+        return optimal_instance_factors(P.T, d, lam, np).T
+    P64 = P.astype(np.float64)
+    projection = optimal_projection((P64.T @ P64).toarray(), d, lam)
+    return np.ascontiguousarray(P64 @ projection, dtype=P.dtype).T

@@ -144,7 +144,7 @@ def run(problem, state, trainer, options, progress, spread_of_R, checkpoint=None
             state.w, state.b = np.full(state.w.size, 1.0 / state.w.size), 0.0
             previous = None
             continue
-        if previous is not None and not frozen and abs(loss - previous) <= options.tol * max(abs(loss), 1e-300):
+        if previous is not None and not frozen and abs(loss - previous) < options.tol * max(abs(loss), 1e-300):
             converged = True
             break
         previous = loss

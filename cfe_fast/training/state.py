@@ -75,6 +75,7 @@ def initial_instance_factors(rng, n, d, dtype):
     return Y
 
 
-def initial_fit_state(rng, n, m, d, dtype):
-    """The state before the first iteration: random Y0, no X yet, w = 1/m (the mean), b = 0."""
-    return FitState(Y=initial_instance_factors(rng, n, d, dtype).T, X=None, w=np.full(m, 1.0 / m), b=0.0)
+def initial_fit_state(rng, n, m, d, dtype, Y=None):
+    """The state before the first iteration: Y0 = ``Y`` (d, n) or random, no X yet, w = 1/m (the mean), b = 0."""
+    Y = initial_instance_factors(rng, n, d, dtype).T if Y is None else Y
+    return FitState(Y=Y, X=None, w=np.full(m, 1.0 / m), b=0.0)

@@ -24,8 +24,8 @@ import scipy.sparse
 
 from ..._float64 import squared_norm
 from ...core.losses import normalised_reconstruction_loss
-from ...training.state import State, initial_fit_state
-from ..in_memory import SparseProblem, sparse_confidences
+from ...training.state import State
+from ..in_memory import SparseProblem, sparse_confidences, start_state
 from .arrays import as_module, chunk_size, compute_module, is_numpy, to_host
 from .kernels import _packed_outer
 from .solve import packed_spd_solve, raise_if_failed, solve_bytes, tril_indices
@@ -181,7 +181,7 @@ def start_fit(backend, data):
     entries = sparse_data(P, values)
     del values
     n, m = P.shape
-    progress = data.resume or initial_fit_state(data.rng, n, m, data.latent_dim, P.dtype)
+    progress = data.resume or start_state(data, P, complete=P.nnz == n * m)
     labeled = data.labeled
     X, Y, labeled_placed, y_labeled, omega = backend.place(progress.X, progress.Y, labeled, data.labels[labeled],
                                                            data.omega)

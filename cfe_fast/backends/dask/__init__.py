@@ -75,7 +75,10 @@ class DaskBackend(NumbaBackend):
             n_observed = engine.n_observed()
         else:
             engine, quality, n_observed = self._dense_engine(data)
-        engine.init_instance_factors(data.rng, functools.partial(initial_instance_factors, d=d, dtype=P.dtype))
+        if data.strategy == "uniform" and n_observed == P.size and data.lam > 0:
+            engine.init_optimal_factors(d)  # ALS's fixed point is known: start there, as in memory
+        else:
+            engine.init_instance_factors(data.rng, functools.partial(initial_instance_factors, d=d, dtype=P.dtype))
         labeled = data.labeled
         problem = DaskProblem(self, engine, data.settings, labeled, labels[labeled], data.omega, quality,
                               n_observed=n_observed)

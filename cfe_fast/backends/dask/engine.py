@@ -53,6 +53,7 @@ import dask.array as da
 import numba
 import numpy as np
 from distributed import get_worker
+from scipy.sparse import issparse
 
 from ... import config
 from ..._float64 import squared_norm
@@ -62,6 +63,7 @@ from ...errors import SingularSystemError
 from ..numba.classifier_step import classifier_sums, solve_classifier_sums
 from ..numba.instance_step import solve_instances
 from ..numba.losses import aggregator_sums_t, weighted_squared_residual_t
+from ..shared_gram import optimal_projection
 from .data import as_task, on_cluster
 
 
@@ -106,6 +108,20 @@ def _initial_chunk(bit_generator, state, draw, rows, P_chunk, C_chunk):
     with _worker_threads():
         return classifier_sums(redrawn(bit_generator, state, draw, rows), np.ascontiguousarray(P_chunk),
                                np.ascontiguousarray(C_chunk))
+
+
+def _projected_chunk(projection, P_chunk, C_chunk):
+    """Pass 0 from Y0 = P projection (the closed-form start): the chunk's Grams."""
+    Yt = (np.asarray(P_chunk, dtype=np.float64) @ projection).astype(P_chunk.dtype)
+    with _worker_threads():
+        return classifier_sums(Yt, np.ascontiguousarray(P_chunk), np.ascontiguousarray(C_chunk))
+
+
+def _gram_chunk(P_chunk):
+    """P_chunk^T P_chunk (m, m) in float64 (a NumPy or a CSR chunk)."""
+    rows = P_chunk.astype(np.float64)
+    gram = rows.T @ rows
+    return gram.toarray() if issparse(gram) else gram
 
 
 def _sweep_chunk(X, P_chunk, C_chunk, labels, lam, offset):
@@ -177,8 +193,10 @@ class DaskEngine:
         The confidence in the layout of docs/method.md, lazy unless given persisted.
     """
 
-    #: the tasks of pass 0 and of the fused sweep on one chunk (the sparse engine has its own)
+    #: the tasks of pass 0 (from a random or the closed-form Y0) and of the fused sweep on one chunk (the
+    #: sparse engine has its own)
     initial_task = staticmethod(_initial_chunk)
+    projected_task = staticmethod(_projected_chunk)
     sweep_task = staticmethod(_sweep_chunk)
 
     def __init__(self, client, P, labels, omega, lam, confidence, has_missing=False):
@@ -244,6 +262,14 @@ class DaskEngine:
             tasks.append(dask.delayed(self.initial_task)(type(rng.bit_generator), state, draw, rows, self._P[k],
                                                          self._C[k]))
         self._run_pass([], tasks)
+
+    def init_optimal_factors(self, d):
+        """Pass 0 from ALS's fixed point, Y0 = P projection (:func:`~cfe_fast.backends.shared_gram.optimal_projection`;
+        for confidence 1 everywhere, complete data and lam > 0): one pass for P's Gram, one for the Grams of Y0."""
+        gram = self.client.compute(_tree_sum([dask.delayed(_gram_chunk)(chunk) for chunk in self._P]), sync=True)
+        projection = as_task(optimal_projection(gram, d, self.lam))
+        self._run_pass([], [dask.delayed(self.projected_task)(projection, self._P[k], self._C[k])
+                            for k in range(len(self._rows))])
 
     def classifier_step(self):
         """X (d, m) from the Grams of the latest pass (Y0 or the latest instance step)."""

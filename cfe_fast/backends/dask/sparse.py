@@ -150,6 +150,13 @@ def _initial_chunk(bit_generator, state, draw, rows, P_chunk, values):
                                       by_classifier(_entries(P_chunk, values), P_chunk.shape[1]))
 
 
+def _projected_chunk(projection, P_chunk, values):
+    """Pass 0 from Y0 = P projection (the closed-form start): the Grams over the chunk's stored entries."""
+    Yt = np.ascontiguousarray(P_chunk.astype(np.float64) @ projection, dtype=P_chunk.dtype)
+    with _worker_threads():
+        return sparse_classifier_sums(Yt, by_classifier(_entries(P_chunk, values), P_chunk.shape[1]))
+
+
 def _sweep_chunk(X, P_chunk, values, labels, lam, offset):
     """The fused per-chunk pass on the stored entries: Y of the chunk, its Grams, loss partials, labeled rows."""
     entries = _entries(P_chunk, values)
@@ -170,6 +177,7 @@ class SparseDaskEngine(DaskEngine):
     """
 
     initial_task = staticmethod(_initial_chunk)
+    projected_task = staticmethod(_projected_chunk)
     sweep_task = staticmethod(_sweep_chunk)
 
     def __init__(self, client, P, labels, omega, lam, confidence, user_confidence=None):

@@ -10,8 +10,8 @@ only, as on dense data.
 import numpy as np
 
 from ...core.sparse import Entries
-from ...training.state import State, initial_fit_state
-from ..in_memory import SparseProblem, sparse_confidences
+from ...training.state import State
+from ..in_memory import SparseProblem, sparse_confidences, start_state
 from .losses import normalised_loss
 from .sparse_steps import by_classifier, solve_sparse_classifiers, solve_sparse_instances, sparse_squared_residual
 
@@ -59,7 +59,7 @@ def start_fit(backend, data):
     by_instance, by_classifier = layouts(P, values)
     del values
     n, m = P.shape
-    progress = data.resume or initial_fit_state(data.rng, n, m, data.latent_dim, P.dtype)
+    progress = data.resume or start_state(data, P, complete=P.nnz == n * m)
     labeled = data.labeled
     problem = NumbaSparseProblem(backend, P, by_instance, by_classifier, data.lam, data.settings, labeled,
                                  data.labels[labeled], data.omega, quality)
