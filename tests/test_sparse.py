@@ -245,12 +245,10 @@ def test_settings_a_sparse_fit_does_not_support_are_named(ensemble, params):
         _fit(sp.csr_array(P), labels, **params)
 
 
-def test_checkpoints_and_several_classes_are_refused(ensemble, tmp_path):
+def test_checkpoints_are_refused(ensemble, tmp_path):
     P, labels = ensemble
     with pytest.raises(ValueError, match="checkpoints are not supported with a sparse X"):
         CFEnsembleClassifier(**FIT).fit(sp.csr_array(P), labels, checkpoint=tmp_path / "c.npz")
-    with pytest.raises(ValueError, match="two classes only"):
-        _fit(sp.csr_array(P), np.arange(P.shape[0]) % 3)
 
 
 def test_the_functional_kernels_take_dense_arrays_and_say_where_sparse_is_fitted():
