@@ -490,7 +490,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
             raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
         classes, codes = encode_labels(y, unlabeled=self.unlabeled, max_classes=None)
         if is_sparse(X) or has_sparse_chunks(X):
-            self._check_sparse(backend, X, fitting=True, checkpoints=checkpoint is not None or resume_from is not None)
+            self._check_sparse(backend, X, fitting=True)
         if classes.size > 2:
             if checkpoint is not None or resume_from is not None:
                 raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size}): "
@@ -566,7 +566,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
 
-    def _check_sparse(self, backend, X, fitting=False, checkpoints=False):
+    def _check_sparse(self, backend, X, fitting=False):
         """Refuse, by name, what a sparse X (stored entries = observed; a ``scipy.sparse`` matrix or a dask
         array of them) cannot be used with."""
         if "sparse" not in backend.capabilities.inputs:
@@ -583,8 +583,6 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         if self.trainer != "als" or self.solver not in ("auto", "primal"):
             raise ValueError(f"a sparse X is fitted with trainer='als' and solver 'auto' or 'primal' (the d x d "
                              f"systems), got trainer={self.trainer!r}, solver={self.solver!r}")
-        if checkpoints:
-            raise ValueError("checkpoints are not supported with a sparse X")
 
     def _checked_data(self, backend, X, codes, client):
         """(P, labels): the probabilities and the labels' 0/1 ``codes`` checked (NaN where unlabeled).

@@ -245,10 +245,57 @@ def test_settings_a_sparse_fit_does_not_support_are_named(ensemble, params):
         _fit(sp.csr_array(P), labels, **params)
 
 
-def test_checkpoints_are_refused(ensemble, tmp_path):
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("params", [dict(dtype="float64"), dict(dtype="float32", confidence="calibration"),
+                                    dict(aggregator_solver="adam", aggregator_steps=2), dict(backend="cupy")])
+def test_an_interrupted_sparse_fit_resumes_bit_identically(ensemble, tmp_path, params):
     P, labels = ensemble
-    with pytest.raises(ValueError, match="checkpoints are not supported with a sparse X"):
-        CFEnsembleClassifier(**FIT).fit(sp.csr_array(P), labels, checkpoint=tmp_path / "c.npz")
+    S, _ = sparse_and_dense(P, 0.5, seed=8)
+    settings = {**FIT, "max_iter": 9, **params}
+    full = CFEnsembleClassifier(**settings).fit(S, labels)
+    checkpoint = tmp_path / "c.npz"
+
+    def kill_after_five(iteration, history):
+        if iteration == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        CFEnsembleClassifier(**settings).fit(S, labels, checkpoint=checkpoint, checkpoint_every=2,
+                                             callback=kill_after_five)
+    resumed = CFEnsembleClassifier(**settings).fit(S.tocoo(), labels, resume_from=checkpoint)  # after iteration 4
+    np.testing.assert_array_equal(resumed.transductive_proba_, full.transductive_proba_)
+    np.testing.assert_array_equal(resumed.classifier_factors_, full.classifier_factors_)
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    assert resumed.history_["loss"] == full.history_["loss"] and resumed.n_iter_ == full.n_iter_
+
+
+def test_a_sparse_checkpoint_refuses_other_data(ensemble, tmp_path):
+    from cfe_fast import ModelFileError
+
+    P, labels = ensemble
+    S, dense = sparse_and_dense(P, 0.5, seed=8)
+    checkpoint = tmp_path / "c.npz"
+    CFEnsembleClassifier(**FIT).fit(S, labels, checkpoint=checkpoint)
+    other = S.copy()
+    other.data[0] = 0.5 * other.data[0] + 0.25
+    moved = S.tolil()
+    moved[0, np.flatnonzero(np.isnan(dense[0]))[0]] = S.data[0]  # one entry more, at an unstored place
+    for data in (other, sp.csr_array(moved), dense):  # the dense P with NaN: other kernels, other rounding
+        with pytest.raises(ModelFileError, match="other data"):
+            CFEnsembleClassifier(**FIT).fit(data, labels, resume_from=checkpoint)
+    with pytest.raises(ModelFileError, match="other data"):
+        CFEnsembleClassifier(**FIT).fit(S, np.where(np.isnan(labels), 0.0, labels), resume_from=checkpoint)
+    with_int64 = sp.csr_array((S.data, S.indices.astype(np.int64), S.indptr.astype(np.int64)), shape=S.shape)
+    CFEnsembleClassifier(**FIT).fit(with_int64, labels, resume_from=checkpoint)  # the same entries resume
+
+
+def test_checkpoints_of_a_dask_array_of_sparse_chunks_are_refused_with_the_backend(ensemble, tmp_path):
+    P, labels = ensemble
+    with pytest.raises(ValueError, match="checkpoints are not supported with backend='dask'"):
+        CFEnsembleClassifier(**FIT, backend="dask").fit(sp.csr_array(P), labels, checkpoint=tmp_path / "c.npz")
 
 
 def test_the_functional_kernels_take_dense_arrays_and_say_where_sparse_is_fitted():
