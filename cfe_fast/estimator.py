@@ -580,8 +580,10 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
             raise ValueError(f"a sparse X holds probabilities: input_type={self.input_type!r} needs a dense X")
         if not fitting:
             return
-        if self.trainer != "als" or self.solver not in ("auto", "primal"):
-            raise ValueError(f"a sparse X is fitted with trainer='als' and solver 'auto' or 'primal' (the d x d "
+        trainers = backend.capabilities.sparse_trainers
+        if self.trainer not in trainers or self.solver not in ("auto", "primal"):
+            raise ValueError(f"a sparse X is fitted by backend={self.backend!r} with trainer "
+                             f"{' or '.join(map(repr, trainers))} and solver 'auto' or 'primal' (the d x d "
                              f"systems), got trainer={self.trainer!r}, solver={self.solver!r}")
 
     def _checked_data(self, backend, X, codes, client):

@@ -112,7 +112,7 @@ def test_a_classifier_column_with_no_stored_entry_is_named(data):
         _fit(sp.csr_array(P), labels)
 
 
-@pytest.mark.parametrize("params,match", [(dict(trainer="exact"), "trainer='exact'"),
+@pytest.mark.parametrize("params,match", [(dict(trainer="exact", backend="cupy"), "trainer='exact'"),
                                           (dict(input_type="scores"), "input_type='scores'"),
                                           (dict(backend="numpy"), "backend='numpy' does not take a sparse X")])
 def test_what_a_sparse_fit_does_not_support_is_refused_before_any_class_is_fitted(data, params, match):
