@@ -144,6 +144,8 @@ def _changed(S, **changes):
     (dict(format=np.array([1, 2])), r"member 'format' of the sparse matrix must be a 0-D array of text"),
     (dict(shape=np.array([6])), r"member 'shape' must hold 2 positive integers .*got \[6\]"),
     (dict(shape=np.array([0, 3])), r"member 'shape' must hold 2 positive integers"),
+    (dict(shape=np.array([2**40, 3])), r"member 'shape' declares 1099511627776 x 3; a sparse matrix is read with "
+                                        r"at most \d+ rows and columns"),
     (dict(shape=np.array([2.0, 3.0])), r"member 'shape' of the sparse matrix must be a 1-D array of 2 integers"),
     (dict(indices=np.array([0, 1, 3, 0])), r"member 'indices', stored entry 2: column 3 is outside the 3 columns"),
     (dict(indices=np.array([0, 1, -1, 0])), r"member 'indices', stored entry 2: column -1 is outside"),

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import config
 from .atomic import atomic_write
 from .npz import NpzReader
 from .._validation import AUTO_UNLABELED, encode_labels
@@ -375,6 +376,10 @@ def read_sparse_matrix(path, reader, members):
         raise ValueError(f"{path}: member 'shape' must hold 2 positive integers (n_instances, n_classifiers), "
                          f"got {shape.tolist()}")
     n, m = (int(v) for v in shape)
+    largest = config.NPZ_MEMBER_MAX_BYTES // 8
+    if max(n, m) > largest:  # the pointers of a CSR or CSC matrix of that shape would exceed a member's limit
+        raise ValueError(f"{path}: member 'shape' declares {n} x {m}; a sparse matrix is read with at most "
+                         f"{largest} rows and columns (cfe_fast.config.NPZ_MEMBER_MAX_BYTES / 8)")
     data = _sparse_member(path, reader, "data", "biuf", "numbers (the stored probabilities)").astype(np.float64)
     first, second = SPARSE_MEMBERS[form][1:]
     index = {name: _sparse_member(path, reader, name, "iu", "integers") for name in (first, second)}
