@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -289,7 +290,7 @@ def _fit(args):
         raise InputError(f"--resume: no checkpoint at {checkpoint}")
     if checkpoint.exists() and not (args.resume or args.force):
         raise InputError(f"{checkpoint} exists (an interrupted fit?): use --resume to continue it or --force to restart")
-    labels = table.labels if table.labels is not None else np.full(len(table.P), np.nan)
+    labels = table.labels if table.labels is not None else np.full(table.P.shape[0], np.nan)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,7 @@ def _fit(args):
 
 def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     """Fit, write every output into the staging folder, then publish them together."""
+    from .core.sparse import is_sparse
     from .report import write_report
     from .io.tables import write_predictions
 
@@ -316,10 +318,12 @@ def _fit_and_write(args, model, table, labels, outputs, predictions, picture):
     fits = table.classes.size if table.classes is not None and table.classes.size > 2 else 1
     progress = _Progress(model.max_iter * fits, args.quiet)
     start = time.perf_counter()
+    # a DataFrame: errors (a classifier with no observed entry) name the column; a sparse P (of an .npz,
+    # whose columns are named by position) is passed as it is
+    X = table.P if is_sparse(table.P) else pd.DataFrame(table.P, columns=table.columns, copy=False)
     try:
         with _threads(args.threads):
-            model.fit(  # a DataFrame: errors (a classifier with no observed entry) name the column
-                pd.DataFrame(table.P, columns=table.columns, copy=False), labels, callback=progress,
+            model.fit(X, labels, callback=progress,
                 checkpoint=outputs.folder / CHECKPOINT if args.checkpoint_every else None,
                 checkpoint_every=args.checkpoint_every or 1,
                 resume_from=outputs.folder / CHECKPOINT if args.resume else None,
@@ -347,6 +351,7 @@ def _has_matplotlib(args):
 
 
 def _predict(args):
+    from .core.sparse import is_sparse
     from .estimator import load_model
     from .io.tables import read_table, select_columns, write_predictions
 
@@ -356,11 +361,13 @@ def _predict(args):
     P = table.P if names is None or Path(args.input).suffix.lower() in (".npy", ".npz") else select_columns(
         table, list(names), args.input
     )
-    if names is not None:  # the columns in the fit's order, named as the model expects (arrays: by position)
-        import pandas as pd
+    if names is not None and not is_sparse(P):  # the columns in the fit's order, named as the model expects
+        import pandas as pd                      # (arrays: by position)
 
         P = pd.DataFrame(P, columns=list(names), copy=False)
-    with _threads(args.threads):
+    with _threads(args.threads), warnings.catch_warnings():
+        # a sparse P of an .npz has its columns by position, as a dense one: not a lack of names to warn of
+        warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
         proba = model.predict_proba(P)
     binary = model.classes_.size == 2
     write_predictions(args.output, proba[:, 1] if binary else proba, model.classes_, table.ids, table.id_name,
@@ -555,7 +562,8 @@ def build_parser():
     fit = commands.add_parser(
         "fit", parents=[common], help="fit on a probability table; write predictions, model and report",
         description="Fit CF-Ensemble on INPUT, a table of probabilities (one column per classifier, one row "
-        "per instance): .npy/.npz (a matrix; .npz member 'P' plus optional label/id members), .csv or "
+        "per instance): .npy/.npz (a matrix; .npz member 'P' plus optional label/id members, or the members "
+        "of a sparse matrix that scipy.sparse.save_npz writes, its stored entries the observed ones), .csv or "
         ".parquet. Instances without a label take part in the fit (semi-supervised). With two classes, each "
         "column holds a classifier's probability of the larger class (in sorted order: 'yes' of no/yes, 2 of "
         "1/2). With K > 2 classes (K: those of the label column), each classifier has one column per class, "

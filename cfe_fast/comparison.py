@@ -17,6 +17,10 @@ missing entry as its classifier's mean on the training folds.
 
 Where there are more instances than ``config.REPORT_CV_INSTANCES``, the
 refits use a random sample of that many (labeled and unlabeled alike).
+
+A sparse P (``scipy.sparse``, stored entries = observed) is refitted sparse;
+the baselines read the labeled rows of the sample as a dense P with NaN at
+the unstored entries (at most ``config.REPORT_CV_INSTANCES`` rows).
 """
 
 import warnings
@@ -26,6 +30,7 @@ import numpy as np
 
 from . import config
 from .core.missing import mean_of_observed
+from .core.sparse import check_sparse_probabilities, dense_with_nan, is_sparse
 
 METHODS = ("CF-Ensemble", "mean of R", "best single classifier", "LR stacking")
 
@@ -77,7 +82,7 @@ def cross_validated_comparison(model, P, labels, folds=5, seed=0):
     ----------
     model : fitted CFEnsembleClassifier
         Refitted (a clone with the same parameters) once per fold.
-    P : array (n_instances, n_classifiers)
+    P : array or scipy.sparse matrix (n_instances, n_classifiers)
         The probabilities the model was fitted on.
     labels : array (n_instances,)
         0/1, NaN for unlabeled.
@@ -93,7 +98,8 @@ def cross_validated_comparison(model, P, labels, folds=5, seed=0):
     from sklearn.metrics import average_precision_score
     from sklearn.model_selection import StratifiedKFold
 
-    P = np.asarray(P, dtype=np.float64)
+    sparse = is_sparse(P)
+    P = check_sparse_probabilities(P, "P", np.float64) if sparse else np.asarray(P, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
     rng = np.random.default_rng(seed)
     rows = np.arange(P.shape[0])
@@ -108,13 +114,14 @@ def cross_validated_comparison(model, P, labels, folds=5, seed=0):
     scores = np.empty((len(METHODS), n_splits))
     proba = np.empty((len(METHODS), y.size))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    P_labeled = dense_with_nan(P[labeled]) if sparse else P[labeled]  # what the baselines read
     for k, (train, test) in enumerate(splitter.split(np.zeros(y.size), y)):
         hidden = labels.copy()
         hidden[labeled[test]] = np.nan
         with warnings.catch_warnings():  # the refits' warnings repeat those of the fit itself
             warnings.simplefilter("ignore")
             ensemble = clone(model).fit(P, hidden).transductive_proba_[labeled[test]]
-        predictions = (ensemble, *_baselines(P[labeled[train]], y[train], P[labeled[test]]))
+        predictions = (ensemble, *_baselines(P_labeled[train], y[train], P_labeled[test]))
         for j, p in enumerate(predictions):
             proba[j, test] = p
             scores[j, k] = average_precision_score(y[test], p)

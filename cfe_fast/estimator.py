@@ -454,13 +454,16 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
         Parameters
         ----------
-        X : array or DataFrame (n_instances, n_classifiers)
-            Probabilities in [0, 1] (a dask array, possibly lazy, with
-            backend="dask"); column j holds classifier j's probability of
+        X : array, DataFrame or sparse matrix (n_instances, n_classifiers)
+            Probabilities in [0, 1], NaN where unobserved (a dask array, possibly
+            lazy, with backend="dask"; a ``scipy.sparse`` matrix, its stored
+            entries the observed ones, with backend "numba", "cupy" or "dask");
+            column j holds classifier j's probability of
             ``classes_[1]``. A DataFrame's column names become ``feature_names_in_``.
             With K > 2 classes: (n_instances, n_classifiers, K), or the
             (n_instances, n_classifiers * K) layout of StackingClassifier
-            (classifier j's probability of ``classes_[k]`` in column j K + k).
+            (classifier j's probability of ``classes_[k]`` in column j K + k;
+            the only layout of a sparse X).
         y : array (n_instances,)
             Classes of any kind :class:`~sklearn.preprocessing.LabelEncoder`
             accepts (numbers, strings, booleans), and unlabeled marks.
@@ -490,8 +493,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
             raise ValueError(f"checkpoints are not supported with backend={self.backend!r}")
         classes, codes = encode_labels(y, unlabeled=self.unlabeled, max_classes=None)
         if is_sparse(X) or has_sparse_chunks(X):
-            self._check_sparse(backend, X, fitting=True,
-                               checkpoints=checkpoint is not None or resume_from is not None, n_classes=classes.size)
+            self._check_sparse(backend, X, fitting=True)
         if classes.size > 2:
             if checkpoint is not None or resume_from is not None:
                 raise ValueError(f"checkpoints are not supported with more than two classes (y has {classes.size}): "
@@ -567,7 +569,7 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.prior_correction_ = self._prior_correction(y_labeled, weights)
         self._publish(backend, problem, result, client)
 
-    def _check_sparse(self, backend, X, fitting=False, checkpoints=False, n_classes=2):
+    def _check_sparse(self, backend, X, fitting=False):
         """Refuse, by name, what a sparse X (stored entries = observed; a ``scipy.sparse`` matrix or a dask
         array of them) cannot be used with."""
         if "sparse" not in backend.capabilities.inputs:
@@ -581,13 +583,11 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
             raise ValueError(f"a sparse X holds probabilities: input_type={self.input_type!r} needs a dense X")
         if not fitting:
             return
-        if self.trainer != "als" or self.solver not in ("auto", "primal"):
-            raise ValueError(f"a sparse X is fitted with trainer='als' and solver 'auto' or 'primal' (the d x d "
+        trainers = backend.capabilities.sparse_trainers
+        if self.trainer not in trainers or self.solver not in ("auto", "primal"):
+            raise ValueError(f"a sparse X is fitted by backend={self.backend!r} with trainer "
+                             f"{' or '.join(map(repr, trainers))} and solver 'auto' or 'primal' (the d x d "
                              f"systems), got trainer={self.trainer!r}, solver={self.solver!r}")
-        if checkpoints:
-            raise ValueError("checkpoints are not supported with a sparse X")
-        if n_classes > 2:
-            raise ValueError(f"a sparse X is fitted with two classes only (y has {n_classes})")
 
     def _checked_data(self, backend, X, codes, client):
         """(P, labels): the probabilities and the labels' 0/1 ``codes`` checked (NaN where unlabeled).

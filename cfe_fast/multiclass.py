@@ -12,16 +12,21 @@ labels hold more than two classes.
 
 Input layouts: (n, m, K) probabilities, or scikit-learn's
 StackingClassifier layout (n, m K), classifier j's probability of
-``classes_[k]`` in column j K + k.
+``classes_[k]`` in column j K + k. A sparse X (``scipy.sparse``, or a dask
+array of ``scipy.sparse`` chunks; stored entries = observed) has the
+StackingClassifier layout; each class's columns are a sparse matrix too, so
+no (n, m) array is formed.
 """
 
 import warnings
 
 import numpy as np
+import scipy.sparse
 from sklearn.base import clone
 from sklearn.utils.validation import validate_data
 
 from ._validation import refuse_1d
+from .core.sparse import is_sparse
 from .diagnostics import CollapseReport
 
 #: the smallest per-class probability normalised (no row of zeros to divide by)
@@ -31,13 +36,22 @@ _PROBABILITY_FLOOR = 1e-300
 def stacking_layout(X, n_classes, name="X"):
     """X as the (n, m K) StackingClassifier layout: a 3-D (n, m, K) array is reshaped, 2-D input kept.
 
+    A sparse X of a format without column slices (COO, DOK, ...) becomes CSR.
+
     Raises
     ------
     ValueError
-        A 3-D array whose last axis is not the number of classes, or 2-D
-        input whose columns are not a multiple of it.
+        A 3-D array whose last axis is not the number of classes, a 3-D
+        sparse array, or 2-D input whose columns are not a multiple of it.
     """
     shape = np.shape(refuse_1d(X))
+    if is_sparse(X):
+        if len(shape) != 2:
+            raise ValueError(f"{name} is a sparse array of shape {shape}: a sparse {name} must be 2-D, in "
+                             f"StackingClassifier's layout (n, n_classifiers * {n_classes}), classifier j's "
+                             f"probability of classes_[k] in column j * {n_classes} + k")
+        if X.format not in ("csr", "csc"):
+            X = scipy.sparse.csr_array(X)
     if len(shape) == 3:
         if shape[2] != n_classes:
             raise ValueError(f"{name} has shape {shape}: its last axis must hold the {n_classes} classes of y")
@@ -70,8 +84,8 @@ def fit(estimator, X, classes, codes, sample_weight, weights, callback):
     ----------
     estimator : CFEnsembleClassifier
         Its parameters serve every per-class fit.
-    X : array or DataFrame
-        (n, m, K) or (n, m K) probabilities.
+    X : array, DataFrame or sparse matrix
+        (n, m, K) or (n, m K) probabilities (a sparse X: (n, m K)).
     classes : ndarray (K,)
     codes : ndarray (n,)
         Class indices, NaN where unlabeled.
@@ -100,8 +114,13 @@ def fit(estimator, X, classes, codes, sample_weight, weights, callback):
 
 
 def member_of(estimator):
-    """An unfitted per-class model of ``estimator``: its parameters, labels 0/1 with NaN where unlabeled."""
-    return clone(estimator).set_params(unlabeled="auto")
+    """An unfitted per-class model of ``estimator``: its parameters, labels 0/1 with NaN where unlabeled.
+
+    The parameters are copied as ``sklearn.base.clone`` copies them, except a dask ``client``, which
+    cannot be copied: every class's fit runs on the estimator's own.
+    """
+    params = estimator.get_params(deep=False)
+    return clone(type(estimator)(**{**params, "client": None})).set_params(client=params["client"], unlabeled="auto")
 
 
 def publish(estimator, estimators):

@@ -20,6 +20,7 @@ from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast import reference as ref
 from cfe_fast.backends.numba.losses import normalised_loss
 from cfe_fast.backends.numba.sparse import layouts
+from cfe_fast.backends.numba.sparse_objective import sparse_labeled_solves, sparse_reconstruction_gradient
 from cfe_fast.backends.numba.sparse_steps import (
     solve_sparse_classifiers,
     solve_sparse_instances,
@@ -84,6 +85,35 @@ def test_half_steps_loss_and_fold_in_match_the_reference(dtype, fraction, m, n, 
                      ref.reconstruction_loss(X, Y, dense.T, C, lam)) < TOL[dtype]
 
 
+@pytest.mark.parametrize("fraction", MISSING)
+@pytest.mark.parametrize("m,n,d", [(6, 80, 3), (40, 30, 8)])
+def test_the_exact_and_joint_kernels_match_the_reference(fraction, m, n, d):
+    X, Y, R, C = random_problem(m, n, d, seed=m + d)
+    P, dense = sparse_and_dense(R.T, fraction, seed=d)
+    P = check_sparse_probabilities(P)
+    by_instance, by_classifier = layouts(P, C.T[np.nonzero(~np.isnan(dense))])
+    lam, w = 0.3, np.random.default_rng(1).normal(size=m)
+    _, Z_ref = ref.instance_solves(X, dense.T, C, lam, w)
+    rows = np.arange(0, n, 3)
+    assert rel_error(sparse_labeled_solves(X, by_instance, lam, X @ w, rows), Z_ref[:, rows].T) < TOL[np.float64]
+    gX_ref, gY_ref = ref.reconstruction_gradient(X, Y, dense.T, C, lam)
+    gX, gYt = sparse_reconstruction_gradient(X, Y.T, by_instance, by_classifier, lam)
+    n_observed = max(P.nnz, 1)
+    assert rel_error(gX / n_observed, gX_ref) < TOL[np.float64]
+    assert rel_error(gYt.T / n_observed, gY_ref) < TOL[np.float64]
+
+
+def test_a_singular_labeled_system_names_its_instance():
+    from cfe_fast.errors import SingularSystemError
+
+    X, _, R, _ = random_problem(4, 10, 2, seed=1)
+    P = R.T.copy()
+    P[6] = 0.0  # instance 6 stores nothing: with lam = 0 its system is singular
+    by_instance, _ = layouts(check_sparse_probabilities(sp.csr_array(P)), np.empty(0))
+    with pytest.raises(SingularSystemError, match="instance 6"):
+        sparse_labeled_solves(X, by_instance, 0.0, X @ np.ones(4), np.array([2, 6, 8]))
+
+
 def test_an_empty_confidence_is_confidence_one_everywhere():
     X, Y, R, _ = random_problem(9, 60, 3, seed=2)
     P = check_sparse_probabilities(sparse_and_dense(R.T, 0.5)[0])
@@ -125,6 +155,25 @@ def test_a_sparse_fit_matches_the_reference_on_the_dense_equivalent(ensemble, dt
     new, new_dense = sparse_and_dense(P[:50], 0.5, seed=7)
     assert rel_error(got.predict_proba(new), want.predict_proba(new_dense)) < tol
     assert rel_error(got.transform(new), want.transform(new_dense)) < tol
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("params,fraction", [(dict(trainer="exact"), 0.0), (dict(trainer="exact"), 0.5),
+                                             (dict(trainer="exact", confidence="label_aware", focal_gamma=2.0), 0.3),
+                                             (dict(trainer="joint", joint_steps_per_iter=5), 0.0),
+                                             (dict(trainer="joint", joint_steps_per_iter=5, rho=0.5,
+                                                   confidence="certainty"), 0.9)])
+def test_the_exact_and_joint_trainers_on_a_sparse_x_match_the_reference(ensemble, dtype, params, fraction):
+    P, labels = ensemble
+    S, dense = sparse_and_dense(P, fraction, seed=4)
+    got = _fit(S, labels, dtype=dtype, **params)
+    want = _fit(dense, labels, dtype=dtype, backend="numpy", **params)
+    tol = FIT_TOL[dtype]
+    assert rel_error(got.transductive_proba_, want.transductive_proba_) < tol
+    assert rel_error(got.history_["loss"], want.history_["loss"]) < tol
+    assert rel_error(got.classifier_factors_, want.classifier_factors_) < tol
+    new, new_dense = sparse_and_dense(P[:50], 0.5, seed=7)
+    assert rel_error(got.predict_proba(new), want.predict_proba(new_dense)) < tol
 
 
 @pytest.mark.parametrize("kind", ["sparse", "dense"])
@@ -236,8 +285,8 @@ def test_the_reference_backend_refuses_a_sparse_x_and_names_those_that_take_one(
         _fit(sp.csr_array(P), labels, backend="numpy")
 
 
-@pytest.mark.parametrize("params", [dict(trainer="exact"), dict(trainer="joint"), dict(solver="cg"),
-                                    dict(solver="dual"), dict(input_type="scores")])
+@pytest.mark.parametrize("params", [dict(solver="cg"), dict(solver="dual"), dict(input_type="scores"),
+                                    dict(trainer="exact", backend="cupy"), dict(trainer="joint", backend="cupy")])
 def test_settings_a_sparse_fit_does_not_support_are_named(ensemble, params):
     P, labels = ensemble
     name = next(iter(params))
@@ -245,12 +294,58 @@ def test_settings_a_sparse_fit_does_not_support_are_named(ensemble, params):
         _fit(sp.csr_array(P), labels, **params)
 
 
-def test_checkpoints_and_several_classes_are_refused(ensemble, tmp_path):
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("params", [dict(dtype="float64"), dict(dtype="float32", confidence="calibration"),
+                                    dict(aggregator_solver="adam", aggregator_steps=2), dict(backend="cupy"),
+                                    dict(trainer="exact"), dict(trainer="joint", joint_steps_per_iter=3)])
+def test_an_interrupted_sparse_fit_resumes_bit_identically(ensemble, tmp_path, params):
     P, labels = ensemble
-    with pytest.raises(ValueError, match="checkpoints are not supported with a sparse X"):
-        CFEnsembleClassifier(**FIT).fit(sp.csr_array(P), labels, checkpoint=tmp_path / "c.npz")
-    with pytest.raises(ValueError, match="two classes only"):
-        _fit(sp.csr_array(P), np.arange(P.shape[0]) % 3)
+    S, _ = sparse_and_dense(P, 0.5, seed=8)
+    settings = {**FIT, "max_iter": 9, **params}
+    full = CFEnsembleClassifier(**settings).fit(S, labels)
+    checkpoint = tmp_path / "c.npz"
+
+    def kill_after_five(iteration, history):
+        if iteration == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        CFEnsembleClassifier(**settings).fit(S, labels, checkpoint=checkpoint, checkpoint_every=2,
+                                             callback=kill_after_five)
+    resumed = CFEnsembleClassifier(**settings).fit(S.tocoo(), labels, resume_from=checkpoint)  # after iteration 4
+    np.testing.assert_array_equal(resumed.transductive_proba_, full.transductive_proba_)
+    np.testing.assert_array_equal(resumed.classifier_factors_, full.classifier_factors_)
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    assert resumed.history_["loss"] == full.history_["loss"] and resumed.n_iter_ == full.n_iter_
+
+
+def test_a_sparse_checkpoint_refuses_other_data(ensemble, tmp_path):
+    from cfe_fast import ModelFileError
+
+    P, labels = ensemble
+    S, dense = sparse_and_dense(P, 0.5, seed=8)
+    checkpoint = tmp_path / "c.npz"
+    CFEnsembleClassifier(**FIT).fit(S, labels, checkpoint=checkpoint)
+    other = S.copy()
+    other.data[0] = 0.5 * other.data[0] + 0.25
+    moved = S.tolil()
+    moved[0, np.flatnonzero(np.isnan(dense[0]))[0]] = S.data[0]  # one entry more, at an unstored place
+    for data in (other, sp.csr_array(moved), dense):  # the dense P with NaN: other kernels, other rounding
+        with pytest.raises(ModelFileError, match="other data"):
+            CFEnsembleClassifier(**FIT).fit(data, labels, resume_from=checkpoint)
+    with pytest.raises(ModelFileError, match="other data"):
+        CFEnsembleClassifier(**FIT).fit(S, np.where(np.isnan(labels), 0.0, labels), resume_from=checkpoint)
+    with_int64 = sp.csr_array((S.data, S.indices.astype(np.int64), S.indptr.astype(np.int64)), shape=S.shape)
+    CFEnsembleClassifier(**FIT).fit(with_int64, labels, resume_from=checkpoint)  # the same entries resume
+
+
+def test_checkpoints_of_a_dask_array_of_sparse_chunks_are_refused_with_the_backend(ensemble, tmp_path):
+    P, labels = ensemble
+    with pytest.raises(ValueError, match="checkpoints are not supported with backend='dask'"):
+        CFEnsembleClassifier(**FIT, backend="dask").fit(sp.csr_array(P), labels, checkpoint=tmp_path / "c.npz")
 
 
 def test_the_functional_kernels_take_dense_arrays_and_say_where_sparse_is_fitted():

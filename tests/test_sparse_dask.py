@@ -144,10 +144,21 @@ def test_what_a_sparse_dask_array_cannot_be_used_with(client, ensemble, tmp_path
         _fit(X, labels)
     with pytest.raises(TypeError, match="a dask array of sparse chunks needs backend='dask'"):
         _fit(P, labels).predict_proba(X)
-    with pytest.raises(ValueError, match="two classes only"):
-        _fit(X, np.arange(P.shape[0]) % 3, backend="dask", client=client)
     with pytest.raises(ValueError, match="input_type='scores'"):
         _fit(X, labels, backend="dask", client=client, input_type="scores")
+
+
+def test_more_than_two_classes_of_a_dask_array_of_sparse_chunks_fit_as_with_numba(client):
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 3, 240)
+    P = np.clip(rng.random((240, 4 * 3)) * 0.5 + 0.5 * np.eye(3)[codes][:, np.arange(12) % 3], 0, 1)
+    S, _ = sparse_and_dense(P, 0.4, seed=6)
+    labels = np.where(rng.random(240) < 0.5, np.nan, codes.astype(float))
+    got = _fit(_dask_of(S, (60, 60, 60, 60)), labels, backend="dask", client=client)
+    want = _fit(S, labels)
+    assert rel_error(np.asarray(got.transductive_proba_), want.transductive_proba_) < NUMBA_TOL["float64"]
+    assert rel_error(np.asarray(got.predict_proba(_dask_of(S, (100, 140)))), want.predict_proba(S)) \
+        < NUMBA_TOL["float64"]
 
 
 @pytest.mark.parametrize("per_chunk", [1, 7, 50, 10_000])

@@ -27,7 +27,7 @@ BACKENDS = tuple(_PACKAGES)
 
 #: what each backend supports (:class:`~.contract.Capabilities`)
 CAPABILITIES = {
-    "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS, inputs=("numpy", "sparse")),
+    "numba": Capabilities(trainers=TRAINERS, solvers=SOLVERS, inputs=("numpy", "sparse"), sparse_trainers=TRAINERS),
     "numpy": Capabilities(trainers=TRAINERS, solvers=SOLVERS),  # exact: every solver name, ignored
     "cupy": Capabilities(trainers=TRAINERS, solvers=("auto",), inputs=("numpy", "sparse")),
     "dask": Capabilities(trainers=("als",), solvers=("auto",), inputs=("numpy", "sparse", "dask"),

@@ -33,13 +33,15 @@ class Capabilities:
     inputs : tuple of str
         Kinds of data ``fit`` and ``predict_proba`` take: "numpy" (array-likes
         in memory), "sparse" (``scipy.sparse`` matrices and arrays whose
-        stored entries are the observed ones; trainer "als" and solver
-        "auto" or "primal") and "dask" (dask arrays, lazy or not; with
+        stored entries are the observed ones; the trainers of
+        ``sparse_trainers`` and solver "auto" or "primal") and "dask" (dask arrays, lazy or not; with
         "sparse" also dask arrays whose chunks are ``scipy.sparse``).
     focal_variants : tuple of str
         Focal-loss variants of the aggregator it fits.
     checkpoints : bool
         Whether a fit can write and resume checkpoints.
+    sparse_trainers : tuple of str
+        Trainers it runs on a sparse X (with "sparse" in ``inputs``).
     """
 
     trainers: tuple
@@ -47,6 +49,7 @@ class Capabilities:
     inputs: tuple = ("numpy",)
     focal_variants: tuple = ("exact", "weighted_bce")
     checkpoints: bool = True
+    sparse_trainers: tuple = ("als",)
 
     def breach(self, backend, *, trainer="als", solver="auto", focal_variant="exact", focal_gamma=0.0):
         """The message naming what ``backend`` does not support of these values, or None."""

@@ -100,6 +100,13 @@ def keep_entries(P, keep):
     return scipy.sparse.csr_array((P.data[keep], P.indices[keep], pointers), shape=P.shape)
 
 
+def dense_with_nan(P):
+    """The checked CSR P as a dense float64 array (n, m), NaN at its unstored entries (for a few rows)."""
+    out = np.full(P.shape, np.nan)
+    out[majors(P.indptr), P.indices] = P.data
+    return out
+
+
 def check_observed_sparse_classifiers(P, names=None, name="X"):
     """Refuse a classifier (column of the checked CSR P) with no stored entry, naming it."""
     refuse_empty_classifiers(np.bincount(P.indices, minlength=P.shape[1]) == 0, names, name)

@@ -5,7 +5,7 @@ history, previous loss, k) plus the trainer's own arrays (Adam moments for the
 "joint" trainer and the "adam" aggregator solver): the random generator is only
 used to initialise Y.
 A checkpoint stores that state, every parameter of the estimator and a SHA-256
-digest of the data, so a resumed fit refuses other data or other parameters
+digest of the data (of a sparse P, of its stored entries), so a resumed fit refuses other data or other parameters
 and continues bit-identically (``max_iter`` and ``verbose`` may differ).
 """
 
@@ -14,6 +14,7 @@ import hashlib
 import numpy as np
 
 from .._validation import check_positive_int
+from ..core.sparse import is_sparse
 from ..training.loop import LOSSES
 from ..training.state import FitState
 from .archive import ModelFileError, history_payload, params_payload, read_archive, restore_history, write_archive
@@ -24,10 +25,21 @@ RESUMABLE_CHANGES = ("max_iter", "verbose")
 
 
 def data_digest(P, labels):
-    """SHA-256 of the probability matrix (with its shape and dtype) and the labels."""
+    """SHA-256 of the probability matrix (with its shape and dtype) and the labels.
+
+    A checked sparse P (canonical CSR, :func:`~cfe_fast.core.sparse.check_sparse_probabilities`) is hashed
+    by its stored entries, never densified: its pointers and column indices (as int64, so the index dtype
+    does not matter) and values, after a marker that tells it from a dense P of the same values (the sparse
+    and dense kernels round differently, so one's checkpoint does not resume the other).
+    """
     digest = hashlib.sha256()
     digest.update(f"{P.shape}{P.dtype.str}".encode())
-    digest.update(np.ascontiguousarray(P).data)
+    if is_sparse(P):
+        digest.update(b"csr")
+        for part in (P.indptr.astype(np.int64), P.indices.astype(np.int64), P.data):
+            digest.update(np.ascontiguousarray(part).data)
+    else:
+        digest.update(np.ascontiguousarray(P).data)
     digest.update(np.ascontiguousarray(labels, dtype=np.float64).data)
     return digest.hexdigest()
 

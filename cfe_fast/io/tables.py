@@ -8,6 +8,11 @@ Input formats (by suffix):
     Member ``P`` (or the only member) is the matrix; optional members named by
     ``label_col`` (classes; NaN or -1 = unlabeled) and ``id_col``. Members are
     checked from their headers before they are decompressed (:mod:`.npz`).
+    A sparse matrix instead of ``P``: the members ``scipy.sparse.save_npz``
+    writes (``format`` "csr", "csc" or "coo", ``shape``, ``data`` and
+    ``indices``/``indptr``, or ``row``/``col``), its stored entries the
+    observed ones (:func:`read_sparse_matrix`), with the same label and id
+    members beside them; it is read as a ``scipy.sparse.csr_array``.
 ``.csv``
     A header row, one column per classifier; optional label column (empty,
     NaN or -1 = unlabeled) and id column (kept as text). Read by pyarrow,
@@ -41,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import config
 from .atomic import atomic_write
 from .npz import NpzReader
 from .._validation import AUTO_UNLABELED, encode_labels
@@ -54,7 +60,8 @@ LABEL_LIKE = ("label", "labels", "target", "y", "class", "truth", "outcome")
 class Table(NamedTuple):
     """A probability table read from a file.
 
-    P : (n_instances, n_classifiers) float64; columns : classifier names;
+    P : (n_instances, n_classifiers) float64 (a ``scipy.sparse.csr_array``, stored entries = observed, for a
+    sparse ``.npz``); columns : classifier names;
     labels : (n,) array of the labels as read (:func:`label_values`: NaN or
     None where a cell is empty or marked by ``read_table``'s ``unlabeled``), or None;
     ids : (n,) array or None; id_name : name of the id column (None without
@@ -307,19 +314,125 @@ def _read_npy(path):
     return Table(P, [f"classifier_{j}" for j in range(P.shape[1])], None, None, None)
 
 
+#: the members of a sparse matrix of each format, as ``scipy.sparse.save_npz`` writes them (besides
+#: ``format`` and ``shape``; ``_is_array``, which it adds for a sparse array, is ignored)
+SPARSE_MEMBERS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+                  "coo": ("data", "row", "col")}
+_SPARSE_OWN = ("format", "shape", "_is_array")
+
+
+def _sparse_member(path, reader, name, kinds, what, ndim=1):
+    """Member ``name`` of a sparse matrix: an ``ndim``-D array of a dtype kind in ``kinds``, or an error naming it."""
+    array = reader.read(name)
+    if array.ndim != ndim or array.dtype.kind not in kinds:
+        raise ValueError(f"{path}: member {name!r} of the sparse matrix must be a {ndim}-D array of {what}, "
+                         f"got shape {array.shape} and dtype {array.dtype}")
+    return array
+
+
+def _sparse_indices(path, name, index, bound, axis):
+    """``index`` (one per stored entry), each in [0, ``bound``), or an error naming the member and the entry."""
+    bad = np.flatnonzero((index < 0) | (index >= bound))
+    if bad.size:
+        raise ValueError(f"{path}: member {name!r}, stored entry {bad[0]}: {axis} {int(index[bad[0]])} is outside "
+                         f"the {bound} {axis}s of member 'shape'; {bad.size} such entries")
+    return index
+
+
+def read_sparse_matrix(path, reader, members):
+    """The sparse probability matrix of an open :class:`~.npz.NpzReader` as a ``scipy.sparse.csr_array``
+    (float64), every member checked before the matrix is built; ``members``: the names of the file's
+    members that are not a label or id, which must all be the matrix's.
+
+    The members are those ``scipy.sparse.save_npz`` writes (:data:`SPARSE_MEMBERS`): ``format`` ("csr",
+    "csc" or "coo"), ``shape`` (n_instances, n_classifiers) and the format's arrays. The indices must lie
+    within ``shape``, the pointers of CSR/CSC must start at 0, never decrease and end at the number of
+    stored entries, and each stored value must be a probability in [0, 1] or NaN (unobserved); every
+    error names the file and the member (and the row and column of a value). Duplicate entries are
+    summed, as scipy does.
+
+    Raises
+    ------
+    ValueError
+        A member missing, of the wrong shape or dtype, or holding values outside its range.
+    """
+    import scipy.sparse
+
+    form = _sparse_member(path, reader, "format", "SU", "text ('csr', 'csc' or 'coo')", ndim=0)
+    form = form.item().decode("ascii", "replace") if form.dtype.kind == "S" else form.item()
+    if form not in SPARSE_MEMBERS:
+        raise ValueError(f"{path}: member 'format' says {form!r}; a sparse matrix is read in format 'csr', "
+                         "'csc' or 'coo' (convert it with .tocsr() before scipy.sparse.save_npz)")
+    missing = [name for name in ("shape", *SPARSE_MEMBERS[form]) if name not in members]
+    if missing:
+        raise ValueError(f"{path}: a sparse matrix in format {form!r} needs the member(s) {missing}; it holds "
+                         f"{reader.names}")
+    unknown = [name for name in members if name not in (*_SPARSE_OWN, *SPARSE_MEMBERS[form])]
+    if unknown:
+        raise ValueError(f"{path}: member(s) {unknown} are neither the sparse matrix's {list(SPARSE_MEMBERS[form])} "
+                         "nor a label or id (name those with --label-col / --id-col)")
+    shape = _sparse_member(path, reader, "shape", "iu", "2 integers (n_instances, n_classifiers)")
+    if shape.size != 2 or not (shape > 0).all():
+        raise ValueError(f"{path}: member 'shape' must hold 2 positive integers (n_instances, n_classifiers), "
+                         f"got {shape.tolist()}")
+    n, m = (int(v) for v in shape)
+    largest = config.NPZ_MEMBER_MAX_BYTES // 8
+    if max(n, m) > largest:  # the pointers of a CSR or CSC matrix of that shape would exceed a member's limit
+        raise ValueError(f"{path}: member 'shape' declares {n} x {m}; a sparse matrix is read with at most "
+                         f"{largest} rows and columns (cfe_fast.config.NPZ_MEMBER_MAX_BYTES / 8)")
+    data = _sparse_member(path, reader, "data", "biuf", "numbers (the stored probabilities)").astype(np.float64)
+    first, second = SPARSE_MEMBERS[form][1:]
+    index = {name: _sparse_member(path, reader, name, "iu", "integers") for name in (first, second)}
+    lengths = {"data": data.size, **({first: index[first].size} if form != "coo" else
+                                     {name: index[name].size for name in (first, second)})}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{path}: the members {list(lengths)} hold one value per stored entry, but their "
+                         f"lengths differ: {lengths}")
+    if form == "coo":
+        rows = _sparse_indices(path, "row", index["row"], n, "row")
+        columns = _sparse_indices(path, "col", index["col"], m, "column")
+    else:
+        major, minor = (n, m) if form == "csr" else (m, n)
+        pointers = index["indptr"]
+        if pointers.size != major + 1 or pointers[0] != 0 or pointers[-1] != data.size \
+                or (np.diff(pointers.astype(np.int64)) < 0).any():
+            lines = "rows" if form == "csr" else "columns"
+            raise ValueError(f"{path}: member 'indptr' must hold {major + 1} pointers ({lines} of member 'shape' + 1) "
+                             f"that start at 0, never decrease and end at the {data.size} "
+                             f"stored entries; got {pointers.size} from {int(pointers[0]) if pointers.size else None} "
+                             f"to {int(pointers[-1]) if pointers.size else None}")
+        minors = _sparse_indices(path, "indices", index["indices"], minor, "column" if form == "csr" else "row")
+        majors = np.repeat(np.arange(major), np.diff(pointers.astype(np.int64)))
+        rows, columns = (majors, minors) if form == "csr" else (minors, majors)
+    bad = np.flatnonzero(~((data >= 0) & (data <= 1)) & ~np.isnan(data))
+    if bad.size:
+        row, column = int(rows[bad[0]]), int(columns[bad[0]])
+        raise ValueError(f"{path}: member 'data', row {row + 1}, column {column + 1} (classifier_{column}): "
+                         f"{float(data[bad[0]])!r} is not a probability in [0, 1]; {bad.size} such entries")
+    if form == "csr":
+        return scipy.sparse.csr_array((data, index["indices"], index["indptr"]), shape=(n, m))
+    if form == "csc":
+        return scipy.sparse.csc_array((data, index["indices"], index["indptr"]), shape=(n, m)).tocsr()
+    return scipy.sparse.coo_array((data, (rows, columns)), shape=(n, m)).tocsr()
+
+
 def _read_npz(path, label_col, id_col, ignore_bad_labels, unlabeled):
     with NpzReader(path) as reader:
         names = reader.names
         label = _pick(path, names, label_col, DEFAULT_LABEL, "label")
         ident = _pick(path, names, id_col, DEFAULT_ID, "id")
         others = [name for name in names if name not in (label, ident)]
-        key = "P" if "P" in names else others[0] if len(others) == 1 else None
-        if key is None:
-            raise ValueError(f"{path}: expected a member 'P' (the probability matrix); found {sorted(names)}")
-        P = _matrix(path, reader.read(key), f"member {key!r}")
+        if "P" not in names and "format" in names:  # a matrix of scipy.sparse.save_npz
+            P = read_sparse_matrix(path, reader, others)
+        else:
+            key = "P" if "P" in names else others[0] if len(others) == 1 else None
+            if key is None:
+                raise ValueError(f"{path}: expected a member 'P' (the probability matrix), or the members of a "
+                                 f"sparse matrix of scipy.sparse.save_npz; found {sorted(names)}")
+            P = _matrix(path, reader.read(key), f"member {key!r}")
         labels, classes, codes = (None, None, None) if label is None else _labels(
             path, label, lambda: label_values(reader.read(label), unlabeled, f"{path}: label member {label!r}"),
-            len(P), ignore_bad_labels, unlabeled)
+            P.shape[0], ignore_bad_labels, unlabeled)
         ids = None if ident is None else reader.read(ident)
     if ids is not None and ids.ndim != 1:
         raise ValueError(f"{path}: id member {ident!r} must be 1-D, got shape {ids.shape}")
@@ -357,8 +470,8 @@ def read_table(path, label_col=None, id_col=None, *, ignore_bad_labels=False, un
         if label_col is not None or id_col is not None:
             raise ValueError(f"{path}: a .npy file holds the matrix only; it has no label or id column")
         table = _read_npy(path)
-    if table.ids is not None and len(table.ids) != len(table.P):
-        raise ValueError(f"{path}: {len(table.ids)} ids for {len(table.P)} instances")
+    if table.ids is not None and len(table.ids) != table.P.shape[0]:
+        raise ValueError(f"{path}: {len(table.ids)} ids for {table.P.shape[0]} instances")
     return table
 
 

@@ -32,13 +32,13 @@ def instance_step(problem, X, Y0, w, b):
     """
     p = problem
     y_labeled, _, a = p.host_labels
-    Y, Z, loss = p.backend.instance_solves(X, p.R, p.C, p.lam, w, with_loss=True)
+    Y, Z_labeled, loss = p.instance_solves(X, w)
     Yt = _instance_major(p.to_host(Y))  # the backend's own result: corrected in place
     v = np.asarray(p.to_host(X), dtype=np.float64) @ w
-    Y0t_labeled, Zt_labeled = (_instance_major(p.to_host(p.labeled_factors(F))) for F in (Y0, Z))
+    Y0t_labeled, Zt_labeled = (_instance_major(p.to_host(F)) for F in (p.labeled_factors(Y0), Z_labeled))
     increases = _rank_one_corrections(Yt, np.flatnonzero(p.to_host(p.labeled)), Y0t_labeled, Zt_labeled, v,
                                       float(b), y_labeled, a, p.s, float(p.settings.focal_gamma))
-    m, n = p.R.shape
+    m, n = p.shape
     return Yt.T, p._normalised(loss + float(np.sum(increases)) / (m * n))
 
 
@@ -87,7 +87,7 @@ def classifier_step(problem, X0, Y, w, b):
     """
     p = problem
     y_labeled, _, a = p.host_labels
-    G, B = (np.asarray(p.to_host(t)) for t in p.backend.classifier_gram_terms(Y, p.R, p.C))
+    G, B = (np.asarray(p.to_host(t)) for t in p.classifier_gram_terms(Y))
     Yt_labeled = _instance_major(p.to_host(p.labeled_factors(Y)))
     s, lam, gamma = p.s, p.lam, float(p.settings.focal_gamma)
     X = np.array(p.to_host(X0), dtype=np.float64)

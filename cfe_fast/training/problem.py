@@ -102,6 +102,15 @@ class Problem(Protocol):
     def reconstruction_gradient(self, X, Y):
         """(dL_rec/dX, dL_rec/dY) at (X, Y) (the joint trainer; in memory only)."""
 
+    def instance_solves(self, X, w):
+        """(Y, Z_labeled, loss): the ALS instance half-step Y (d, n), A_i^-1 X w of the labeled instances
+        (d, n_L) from the same systems A_i, and L_rec at (X, Y) normalised by m n (the exact trainer; in
+        memory only)."""
+
+    def classifier_gram_terms(self, Y):
+        """Per-classifier Grams G (m, d, d) and right-hand sides B (m, d) of the classifier half-step before
+        the ridge (the exact trainer; in memory only)."""
+
     def labeled_factors(self, Y, positions=None):
         """Y of the labeled instances (d, n_L), or of those at ``positions`` in labeled order."""
 
@@ -122,6 +131,7 @@ class ProblemLosses:
         """The weights of the objective; ``n_observed``: |O|, the observed entries (None: all m n)."""
         m, n = shape
         n_observed = m * n if n_observed is None else n_observed
+        self.shape = shape
         self.settings = settings
         self.labeled, self.y_labeled, self.omega = labeled, y_labeled, omega
         self.s = settings.rho / n_observed
@@ -226,6 +236,13 @@ class InMemoryProblem(ProblemLosses):
     def reconstruction_gradient(self, X, Y):
         gX, gY = self.backend.reconstruction_gradient(X, Y, self.R, self.C, self.lam)
         return self._normalised(gX), self._normalised(gY)
+
+    def instance_solves(self, X, w):
+        Y, Z, loss = self.backend.instance_solves(X, self.R, self.C, self.lam, w, with_loss=True)
+        return Y, self.labeled_factors(Z), loss
+
+    def classifier_gram_terms(self, Y):
+        return self.backend.classifier_gram_terms(Y, self.R, self.C)
 
     def labeled_factors(self, Y, positions=None):
         """Y of the labeled instances (d, n_L) (those at ``positions`` in labeled order), gathered instance by instance.
