@@ -45,6 +45,18 @@ def test_initial_factors_drawn_in_blocks_equal_one_draw(small_blocks, dtype):
     np.testing.assert_array_equal(Y, expected)
 
 
+def _fit_peak(monkeypatch, dtype, **params):
+    """(traced peak bytes of a fit on data allocated before, P) at n = 200,000, m = 18, d = 9."""
+    n, m, d = 200_000, 18, 9
+    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 256 * 1024)  # blocks of 4 MiB weigh on a small n
+    rng = np.random.default_rng(0)
+    P = rng.random((n, m)).astype(dtype)
+    labels = np.where(rng.random(n) < 0.5, (rng.random(n) < 0.3).astype(float), np.nan)
+    model = CFEnsembleClassifier(latent_dim=d, max_iter=3, tol=0.0, dtype=dtype, random_state=0, **params)
+    model.fit(P[:300], labels[:300])  # JIT compile outside the traced window
+    return _traced_peak(lambda: model.fit(P, labels)), P
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("solver", ["auto", "cg"])
 def test_fit_allocates_at_most_half_the_data_on_top(monkeypatch, dtype, solver):
@@ -54,22 +66,20 @@ def test_fit_allocates_at_most_half_the_data_on_top(monkeypatch, dtype, solver):
     exact solvers too), float64 copies of float32 factors in the monitors, and
     an n x d float64 draw of the initial factors.
     """
-    n, m, d = 200_000, 18, 9
-    monkeypatch.setattr(config, "FLOAT64_BLOCK_BYTES", 256 * 1024)  # blocks of 4 MiB weigh on a small n
-    rng = np.random.default_rng(0)
-    P = rng.random((n, m)).astype(dtype)
-    labels = np.where(rng.random(n) < 0.5, (rng.random(n) < 0.3).astype(float), np.nan)
-    model = CFEnsembleClassifier(latent_dim=d, max_iter=3, tol=0.0, dtype=dtype, solver=solver, random_state=0)
-    model.fit(P[:300], labels[:300])  # JIT compile outside the traced window
-    tracemalloc.start()
-    try:
-        model.fit(P, labels)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak, P = _fit_peak(monkeypatch, dtype, solver=solver, confidence="certainty")
+    (n, m), d = P.shape, 9
     data = 2 * P.nbytes + (n + m) * d * P.itemsize
     print(f"{dtype} {solver}: peak {(peak + P.nbytes) / data:.3f} x data")
     assert (peak + P.nbytes) / data <= 1.5
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_uniform_confidence_stores_no_confidence_matrix(monkeypatch, dtype):
+    """The shared-Gram fit allocates at least C's bytes (those of P) less than a fit that stores C."""
+    stored, P = _fit_peak(monkeypatch, dtype, confidence="certainty")
+    shared, _ = _fit_peak(monkeypatch, dtype, confidence="uniform")
+    print(f"{dtype}: peak with C stored {stored / 1e6:.1f} MB, uniform {shared / 1e6:.1f} MB, C {P.nbytes / 1e6:.1f} MB")
+    assert shared <= stored - 0.9 * P.nbytes
 
 
 def _traced_peak(call):

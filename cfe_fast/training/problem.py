@@ -222,8 +222,8 @@ class InMemoryProblem(ProblemLosses):
 
     def instance_step(self, state, solver="auto"):
         """Y from X and L_rec at (X, Y), computed in the same pass over R and C."""
-        previous = state.Y
-        state.forget_derived()  # the evaluator holds the labeled factors of the Y being replaced: free them first
+        previous = state.Y if solver == "cg" else None  # only the approximate solver starts from the old Y
+        state.Y = None  # free the Y being replaced (and what the evaluator derived from it) before the new one
         Y, loss = self.backend.update_instance_factors(state.X, self.R, self.C, self.lam, solver=solver,
                                                        init=previous, with_loss=True)
         del previous
