@@ -18,6 +18,7 @@ from scipy.special import expit
 
 from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast import reference as ref
+from cfe_fast.backends.numba import sparse_steps
 from cfe_fast.backends.numba.losses import normalised_loss
 from cfe_fast.backends.numba.sparse import layouts
 from cfe_fast.backends.numba.sparse_steps import (
@@ -61,7 +62,7 @@ def _fit(P, labels, **params):
 # ------------------------------------------------------------------ kernels
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fraction", MISSING)
-@pytest.mark.parametrize("m,n,d", [(6, 80, 3), (3, 40, 5), (40, 30, 8)])
+@pytest.mark.parametrize("m,n,d", [(6, 80, 3), (3, 40, 5), (40, 30, 8), (70, 60, 32)])
 def test_half_steps_loss_and_fold_in_match_the_reference(dtype, fraction, m, n, d):
     X, Y, R, C = random_problem(m, n, d, seed=m + n, dtype=dtype)
     P, dense = sparse_and_dense(R.T, fraction, seed=d)
@@ -82,6 +83,33 @@ def test_half_steps_loss_and_fold_in_match_the_reference(dtype, fraction, m, n, 
     sse = sparse_squared_residual(X, np.ascontiguousarray(Y.T), by_instance)
     assert rel_error(normalised_loss(sse, X, Y.T, lam) * m * n / n_observed,
                      ref.reconstruction_loss(X, Y, dense.T, C, lam)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("uniform", [False, True])
+def test_the_classifier_step_in_blocks_groups_and_runs_matches_the_reference(monkeypatch, dtype, uniform):
+    """The classifier step reads the instances a block at a time for a group of classifiers, in GEMM
+    runs: with blocks of 7 instances, groups of 64 of m = 150 classifiers and runs of 3 entries, every
+    seam (a classifier with nothing in a block, a run cut inside a block, a last partial group) is
+    crossed; at d = 32 as in the benchmarks."""
+    m, n, d = 150, 300, 32
+    X, Y, R, C = random_problem(m, n, d, seed=7, dtype=dtype)
+    if uniform:
+        C = np.ones_like(C)
+    P, dense = sparse_and_dense(R.T, 0.6, seed=1)
+    P = check_sparse_probabilities(P, dtype=dtype)
+    C_values = np.empty(0, dtype) if uniform else C.T[np.nonzero(~np.isnan(dense))].astype(dtype)
+    by_classifier = layouts(P, C_values)[1]
+    Yt = np.ascontiguousarray(Y.T)
+    whole = solve_sparse_classifiers(Yt, by_classifier, 0.3)
+    monkeypatch.setattr(sparse_steps, "CLASSIFIER_BLOCK_BYTES", 7 * d * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(sparse_steps, "CLASSIFIER_GROUP", 64)
+    monkeypatch.setattr(sparse_steps, "CLASSIFIER_RUN", 3)
+    X_got = solve_sparse_classifiers(Yt, by_classifier, 0.3)
+    X_ref = ref.update_classifier_factors(Y, dense.T, C, 0.3)
+    assert X_got.dtype == dtype
+    assert rel_error(X_got, X_ref) < TOL[dtype]
+    assert rel_error(whole, X_ref) < TOL[dtype]
 
 
 def test_an_empty_confidence_is_confidence_one_everywhere():
