@@ -11,12 +11,13 @@ for whole fits (several iterations, the aggregator's Newton fit on top)
 
 import warnings
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.special import expit
 
-from cfe_fast import CFEnsembleClassifier, make_ensemble
+from cfe_fast import CFEnsembleClassifier, config, make_ensemble
 from cfe_fast import reference as ref
 from cfe_fast.backends.numba import sparse_steps
 from cfe_fast.backends.numba.losses import normalised_loss
@@ -110,6 +111,26 @@ def test_the_classifier_step_in_blocks_groups_and_runs_matches_the_reference(mon
     assert X_got.dtype == dtype
     assert rel_error(X_got, X_ref) < TOL[dtype]
     assert rel_error(whole, X_ref) < TOL[dtype]
+
+
+def test_the_sparse_half_steps_do_not_depend_on_the_thread_count(monkeypatch):
+    """Bit for bit: the classifier step's groups are sized by the thread count, its sums are not."""
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
+    X, Y, R, C = random_problem(150, 400, 8, seed=3)
+    P, dense = sparse_and_dense(R.T, 0.7, seed=2)
+    P = check_sparse_probabilities(P)
+    by_instance, by_classifier = layouts(P, C.T[np.nonzero(~np.isnan(dense))])
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append((solve_sparse_classifiers(np.ascontiguousarray(Y.T), by_classifier, 0.3),
+                            *solve_sparse_instances(X, by_instance, 0.3, loss=True)))
+    finally:
+        numba.set_num_threads(before)
+    for first, second in zip(*results):
+        np.testing.assert_array_equal(first, second)
 
 
 def test_an_empty_confidence_is_confidence_one_everywhere():

@@ -4,17 +4,20 @@ An unobserved entry has confidence 0, so it adds nothing to any Gram or
 right-hand side: the instance system of i sums over its observed
 classifiers only, A_i = lam I + sum_u c_ui x_u x_u^T, and the classifier
 system of u over its observed instances (as in implicit's ALS), nnz d^2
-flops for either set of Grams. Each system's Gram is one BLAS GEMM of its
-gathered factors (``(c * F_obs)^T F_obs``); the instance systems of a
-chunk are factorised together by the batched Cholesky of :mod:`.linalg`,
-the classifier systems by :func:`.classifier_step.solve_classifier_sums`.
+flops for either set of Grams. Each instance system's Gram is one BLAS GEMM
+of its gathered factors (``(c * F_obs)^T F_obs``), and the instance systems
+of a chunk are factorised together by the batched Cholesky of
+:mod:`.linalg`. A classifier's Gram is a sum of such GEMMs over the
+instances a cache-sized block at a time (:func:`_sparse_classifier_sums`),
+and the classifier systems are solved by
+:func:`.classifier_step.solve_classifier_sums`.
 Entries come as :class:`cfe_fast.core.sparse.Entries`: by instance (CSR)
 for the instance step and the loss, by classifier (CSC) for the classifier
 step. Results are float32 for float32 values and float64 otherwise.
 """
 
 import numpy as np
-from numba import prange
+from numba import get_num_threads, prange
 
 from ..._float64 import working_dtype
 from ...core.sparse import Entries
@@ -216,8 +219,9 @@ CLASSIFIER_RUN = 1024
 #: bytes of instance factors per block of the classifier step (:func:`_sparse_classifier_sums`): a
 #: block stays in a core's L2 cache next to the packed sums of a group
 CLASSIFIER_BLOCK_BYTES = 512 * 1024
-#: classifiers per task of the classifier step, read through each block together
-CLASSIFIER_GROUP = 64
+#: classifiers per task of the classifier step at most, read through each block together (fewer where
+#: that would leave a thread without a task; a classifier's sums do not depend on its group)
+CLASSIFIER_GROUP = 256
 
 
 def _flops(entries, d):
@@ -254,7 +258,8 @@ def sparse_classifier_sums(Yt, entries):
     with kernel_threads(_flops(entries, d)):
         Yt = np.ascontiguousarray(Yt, dtype=working_dtype(entries.values))
         block = max(1, CLASSIFIER_BLOCK_BYTES // max(1, Yt.shape[1] * Yt.itemsize))
-        _sparse_classifier_sums(Yt, *entries, block, CLASSIFIER_GROUP, CLASSIFIER_RUN, G, B)
+        group = max(1, min(CLASSIFIER_GROUP, -(-m // get_num_threads())))
+        _sparse_classifier_sums(Yt, *entries, block, group, CLASSIFIER_RUN, G, B)
     return G, B
 
 
