@@ -94,12 +94,14 @@ def _sparse_instances(Xt, pointers, indices, values, confidence, lam, chunk, Yt,
         G = np.zeros((tri(d), e - s))
         B = np.zeros((d, e - s))
         rhs = np.zeros(d)
+        gram = np.empty((d, d), dtype=Xt.dtype)
         for i in range(s, e):
             k = pointers[i + 1] - pointers[i]
             if k == 0:  # nothing observed: lam y = 0
                 continue
             _gathered(Xt, indices, values, confidence, pointers[i], k, rows, weighted, rhs)
-            _pack_lower(np.dot(_gram_factor(confidence, rows, weighted)[:k].T, rows[:k]), G, i - s)
+            np.dot(_gram_factor(confidence, rows, weighted)[:k].T, rows[:k], gram)
+            _pack_lower(gram, G, i - s)
             for a in range(d):
                 B[a, i - s] = rhs[a]
                 rhs[a] = 0.0
