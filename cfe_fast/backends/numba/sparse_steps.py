@@ -218,8 +218,9 @@ def by_classifier(entries, m):
 
 #: entries per GEMM of the classifier Grams: float32 products are summed in float64 every this many
 CLASSIFIER_RUN = 1024
-#: bytes of instance factors per block of the classifier step (:func:`_sparse_classifier_sums`): a
-#: block stays in a core's L2 cache next to the packed sums of a group
+#: bytes of instance factors per block of the classifier step (:func:`_sparse_classifier_sums`): half
+#: of a core's L2 cache on the benchmark machine (1 MiB), so that a block stays there while a group's
+#: classifiers gather from it (128 KiB to 2 MiB measured within 10 % of each other)
 CLASSIFIER_BLOCK_BYTES = 512 * 1024
 #: classifiers per task of the classifier step at most, read through each block together (fewer where
 #: that would leave a thread without a task; a classifier's sums do not depend on its group)
