@@ -11,13 +11,15 @@ for whole fits (several iterations, the aggregator's Newton fit on top)
 
 import warnings
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.special import expit
 
-from cfe_fast import CFEnsembleClassifier, make_ensemble
+from cfe_fast import CFEnsembleClassifier, config, make_ensemble
 from cfe_fast import reference as ref
+from cfe_fast.backends.numba import sparse_steps
 from cfe_fast.backends.numba.losses import normalised_loss
 from cfe_fast.backends.numba.sparse import layouts
 from cfe_fast.backends.numba.sparse_objective import sparse_labeled_solves, sparse_reconstruction_gradient
@@ -62,7 +64,7 @@ def _fit(P, labels, **params):
 # ------------------------------------------------------------------ kernels
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fraction", MISSING)
-@pytest.mark.parametrize("m,n,d", [(6, 80, 3), (3, 40, 5), (40, 30, 8)])
+@pytest.mark.parametrize("m,n,d", [(6, 80, 3), (3, 40, 5), (40, 30, 8), (70, 60, 32)])
 def test_half_steps_loss_and_fold_in_match_the_reference(dtype, fraction, m, n, d):
     X, Y, R, C = random_problem(m, n, d, seed=m + n, dtype=dtype)
     P, dense = sparse_and_dense(R.T, fraction, seed=d)
@@ -112,6 +114,53 @@ def test_a_singular_labeled_system_names_its_instance():
     by_instance, _ = layouts(check_sparse_probabilities(sp.csr_array(P)), np.empty(0))
     with pytest.raises(SingularSystemError, match="instance 6"):
         sparse_labeled_solves(X, by_instance, 0.0, X @ np.ones(4), np.array([2, 6, 8]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("uniform", [False, True])
+def test_the_classifier_step_in_blocks_groups_and_runs_matches_the_reference(monkeypatch, dtype, uniform):
+    """The classifier step reads the instances a block at a time for a group of classifiers, in GEMM
+    runs: with blocks of 7 instances, groups of 64 of m = 150 classifiers and runs of 3 entries, every
+    seam (a classifier with nothing in a block, a run cut inside a block, a last partial group) is
+    crossed; at d = 32 as in the benchmarks."""
+    m, n, d = 150, 300, 32
+    X, Y, R, C = random_problem(m, n, d, seed=7, dtype=dtype)
+    if uniform:
+        C = np.ones_like(C)
+    P, dense = sparse_and_dense(R.T, 0.6, seed=1)
+    P = check_sparse_probabilities(P, dtype=dtype)
+    C_values = np.empty(0, dtype) if uniform else C.T[np.nonzero(~np.isnan(dense))].astype(dtype)
+    by_classifier = layouts(P, C_values)[1]
+    Yt = np.ascontiguousarray(Y.T)
+    whole = solve_sparse_classifiers(Yt, by_classifier, 0.3)
+    monkeypatch.setattr(sparse_steps, "CLASSIFIER_BLOCK_BYTES", 7 * d * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(sparse_steps, "CLASSIFIER_GROUP", 64)
+    monkeypatch.setattr(sparse_steps, "CLASSIFIER_RUN", 3)
+    X_got = solve_sparse_classifiers(Yt, by_classifier, 0.3)
+    X_ref = ref.update_classifier_factors(Y, dense.T, C, 0.3)
+    assert X_got.dtype == dtype
+    assert rel_error(X_got, X_ref) < TOL[dtype]
+    assert rel_error(whole, X_ref) < TOL[dtype]
+
+
+def test_the_sparse_half_steps_do_not_depend_on_the_thread_count(monkeypatch):
+    """Bit for bit: the classifier step's groups are sized by the thread count, its sums are not."""
+    monkeypatch.setattr(config, "PARALLEL_MIN_FLOPS", 0)  # parallel regions even for this small problem
+    X, Y, R, C = random_problem(150, 400, 8, seed=3)
+    P, dense = sparse_and_dense(R.T, 0.7, seed=2)
+    P = check_sparse_probabilities(P)
+    by_instance, by_classifier = layouts(P, C.T[np.nonzero(~np.isnan(dense))])
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append((solve_sparse_classifiers(np.ascontiguousarray(Y.T), by_classifier, 0.3),
+                            *solve_sparse_instances(X, by_instance, 0.3, loss=True)))
+    finally:
+        numba.set_num_threads(before)
+    for first, second in zip(*results):
+        np.testing.assert_array_equal(first, second)
 
 
 def test_an_empty_confidence_is_confidence_one_everywhere():

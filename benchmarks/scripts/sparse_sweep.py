@@ -18,6 +18,8 @@ process, one after the other, so that the ratios hold on a shared machine:
   ``classifier_step.solve_classifiers``, solver "auto") on the first
   ``--dense-n`` instances of the same P, scaled linearly to n (its cost is
   linear in n) where ``--dense-n`` < n;
+* with ``--cpu``: the sparse half-steps' CPU seconds (all threads), which
+  a loaded machine distorts less than wall seconds;
 * with ``--memory``: a full fit of CFEnsembleClassifier (``--fit-iter``
   iterations, ~2000 random labels, the defaults otherwise) on the sparse P:
   the peak resident memory above the resident
@@ -26,7 +28,7 @@ process, one after the other, so that the ratios hold on a shared machine:
   ((n + m) d values).
 
     python benchmarks/scripts/sparse_sweep.py [--m 1000] [--n 1000000] [--observed 0.05] [--d 32]
-        [--dtype float32] [--dense-n 20000] [--repeat 3] [--memory] [--fit-iter 3]
+        [--dtype float32] [--dense-n 20000] [--repeat 3] [--memory] [--fit-iter 3] [--cpu]
 
 Current results: ``benchmarks/results/sparse_sweep_cpu2.md``.
 """
@@ -68,15 +70,26 @@ def random_sparse(n, m, observed, dtype, seed=0):
     return sp.csr_array((values, columns, pointers), shape=(n, m))
 
 
-def sparse_sweep(P, d, repeat):
-    """Median seconds of the classifier and the instance half-step (with its loss) on P's entries."""
+def median_cpu_seconds(fn, repeat):
+    """Median CPU time of the process (all its threads) over ``repeat`` calls of ``fn()``: on a shared
+    machine the wall time also counts the waits for a core, the CPU time hardly."""
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return float(np.median(times))
+
+
+def sparse_sweep(P, d, repeat, timer=median_seconds):
+    """Median seconds (of ``timer``) of the classifier and the instance half-step (with its loss) on P's entries."""
     by_instance, by_classifier = layouts(P, np.empty(0, dtype=P.dtype))  # uniform confidence
     rng = np.random.default_rng(1)
     Yt = (rng.standard_normal((P.shape[0], d)) / np.sqrt(d)).astype(P.dtype)
     X = solve_sparse_classifiers(Yt, by_classifier, LAM)  # JIT warm-up too
     solve_sparse_instances(X, by_instance, LAM, loss=True)
-    t_cls = median_seconds(lambda: solve_sparse_classifiers(Yt, by_classifier, LAM), repeat)
-    t_inst = median_seconds(lambda: solve_sparse_instances(X, by_instance, LAM, loss=True), repeat)
+    t_cls = timer(lambda: solve_sparse_classifiers(Yt, by_classifier, LAM), repeat)
+    t_inst = timer(lambda: solve_sparse_instances(X, by_instance, LAM, loss=True), repeat)
     return t_cls, t_inst
 
 
@@ -139,6 +152,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--fit-iter", type=int, default=3)
+    parser.add_argument("--cpu", action="store_true", help="also the sparse steps' CPU seconds (all threads)")
     args = parser.parse_args()
     dtype = np.dtype(args.dtype)
     P = random_sparse(args.n, args.m, args.observed, dtype)
@@ -165,6 +179,10 @@ def main():
           f"| {dense:.3g} |")
     print(f"\nSparse sweep: {sweep / at_peak:.2f}x the model time at peak ({100 * at_peak / sweep:.0f} % of peak, "
           f"{gflop / sweep:.1f} GFLOP/s); {dense / sweep:.1f}x faster than the dense masked path.")
+    if args.cpu:
+        cpu_cls, cpu_inst = sparse_sweep(P, d, args.repeat, median_cpu_seconds)
+        print(f"\nCPU seconds (all threads): classifier step {cpu_cls:.3g}, instance step {cpu_inst:.3g}, "
+              f"sweep {cpu_cls + cpu_inst:.3g}.")
     if args.memory:
         storage = P.data.nbytes + P.indices.nbytes + P.indptr.nbytes
         factors = (n + m) * d * dtype.itemsize
