@@ -14,6 +14,7 @@ import numpy as np
 from ... import config
 from ..._float64 import working_dtype
 from .. import CAPABILITIES
+from ...core.confidence import ConfidenceRule
 from ...core.sparse import is_sparse
 from ..in_memory import InMemoryBackend
 from . import compile_notice, sparse
@@ -30,6 +31,11 @@ def _instance_major(A, dtype):
     return np.ascontiguousarray(np.asarray(A).T, dtype=dtype)
 
 
+def _confidence(C, dtype):
+    """The kernels' instance-major C: a rule as it is (the kernels compute its blocks), an array transposed."""
+    return C if isinstance(C, ConfidenceRule) else _instance_major(C, dtype)
+
+
 class NumbaBackend(InMemoryBackend):
     """The contract of :class:`~cfe_fast.backends.contract.Backend` on Numba kernels.
 
@@ -39,6 +45,7 @@ class NumbaBackend(InMemoryBackend):
 
     name = "numba"
     capabilities = CAPABILITIES["numba"]
+    confidence_rules = True
 
     def choose_solver(self, m, d, lam):
         return choose_solver(m, d, lam)
@@ -52,7 +59,7 @@ class NumbaBackend(InMemoryBackend):
     def update_instance_factors(self, X, R, C, lam, *, solver="auto", init=None, with_loss=False):
         dtype = working_dtype(np.asarray(R))
         start = _instance_major(init, dtype) if solver == "cg" and init is not None else None
-        result = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam,
+        result = solve_instances(X, _instance_major(R, dtype), _confidence(C, dtype), lam,
                                  solver=solver, init=start, loss=with_loss)
         if not with_loss:
             return result.T
@@ -61,7 +68,7 @@ class NumbaBackend(InMemoryBackend):
 
     def update_classifier_factors(self, Y, R, C, lam, *, solver="auto", init=None):
         dtype = working_dtype(np.asarray(R))
-        return solve_classifiers(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam,
+        return solve_classifiers(_instance_major(Y, dtype), _instance_major(R, dtype), _confidence(C, dtype), lam,
                                  solver=solver, init=init if solver == "cg" else None)
 
     def fold_in(self, X, R, C, lam):
@@ -70,7 +77,7 @@ class NumbaBackend(InMemoryBackend):
     def reconstruction_loss(self, X, Y, R, C, lam):
         dtype = working_dtype(np.asarray(R))
         return reconstruction_loss_t(X, _instance_major(Y, dtype), _instance_major(R, dtype),
-                                     _instance_major(C, dtype), lam)
+                                     _confidence(C, dtype), lam)
 
     def aggregator_terms(self, X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact",
                          hessian=False):
@@ -79,13 +86,13 @@ class NumbaBackend(InMemoryBackend):
 
     def instance_solves(self, X, R, C, lam, w, *, with_loss=False):
         dtype = working_dtype(np.asarray(R))
-        Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w,
+        Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _confidence(C, dtype), lam, w,
                                        loss=with_loss)
         return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
 
     def classifier_gram_terms(self, Y, R, C):
         dtype = working_dtype(np.asarray(R))
-        G, B = classifier_sums(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
+        G, B = classifier_sums(_instance_major(Y, dtype), _instance_major(R, dtype), _confidence(C, dtype))
         d = B.shape[0]
         rows, cols = np.tril_indices(d)
         full = np.zeros((G.shape[1], d, d))
@@ -97,7 +104,7 @@ class NumbaBackend(InMemoryBackend):
         dtype = working_dtype(np.asarray(R))
         _, gX, gYt = reconstruction_loss_grad_t(
             np.asarray(X, dtype=dtype), _instance_major(Y, dtype), _instance_major(R, dtype),
-            _instance_major(C, dtype), lam,
+            _confidence(C, dtype), lam,
         )
         return gX, gYt.T
 
