@@ -45,6 +45,9 @@ there, and the approximate CG)::
     python benchmarks/scripts/compare.py --shapes 1000x32@1000000,5000x32@200000 --dtypes float32 --repeat 3 \
         --reference-n 200 --skip implicit,cg
 
+(results: ``benchmarks/results/thousands_of_classifiers_cpu2.md``; the rows "C by rule" time the
+half-steps with C computed per chunk from R, as a fit with a named confidence strategy does).
+
 Current results: ``benchmarks/results/compare_cpu2.md``.
 """
 

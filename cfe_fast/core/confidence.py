@@ -14,6 +14,7 @@ import numpy as np
 
 from .._float64 import blocks
 from .._validation import classifier_label
+from . import missing as missing_module
 from .missing import missing_entries, zero_missing
 
 CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
@@ -125,7 +126,7 @@ def instance_major_confidence(P, labels, strategy, alpha, dtype, names=None):
 
 
 #: strategies whose confidence of an unobserved entry, read at the fill value 0.5, is already 0
-#: (|0.5 - 0.5| = 0), so a rule needs no mask of the missing entries
+#: (|0.5 - 0.5| = 0), so a rule needs no mask of the missing entries (while the fill value is 0.5)
 ZERO_AT_FILL = ("certainty", "label_aware")
 
 
@@ -175,9 +176,11 @@ def confidence_rule(P, labels, strategy, alpha, dtype, missing=None, names=None)
 
     None for a user matrix (``strategy`` None) and, with unobserved entries
     (``missing`` not None), for the strategies not in :data:`ZERO_AT_FILL`
-    (their confidence of an unobserved entry would need the mask).
+    and for any fill value but 0.5 (the confidence of an unobserved entry
+    would need the mask).
     """
-    if strategy is None or (missing is not None and strategy not in ZERO_AT_FILL):
+    zero_at_fill = strategy in ZERO_AT_FILL and missing_module.FILL_VALUE == 0.5
+    if strategy is None or (missing is not None and not zero_at_fill):
         return None
     if strategy not in CONFIDENCE_STRATEGIES:
         raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
