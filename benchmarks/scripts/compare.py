@@ -37,10 +37,16 @@ fresh process with an empty Numba cache and a second one that reuses it.
     python benchmarks/scripts/compare.py [--n 1000000] [--shapes 10x20,10x64,100x20,100x64]
                                  [--dtypes float64,float32] [--repeat 3] [--fit]
 
-Thousands of classifiers (the shapes of the asv ``ManyClassifiers`` benchmark), measured on fewer
-instances and scaled like the others::
+A shape may name the n it is measured at (``m x d @ n``). Thousands of classifiers (the shapes of
+the asv ``ManyClassifiers`` benchmark and of issue 19), each at its real n, float32, exact solver
+only (``--skip`` leaves out implicit, whose copy of C as a CSR matrix would not fit in memory
+there, and the approximate CG)::
 
-    python benchmarks/scripts/compare.py --shapes 1000x32,5000x32 --dtypes float32 --n 8000 --repeat 2 --reference-n 200
+    python benchmarks/scripts/compare.py --shapes 1000x32@1000000,5000x32@200000 --dtypes float32 --repeat 3 \
+        --reference-n 200 --skip implicit,cg
+
+(results: ``benchmarks/results/thousands_of_classifiers_cpu2.md``; the rows "C by rule" time the
+half-steps with C computed per chunk from R, as a fit with a named confidence strategy does).
 
 Current results: ``benchmarks/results/compare_cpu2.md``.
 """
@@ -86,11 +92,27 @@ def gemm_peak(dtype, threads, size=1536, repeat=7):
     return 2.0 * size**3 / best / 1e9
 
 
-def _solvers(nb, m, d):
+def _solvers(nb, m, d, skip=()):
     """Solvers to time: "auto", the exact form it does not pick where that form makes sense
-    (the dual only for m < d), and "cg"."""
+    (the dual only for m < d), and "cg" unless ``skip`` names it."""
     other = [s for s in EXACT_SOLVERS if s != nb.choose_solver(m, d) and not (s == "dual" and m >= d)]
-    return ["auto", *other, "cg"]
+    return ["auto", *other, *(["cg"] if "cg" not in skip else [])]
+
+
+def parse_shape(text, n):
+    """(m, d, n) of a shape "m x d" (measured at ``n``) or "m x d @ n"."""
+    shape, _, at = text.lower().partition("@")
+    m, d = (int(v) for v in shape.split("x"))
+    return m, d, int(at) if at else n
+
+
+def random_problem(rng, m, d, n, dtype):
+    """Rt, Ct (n, m), X (d, m), Yt (n, d) drawn in ``dtype`` (no float64 copy of an (n, m) array)."""
+    Rt = rng.random((n, m), dtype=dtype)
+    Ct = rng.random((n, m), dtype=dtype)
+    X = rng.standard_normal((d, m), dtype=dtype)
+    Yt = rng.standard_normal((n, d), dtype=dtype)
+    return Rt, Ct, X, Yt
 
 
 def measure_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
@@ -104,6 +126,24 @@ def measure_cfe(nb, X, Yt, Rt, Ct, solver, repeat):
     nb.solve_instances(X, Rt[small], Ct[small], LAM, **dict(kw_i, **({"init": Yt[small]} if solver == "cg" else {})))
     t_cls = median_seconds(lambda: nb.solve_classifiers(Yt, Rt, Ct, LAM, **kw_c), repeat)
     t_inst = median_seconds(lambda: nb.solve_instances(X, Rt, Ct, LAM, **kw_i), repeat)
+    return t_cls, t_inst
+
+
+def measure_rule(nb, X, Yt, Rt, repeat):
+    """Median seconds of the exact half-steps ("auto") with C as the rule of "label_aware" (half of the
+    instances labeled), each chunk's block of C computed from R inside the kernels, as a fit's C is."""
+    from cfe_fast.core.confidence import confidence_rule
+
+    n = Rt.shape[0]
+    rng = np.random.default_rng(2)
+    labels = np.where(rng.random(n) < 0.5, (rng.random(n) < 0.3).astype(float), np.nan)
+    small = slice(0, 64)
+    warm = confidence_rule(Rt[small], labels[small], "label_aware", 1.0, Rt.dtype)
+    nb.solve_classifiers(Yt[small], Rt[small], warm, LAM)  # JIT warm-up
+    nb.solve_instances(X, Rt[small], warm, LAM)
+    rule = confidence_rule(Rt, labels, "label_aware", 1.0, Rt.dtype)
+    t_cls = median_seconds(lambda: nb.solve_classifiers(Yt, Rt, rule, LAM), repeat)
+    t_inst = median_seconds(lambda: nb.solve_instances(X, Rt, rule, LAM), repeat)
     return t_cls, t_inst
 
 
@@ -121,17 +161,15 @@ def _cg_error(nb, X, Yt, Rt, Ct, k=2000):
     return f"rel. error vs exact: instance {errors[0]:.1e}, classifier {errors[1]:.1e} (cold start from 0; a fit warm-starts, see below)"
 
 
-def gram_row(nb, m, d, dtype, args, peak):
+def gram_row(nb, m, d, n, dtype, args, peak):
     """Markdown row: the classifier Gram build alone (:func:`classifier_sums`: the m packed
-    Grams sum_i c_ui y_i y_i^T and right-hand sides as GEMMs over all instances)."""
-    rng = np.random.default_rng(1)
-    n = args.n
-    Rt, Ct = rng.random((n, m)).astype(dtype), rng.random((n, m)).astype(dtype)
-    Yt = rng.standard_normal((n, d)).astype(dtype)
+    Grams sum_i c_ui y_i y_i^T and right-hand sides as GEMMs over n instances)."""
+    Rt, Ct, _, Yt = random_problem(np.random.default_rng(1), m, d, n, dtype)
     nb.classifier_sums(Yt[:64], Rt[:64], Ct[:64])  # JIT warm-up
     seconds = median_seconds(lambda: nb.classifier_sums(Yt, Rt, Ct), args.repeat) * args.per / n
     gflop = m * args.per * d * (d + 1) / 1e9  # 2 m n flops per packed entry, d (d + 1) / 2 entries
-    return f"| {m} | {d} | {np.dtype(dtype).name} | {seconds:.3g} | {gflop / seconds:.1f} | {100 * gflop / seconds / peak:.0f} % |"
+    return (f"| {m} | {d} | {n:,} | {np.dtype(dtype).name} | {seconds:.3g} | {gflop / seconds:.1f} | "
+            f"{100 * gflop / seconds / peak:.0f} % |")
 
 
 def measure_reference(ref, X, Y, R, C, k):
@@ -190,23 +228,21 @@ def _machine():
     return f"{cpu}, {os.cpu_count()} logical cores, numba threads {_num_threads()}; BLAS: {blas}"
 
 
-def shape_rows(args, nb, ref, m, d, dtype, peak):
-    """Markdown rows of one (m, d, dtype): every method, seconds per sweep scaled to args.per."""
-    rng = np.random.default_rng(0)
-    n = args.n
-    Rt = rng.random((n, m)).astype(dtype)
-    Ct = rng.random((n, m)).astype(dtype)
-    X = rng.standard_normal((d, m)).astype(dtype)
-    Yt = rng.standard_normal((n, d)).astype(dtype)
+def shape_rows(args, nb, ref, m, d, n, dtype, peak):
+    """Markdown rows of one (m, d, dtype) measured at n: every method, seconds per sweep scaled to args.per."""
+    Rt, Ct, X, Yt = random_problem(np.random.default_rng(0), m, d, n, dtype)
     scale = args.per / n
     flop = model_gflop(m, args.per, d)
     results = []
-    for solver in _solvers(nb, m, d):
+    for solver in _solvers(nb, m, d, args.skip):
         timing = measure_cfe(nb, X, Yt, Rt, Ct, solver, args.repeat)
         label = "cfe_fast " + (f"{solver} -> {nb.choose_solver(m, d)}" if solver == "auto" else solver)
         note = _cg_error(nb, X, Yt, Rt, Ct) if solver == "cg" else ""
         results.append((label + (" (approximate)" if solver == "cg" else ""), timing, note))
-    if _implicit_available():
+    if "rule" not in args.skip:
+        results.append(("cfe_fast auto, C by rule", measure_rule(nb, X, Yt, Rt, args.repeat),
+                        "label_aware C computed per chunk from R, as in a fit: no C stored"))
+    if "implicit" not in args.skip and _implicit_available():
         for use_cg, label in ((False, "implicit exact"), (True, "implicit CG 3 steps (approximate)")):
             results.append((label, measure_implicit(Ct, d, dtype, use_cg, args.repeat), "matrix in float32"))
     k = min(args.reference_n, n)
@@ -215,9 +251,10 @@ def shape_rows(args, nb, ref, m, d, dtype, peak):
     ref_sweep = sum(t_ref) * args.per / k
     for label, (t_cls, t_inst), note in results:
         sweep = (t_cls + t_inst) * scale
-        rows.append(f"| {m} | {d} | {np.dtype(dtype).name} | {label} | {t_cls * scale:.3g} | {t_inst * scale:.3g} | "
+        rows.append(f"| {m} | {d} | {n:,} | {np.dtype(dtype).name} | {label} | {t_cls * scale:.3g} | "
+                    f"{t_inst * scale:.3g} | "
                     f"{sweep:.3g} | {flop / sweep:.1f} | {100 * flop / sweep / peak:.0f} % | {ref_sweep / sweep:.1f}x | {note} |")
-    rows.append(f"| {m} | {d} | {np.dtype(dtype).name} | original per-instance (reference) | "
+    rows.append(f"| {m} | {d} | {n:,} | {np.dtype(dtype).name} | original per-instance (reference) | "
                 f"{t_ref[0] * args.per / k:.3g} | {t_ref[1] * args.per / k:.3g} | {ref_sweep:.3g} | "
                 f"{flop / ref_sweep:.1f} | {100 * flop / ref_sweep / peak:.1f} % | 1x | timed on {k} instances, extrapolated |")
     return rows
@@ -275,11 +312,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="instances actually measured")
     parser.add_argument("--per", type=int, default=1_000_000, help="report seconds per this many instances")
-    parser.add_argument("--shapes", default="10x20,10x64,100x20,100x64", help="m x d pairs")
+    parser.add_argument("--shapes", default="10x20,10x64,100x20,100x64",
+                        help="m x d pairs, each optionally @ the n it is measured at (default --n)")
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reference-n", type=int, default=2000, help="instances timed for the reference")
     parser.add_argument("--fit", action="store_true", help="also time a full fit and the JIT compile")
+    parser.add_argument("--skip", type=lambda text: tuple(filter(None, text.split(","))), default=(),
+                        help="methods to leave out: implicit, cg, rule")
     args = parser.parse_args()
 
     from cfe_fast import reference as ref
@@ -291,24 +331,23 @@ def main():
     print("GEMM roofline (square 1536, best of 7, Numba np.dot = SciPy's OpenBLAS): "
           + ", ".join(f"{dt} {one:.0f} GFLOP/s on 1 thread, {all_:.0f} on {_num_threads()}"
                       for dt, (one, all_) in peaks.items()) + "\n")
-    print(f"Seconds per sweep scaled to n = {args.per:,} (measured at n = {args.n:,}; median of {args.repeat}); "
+    print(f"Seconds per sweep scaled to n = {args.per:,} (measured at the n of each row; median of {args.repeat}); "
           f"GFLOP/s = model flops of an exact sweep / time; % of the {_num_threads()}-thread GEMM peak; "
           "speed-up against the original per-instance algorithm.\n")
-    print("| m | d | dtype | method | classifier step s | instance step s | sweep s | GFLOP/s | % peak | "
+    print("| m | d | n | dtype | method | classifier step s | instance step s | sweep s | GFLOP/s | % peak | "
           "vs original | note |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for shape in args.shapes.split(","):
-        m, d = (int(v) for v in shape.lower().split("x"))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    shapes = [parse_shape(shape, args.n) for shape in args.shapes.split(",")]
+    for m, d, n in shapes:
         for dtype in args.dtypes.split(","):
-            for row in shape_rows(args, nb, ref, m, d, np.dtype(dtype).type, peaks[dtype][1]):
+            for row in shape_rows(args, nb, ref, m, d, n, np.dtype(dtype).type, peaks[dtype][1]):
                 print(row, flush=True)
     print(f"\nClassifier Gram build alone (classifier_sums: packed GEMMs, 2 m n d (d + 1) / 2 flops), "
           f"seconds per {args.per:,} instances, % of the {_num_threads()}-thread GEMM peak:\n")
-    print("| m | d | dtype | seconds | GFLOP/s | % peak |\n|---|---|---|---|---|---|")
-    for shape in args.shapes.split(","):
-        m, d = (int(v) for v in shape.lower().split("x"))
+    print("| m | d | n | dtype | seconds | GFLOP/s | % peak |\n|---|---|---|---|---|---|---|")
+    for m, d, n in shapes:
         for dtype in args.dtypes.split(","):
-            print(gram_row(nb, m, d, np.dtype(dtype).type, args, peaks[dtype][1]), flush=True)
+            print(gram_row(nb, m, d, n, np.dtype(dtype).type, args, peaks[dtype][1]), flush=True)
     if args.fit:
         print("\n| end to end | seconds |\n|---|---|")
         for line in fit_rows():

@@ -16,7 +16,7 @@ from .._validation import (
     check_solvable,
     check_solvable_counts,
 )
-from ..core.confidence import instance_major_confidence
+from ..core.confidence import confidence_rule, instance_major_confidence
 from ..core.missing import fill_missing, filled_chunk, has_missing, missing_entries
 from ..core.sparse import (
     check_observed_sparse_classifiers,
@@ -57,6 +57,9 @@ def start_state(data, P, complete):
 
 class InMemoryBackend:
     """Base of the backends whose data are NumPy arrays (placed on a device by :meth:`place`)."""
+
+    #: whether the kernels take a :class:`~cfe_fast.core.confidence.ConfidenceRule` for C (see :meth:`start_fit`)
+    confidence_rules = False
 
     def place(self, *arrays):
         """The arrays unchanged: the kernels compute where the arrays are."""
@@ -109,31 +112,43 @@ class InMemoryBackend:
 
         Unobserved entries (NaN in P) get confidence 0 and the value
         :data:`~cfe_fast.core.missing.FILL_VALUE` in the R the kernels read.
+        A backend with ``confidence_rules`` (kernels that compute each block
+        of C from R) gets a named strategy's C as a
+        :class:`~cfe_fast.core.confidence.ConfidenceRule` where one can
+        stand for it (:func:`~cfe_fast.core.confidence.confidence_rule`) and
+        lam > 0, so C is never stored whole; otherwise C is an array.
         """
         missing = missing_entries(data.P)
         P = data.P
         dtype = P.dtype
-        if data.strategy == "uniform" and missing is None:  # confidence 1 everywhere: one shared Gram, no C stored
+        uniform = data.strategy == "uniform" and missing is None  # confidence 1 everywhere: one shared Gram
+        rule = None
+        if not uniform and self.confidence_rules and data.lam > 0:  # lam = 0 checks every system's C: stored
+            rule = confidence_rule(P, data.labels, data.strategy, data.confidence_alpha, dtype, missing,
+                                   data.classifier_names)
+        if uniform:  # no C at all (None in the contract)
             C, quality = None, None
-        elif data.strategy is None:
-            C = np.ascontiguousarray(check_confidence(data.confidence, P.shape, "confidence", dtype, missing))
-            quality = None
+            check_solvable_counts(np.ones(1), P.shape[1], data.lam, data.latent_dim, axis=0)
+            check_solvable_counts(np.ones(1), P.shape[0], data.lam, data.latent_dim, axis=1)
+        elif rule is not None:
+            C, quality = rule, rule.quality
         else:
-            C, quality = instance_major_confidence(P, data.labels, data.strategy, data.confidence_alpha, dtype,
-                                                   data.classifier_names)
+            if data.strategy is None:
+                Ct = np.ascontiguousarray(check_confidence(data.confidence, P.shape, "confidence", dtype, missing))
+                quality = None
+            else:
+                Ct, quality = instance_major_confidence(P, data.labels, data.strategy, data.confidence_alpha, dtype,
+                                                        data.classifier_names)
+            check_solvable(Ct.T, data.lam, data.latent_dim, axis=0)
+            check_solvable(Ct.T, data.lam, data.latent_dim, axis=1)
+            C = Ct.T  # (m, n) view of the instance-major array
         P = fill_missing(P, missing)
         n, m = P.shape
-        if C is None:
-            check_solvable_counts(np.ones(1), m, data.lam, data.latent_dim, axis=0)
-            check_solvable_counts(np.ones(1), n, data.lam, data.latent_dim, axis=1)
-        else:
-            check_solvable(C.T, data.lam, data.latent_dim, axis=0)
-            check_solvable(C.T, data.lam, data.latent_dim, axis=1)
         progress = data.resume or start_state(data, P, complete=missing is None)
         labeled = data.labeled
         # R, C as (m, n) views of the instance-major arrays; a GPU backend moves them to the device once
-        R, C, Y, X, labeled, y_labeled, omega = self.place(P.T, None if C is None else C.T, progress.Y, progress.X,
-                                                           labeled, data.labels[labeled], data.omega)
+        R, C, Y, X, labeled, y_labeled, omega = self.place(P.T, C, progress.Y, progress.X, labeled,
+                                                           data.labels[labeled], data.omega)
         progress.X = progress.Y = None  # the state owns the factors: the initial Y is freed once replaced
         problem = InMemoryProblem(self, R, C, data.lam, data.settings, labeled, y_labeled, omega, quality,
                                   missing=None if missing is None else missing.T)

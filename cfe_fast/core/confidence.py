@@ -8,10 +8,13 @@ An unobserved entry (NaN in P) has confidence 0 under every strategy, and
 statistics are taken over observed entries only.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .._float64 import blocks
 from .._validation import classifier_label
+from . import missing as missing_module
 from .missing import missing_entries, zero_missing
 
 CONFIDENCE_STRATEGIES = ("uniform", "certainty", "label_aware", "calibration")
@@ -99,6 +102,14 @@ def fold_in_strategy(strategy):
     return strategy if strategy in ("uniform", "calibration") else "certainty"
 
 
+def strategy_quality(P, labels, strategy, dtype, names=None):
+    """The "calibration" quality (m,) of instance-major P as a C in ``dtype`` holds it (rounded to ``dtype``,
+    float64), or None for any other strategy. ``names``: the classifiers' names for errors."""
+    if strategy != "calibration":
+        return None
+    return classifier_quality(P.T, labels, names=names).astype(dtype).astype(np.float64)
+
+
 def instance_major_confidence(P, labels, strategy, alpha, dtype, names=None):
     """C (n, m) of instance-major P (NaN = unobserved) for a named strategy, and the fitted quality.
 
@@ -107,10 +118,72 @@ def instance_major_confidence(P, labels, strategy, alpha, dtype, names=None):
     otherwise. Strategies are evaluated in blocks of instances, so no n x m
     float64 temporary exists. ``names``: the classifiers' names for errors.
     """
-    quality = None
-    if strategy == "calibration":
-        quality = classifier_quality(P.T, labels, names=names).astype(dtype).astype(np.float64)
+    quality = strategy_quality(P, labels, strategy, dtype, names)
     C = np.empty(P.shape, dtype=dtype)
     for s, e in blocks(P.shape[0], P.shape[1]):
         C[s:e] = confidence_chunk(P[s:e], labels[s:e], strategy, alpha, quality)
     return C, quality
+
+
+#: strategies whose confidence of an unobserved entry, read at the fill value 0.5, is already 0
+#: (|0.5 - 0.5| = 0), so a rule needs no mask of the missing entries (while the fill value is 0.5)
+ZERO_AT_FILL = ("certainty", "label_aware")
+
+
+@dataclass(frozen=True)
+class ConfidenceRule:
+    """The confidence C (m, n) of a named strategy, as a rule instead of an array.
+
+    Every strategy is element-wise given the labels and the "calibration"
+    quality, so a kernel that reads C can compute each block of it from the
+    block of R it reads (:meth:`block` defines the values: those of
+    :func:`confidence_chunk` in ``dtype``) and C is never stored whole, which
+    halves the memory of a fit. R must hold no NaN: it is the filled R the
+    kernels read, so the rule serves data with unobserved entries only for
+    :data:`ZERO_AT_FILL` strategies (:func:`confidence_rule`).
+
+    Attributes
+    ----------
+    strategy : str
+        One of :data:`CONFIDENCE_STRATEGIES`.
+    alpha : float
+        Of "label_aware".
+    labels : ndarray (n,)
+        float64, NaN where unlabeled.
+    quality : ndarray (m,) or None
+        The "calibration" quality (float64, rounded to ``dtype``).
+    shape : tuple
+        (m, n), the shape of the C it stands for.
+    dtype : numpy dtype
+        Of the C it stands for (that of R).
+    """
+
+    strategy: str
+    alpha: float
+    labels: np.ndarray
+    quality: object
+    shape: tuple
+    dtype: object
+
+    def block(self, P_chunk, start):
+        """C (rows, m) of the rows ``start:start + rows`` of filled instance-major P, in ``dtype``."""
+        labels = self.labels[start:start + P_chunk.shape[0]]
+        return np.asarray(confidence_chunk(P_chunk, labels, self.strategy, self.alpha, self.quality), dtype=self.dtype)
+
+
+def confidence_rule(P, labels, strategy, alpha, dtype, missing=None, names=None):
+    """The :class:`ConfidenceRule` of filled instance-major P (n, m), or None where a rule cannot stand for C.
+
+    None for a user matrix (``strategy`` None) and, with unobserved entries
+    (``missing`` not None), for the strategies not in :data:`ZERO_AT_FILL`
+    and for any fill value but 0.5 (the confidence of an unobserved entry
+    would need the mask).
+    """
+    zero_at_fill = strategy in ZERO_AT_FILL and missing_module.FILL_VALUE == 0.5
+    if strategy is None or (missing is not None and not zero_at_fill):
+        return None
+    if strategy not in CONFIDENCE_STRATEGIES:
+        raise ValueError(f"unknown confidence strategy {strategy!r}; choose one of {CONFIDENCE_STRATEGIES}")
+    quality = strategy_quality(P, labels, strategy, dtype, names)
+    return ConfidenceRule(strategy, float(alpha), np.ascontiguousarray(labels, dtype=np.float64), quality,
+                          P.shape[::-1], np.dtype(dtype))

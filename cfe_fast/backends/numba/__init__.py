@@ -16,6 +16,7 @@ import numpy as np
 from ... import config
 from ..._float64 import working_dtype
 from .. import CAPABILITIES, shared_gram
+from ...core.confidence import ConfidenceRule
 from ...core.sparse import is_sparse
 from ..in_memory import InMemoryBackend
 from . import compile_notice, sparse
@@ -32,6 +33,11 @@ def _instance_major(A, dtype):
     return np.ascontiguousarray(np.asarray(A).T, dtype=dtype)
 
 
+def _confidence(C, dtype):
+    """The kernels' instance-major C: a rule as it is (the kernels compute its blocks), an array transposed."""
+    return C if isinstance(C, ConfidenceRule) else _instance_major(C, dtype)
+
+
 class NumbaBackend(InMemoryBackend):
     """The contract of :class:`~cfe_fast.backends.contract.Backend` on Numba kernels.
 
@@ -41,6 +47,7 @@ class NumbaBackend(InMemoryBackend):
 
     name = "numba"
     capabilities = CAPABILITIES["numba"]
+    confidence_rules = True
 
     def choose_solver(self, m, d, lam):
         return choose_solver(m, d, lam)
@@ -57,7 +64,7 @@ class NumbaBackend(InMemoryBackend):
             return (Yt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else Yt.T
         dtype = working_dtype(np.asarray(R))
         start = _instance_major(init, dtype) if solver == "cg" and init is not None else None
-        result = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam,
+        result = solve_instances(X, _instance_major(R, dtype), _confidence(C, dtype), lam,
                                  solver=solver, init=start, loss=with_loss)
         if not with_loss:
             return result.T
@@ -68,7 +75,7 @@ class NumbaBackend(InMemoryBackend):
         if C is None:
             return shared_gram.classifier_factors(Y, R, lam, np)
         dtype = working_dtype(np.asarray(R))
-        return solve_classifiers(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype), lam,
+        return solve_classifiers(_instance_major(Y, dtype), _instance_major(R, dtype), _confidence(C, dtype), lam,
                                  solver=solver, init=init if solver == "cg" else None)
 
     def fold_in(self, X, R, C, lam):
@@ -79,7 +86,7 @@ class NumbaBackend(InMemoryBackend):
             return shared_gram.reconstruction_loss(X, Y, R, lam, np)
         dtype = working_dtype(np.asarray(R))
         return reconstruction_loss_t(X, _instance_major(Y, dtype), _instance_major(R, dtype),
-                                     _instance_major(C, dtype), lam)
+                                     _confidence(C, dtype), lam)
 
     def aggregator_terms(self, X, Y_labeled, y_labeled, omega, w, b, focal_gamma=0.0, focal_variant="exact",
                          hessian=False):
@@ -91,7 +98,7 @@ class NumbaBackend(InMemoryBackend):
             Yt, Zt, *sse = shared_gram.instance_factors(X, R, lam, np, w=w, with_loss=with_loss)
             return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
         dtype = working_dtype(np.asarray(R))
-        Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _instance_major(C, dtype), lam, w,
+        Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _confidence(C, dtype), lam, w,
                                        loss=with_loss)
         return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
 
@@ -99,7 +106,7 @@ class NumbaBackend(InMemoryBackend):
         if C is None:
             return shared_gram.gram_terms(Y, R, np)
         dtype = working_dtype(np.asarray(R))
-        G, B = classifier_sums(_instance_major(Y, dtype), _instance_major(R, dtype), _instance_major(C, dtype))
+        G, B = classifier_sums(_instance_major(Y, dtype), _instance_major(R, dtype), _confidence(C, dtype))
         d = B.shape[0]
         rows, cols = np.tril_indices(d)
         full = np.zeros((G.shape[1], d, d))
@@ -113,7 +120,7 @@ class NumbaBackend(InMemoryBackend):
         dtype = working_dtype(np.asarray(R))
         _, gX, gYt = reconstruction_loss_grad_t(
             np.asarray(X, dtype=dtype), _instance_major(Y, dtype), _instance_major(R, dtype),
-            _instance_major(C, dtype), lam,
+            _confidence(C, dtype), lam,
         )
         return gX, gYt.T
 

@@ -14,6 +14,7 @@ from numba import prange
 from ... import config
 from ..._float64 import working_dtype
 from .common import as_float64, assign, block_range, jit, kernel_threads, ordered_sum, run_tasks, tri
+from .confidence import chunk_confidence, kernel_confidence
 from .linalg import add_ridge, cg_start, cg_step, packed_cholesky_solve, packed_outer_rows, raise_if_failed
 
 
@@ -34,7 +35,7 @@ def _chunk_grams(Yc, Cc, RCc, rows, Gc, Bc):
 
 
 @jit(nogil=True)
-def _classifier_gram_blocks(Yt, Rt, Ct, chunk, n_blocks, rows, part_G, part_B, first, stop):
+def _classifier_gram_blocks(Yt, Rt, conf, chunk, n_blocks, rows, part_G, part_B, first, stop):
     """Blocks first <= blk < stop of G (T, m) = sum_i c_ui packed(y_i y_i^T) and B (d, m) = sum_i y_i c_ui r_ui.
 
     Instances are cut into fixed chunks, the chunks into ``n_blocks``
@@ -56,7 +57,7 @@ def _classifier_gram_blocks(Yt, Rt, Ct, chunk, n_blocks, rows, part_G, part_B, f
         for c in range(c0, c1):
             s = c * chunk
             e = min(n, s + chunk)
-            Cc = Ct[s:e]
+            Cc = chunk_confidence(conf, Rt, s, e)
             _chunk_grams(np.ascontiguousarray(Yt[s:e].T), Cc, Cc * Rt[s:e], rows, Gc, Bc)
             G_blk += Gc
             B_blk += Bc
@@ -75,7 +76,8 @@ def classifier_sums(Yt, Rt, Ct):
 
     Parameters
     ----------
-    Yt : (n, d) instance factors; Rt, Ct : (n, m), instance-major.
+    Yt : (n, d) instance factors; Rt : (n, m), instance-major; Ct : (n, m), instance-major, or a
+    :class:`~cfe_fast.core.confidence.ConfidenceRule` (each chunk's block computed from Rt).
 
     Returns
     -------
@@ -93,13 +95,13 @@ def classifier_sums(Yt, Rt, Ct):
     part_G = np.empty((n_blocks, d * (d + 1) // 2, m))
     part_B = np.empty((n_blocks, d, m))
     with kernel_threads(n * m * d * d):
-        run_tasks(_classifier_gram_blocks, n_blocks, np.ascontiguousarray(Yt, dtype=dtype), Rt, Ct, chunk, n_blocks,
-                  _gram_rows(d, chunk), part_G, part_B)
+        run_tasks(_classifier_gram_blocks, n_blocks, np.ascontiguousarray(Yt, dtype=dtype), Rt,
+                  kernel_confidence(Ct, dtype), chunk, n_blocks, _gram_rows(d, chunk), part_G, part_B)
     return ordered_sum(part_G), ordered_sum(part_B)  # fixed order: independent of the thread count
 
 
 @jit(parallel=True)
-def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks):
+def _classifier_products(Yt, Rt, conf, P, first, chunk, n_blocks):
     """One pass over the instances for the classifier CG, without forming the systems.
 
     Returns out (3 if ``first`` else 1, d, m): out[0] = sum_i y_i c_ui (y_i^T p_u)
@@ -119,7 +121,7 @@ def _classifier_products(Yt, Rt, Ct, P, first, chunk, n_blocks):
             s = c * chunk
             e = min(n, s + chunk)
             Yc = as_float64(Yt[s:e])
-            Cc = as_float64(Ct[s:e])
+            Cc = as_float64(chunk_confidence(conf, Rt, s, e))
             products = sums[0]
             products += np.dot(Yc.T, Cc * np.dot(Yc, P))
             if first:
@@ -137,13 +139,14 @@ def _solve_classifiers_cg(Yt, Rt, Ct, lam, init, steps):
     d = Yt.shape[1]
     m = Rt.shape[1]
     X = np.zeros((d, m)) if init is None else np.array(init, dtype=np.float64)
+    conf = kernel_confidence(Ct, working_dtype(Rt))
     with kernel_threads(4 * Yt.shape[0] * m * d):
-        sums = _classifier_products(Yt, Rt, Ct, X, True, config.REDUCE_CHUNK, config.REDUCE_BLOCKS)
+        sums = _classifier_products(Yt, Rt, conf, X, True, config.REDUCE_CHUNK, config.REDUCE_BLOCKS)
         diag = np.maximum(sums[2] + lam, 1e-300)
         R = sums[1] - sums[0] - lam * X
         P, rz = cg_start(R, diag)
         for _ in range(steps):
-            AP = _classifier_products(Yt, Rt, Ct, P, False, config.REDUCE_CHUNK, config.REDUCE_BLOCKS)[0]
+            AP = _classifier_products(Yt, Rt, conf, P, False, config.REDUCE_CHUNK, config.REDUCE_BLOCKS)[0]
             cg_step(AP + lam * P, P, R, X, diag, rz)
     return X
 

@@ -15,6 +15,7 @@ from numba import prange
 from ... import config
 from ..._float64 import working_dtype
 from .common import as_float64, assign, jit, kernel_threads, run_tasks, tri
+from .confidence import chunk_confidence, kernel_confidence
 from .linalg import (
     add_ridge,
     cg_start,
@@ -51,7 +52,7 @@ def resolve_solver(solver, m, d, lam=1.0):
 
 
 @jit(nogil=True)
-def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse, first, stop):
+def _instance_primal(X, PX, Rt, conf, lam, chunk, Yt, failed, v, Zt, sse, first, stop):
     """Primal d x d systems of chunks first <= c < stop (the tasks of :func:`~.common.run_tasks`);
     if v.size, also Zt[i] = A_i^-1 v (same factors); if sse.size, sse[c] = sum c (r - r_hat)^2
     over chunk c at the new factors."""
@@ -60,7 +61,7 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse, first, s
     for c in range(first, stop):
         s = c * chunk
         e = min(n, s + chunk)
-        Cc = Ct[s:e]
+        Cc = chunk_confidence(conf, Rt, s, e)
         G = as_float64(np.dot(PX, Cc.T))
         B = as_float64(np.dot(X, (Cc * Rt[s:e]).T))
         add_ridge(G, d, lam)
@@ -77,7 +78,7 @@ def _instance_primal(X, PX, Rt, Ct, lam, chunk, Yt, failed, v, Zt, sse, first, s
 
 
 @jit(nogil=True)
-def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse, first, stop):
+def _instance_dual(X, XtX, Rt, conf, lam, chunk, Yt, failed, w, Zt, sse, first, stop):
     """Dual m x m systems (see :func:`choose_solver`) of chunks first <= c < stop (the tasks of
     :func:`~.common.run_tasks`); if w.size, also Zt[i] = A_i^-1 X w; if sse.size,
     sse[c] = sum c (r - r_hat)^2 over chunk c at the new factors.
@@ -95,7 +96,7 @@ def _instance_dual(X, XtX, Rt, Ct, lam, chunk, Yt, failed, w, Zt, sse, first, st
         e = min(n, s + chunk)
         # (m, nc) C-contiguous: a transposed view stays F-ordered through sqrt and
         # products, and the loops over systems on its strided rows do not vectorise
-        S = np.sqrt(as_float64(np.ascontiguousarray(Ct[s:e].T)))  # D per instance
+        S = np.sqrt(as_float64(np.ascontiguousarray(chunk_confidence(conf, Rt, s, e).T)))  # D per instance
         M = np.empty((tri(m), e - s))
         for u in range(m):
             for v in range(u + 1):
@@ -124,7 +125,9 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     Parameters
     ----------
     X : (d, m) classifier factors.
-    Rt, Ct : (n, m) C-contiguous probabilities and confidences.
+    Rt : (n, m) C-contiguous probabilities.
+    Ct : (n, m) C-contiguous confidences, or a :class:`~cfe_fast.core.confidence.ConfidenceRule`
+        (each chunk's block computed from Rt, :mod:`.confidence`).
     lam : float
     w : (m,) array, optional
         Also return Zt (n, d) float64 with Zt[i] = (X C_i X^T + lam I)^-1 X w,
@@ -163,17 +166,18 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
     failed = np.zeros(n, dtype=np.bool_)
     Zt = np.empty((n, d) if want_z else (0, d))
     X64 = np.ascontiguousarray(X, dtype=np.float64)
+    conf = kernel_confidence(Ct, dtype)
     with kernel_threads(n * (m * d * d + d**3 / 3)):
         if solver == "cg":
             Y0t = np.zeros((n, d), dtype=dtype) if init is None else np.ascontiguousarray(init, dtype=dtype)
-            _instance_cg(X64, Rt, Ct, float(lam), systems_per_chunk(d), int(cg_steps), Y0t, Yt)
+            _instance_cg(X64, Rt, conf, float(lam), systems_per_chunk(d), int(cg_steps), Y0t, Yt)
             sse = np.array([weighted_squared_residual_t(X, Yt, Rt, Ct)] if loss else [])
         elif solver == "dual":
             chunk = systems_per_chunk(m)
             sse = np.empty(-(-n // chunk) if loss else 0)
             w64 = np.asarray(w if want_z else np.empty(0), dtype=np.float64)
-            run_tasks(_instance_dual, -(-n // chunk), X64, X64.T @ X64, Rt, Ct, float(lam), chunk, Yt, failed, w64, Zt,
-                      sse)
+            run_tasks(_instance_dual, -(-n // chunk), X64, X64.T @ X64, Rt, conf, float(lam), chunk, Yt, failed, w64,
+                      Zt, sse)
         else:
             chunk = systems_per_chunk(d)
             sse = np.empty(-(-n // chunk) if loss else 0)
@@ -181,14 +185,14 @@ def solve_instances(X, Rt, Ct, lam, w=None, *, solver="auto", init=None, cg_step
             rows, cols = np.tril_indices(d)
             PX = np.ascontiguousarray(X[rows] * X[cols])
             v = X64 @ np.asarray(w, dtype=np.float64) if want_z else np.empty(0)
-            run_tasks(_instance_primal, -(-n // chunk), X, PX, Rt, Ct, float(lam), chunk, Yt, failed, v, Zt, sse)
+            run_tasks(_instance_primal, -(-n // chunk), X, PX, Rt, conf, float(lam), chunk, Yt, failed, v, Zt, sse)
     raise_if_failed(failed, "instance")
     outputs = [Yt] + ([Zt] if want_z else []) + ([float(sse.sum())] if loss else [])
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 @jit(parallel=True)
-def _instance_cg(X, Rt, Ct, lam, chunk, steps, Y0t, Yt):
+def _instance_cg(X, Rt, conf, lam, chunk, steps, Y0t, Yt):
     """Warm-started Jacobi-preconditioned CG on the primal systems, without forming them.
 
     A_i p = X (c_i * (X^T p)) + lam p costs 4 d m flops (two small GEMMs per chunk).
@@ -198,7 +202,7 @@ def _instance_cg(X, Rt, Ct, lam, chunk, steps, Y0t, Yt):
     for c in prange((n + chunk - 1) // chunk):
         s = c * chunk
         e = min(n, s + chunk)
-        Cc = as_float64(np.ascontiguousarray(Ct[s:e].T))  # (m, nc)
+        Cc = as_float64(np.ascontiguousarray(chunk_confidence(conf, Rt, s, e).T))  # (m, nc)
         Y = as_float64(np.ascontiguousarray(Y0t[s:e].T))  # (d, nc)
         diag = np.maximum(np.dot(X2, Cc) + lam, 1e-300)
         R = np.dot(X, Cc * Rt[s:e].T) - np.dot(X, Cc * np.dot(X.T, Y)) - lam * Y

@@ -12,6 +12,7 @@ from ... import config
 from ..._float64 import squared_norm
 from ...core.losses import aggregator_terms_from_sums, normalised_reconstruction_loss
 from .common import as_float64, assign, jit, kernel_threads, ordered_sum, run_tasks
+from .confidence import chunk_confidence, kernel_confidence
 
 
 @jit
@@ -26,14 +27,14 @@ def squared_residual(R_hat, Rc, Cc):
 
 
 @jit(parallel=True)
-def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
+def _weighted_squared_residual(X, Yt, Rt, conf, chunk):
     n = Rt.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     partial = np.empty(n_chunks)
     for c in prange(n_chunks):
         s = c * chunk
         e = min(n, s + chunk)
-        partial[c] = squared_residual(np.dot(Yt[s:e], X), Rt[s:e], Ct[s:e])
+        partial[c] = squared_residual(np.dot(Yt[s:e], X), Rt[s:e], chunk_confidence(conf, Rt, s, e))
     total = 0.0
     for c in range(n_chunks):
         total += partial[c]
@@ -41,7 +42,7 @@ def _weighted_squared_residual(X, Yt, Rt, Ct, chunk):
 
 
 @jit(parallel=True)
-def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, lam, scale, gYt):
+def _weighted_residual_grads(X, Yt, Rt, conf, chunk, lam, scale, gYt):
     """Fused pass over chunks with E = c (r - r_hat): returns sum c (r - r_hat)^2 and
     gX = -2 sum_i y_i e_i^T (d, m), and writes the whole instance gradient
     gYt[i] = scale (2 lam y_i - 2 X e_i) (float64, fixed-order reduction)."""
@@ -56,7 +57,7 @@ def _weighted_residual_grads(X, Yt, Rt, Ct, chunk, lam, scale, gYt):
         e = min(n, s + chunk)
         Yc = as_float64(Yt[s:e])
         residual = as_float64(Rt[s:e]) - np.dot(Yc, X64)
-        E = as_float64(Ct[s:e]) * residual
+        E = as_float64(chunk_confidence(conf, Rt, s, e)) * residual
         acc = 0.0
         for i in range(e - s):
             for u in range(m):
@@ -159,13 +160,16 @@ def weighted_row_sums(out, weights, rows):
 
 
 def reconstruction_loss_grad_t(X, Yt, Rt, Ct, lam):
-    """Normalised L_rec and its gradients (dX (d, m), dYt (n, d)) on instance-major data, float64."""
+    """Normalised L_rec and its gradients (dX (d, m), dYt (n, d)) on instance-major data, float64.
+
+    Ct: the (n, m) array or a :class:`~cfe_fast.core.confidence.ConfidenceRule`, as for every kernel here.
+    """
     n, m = Rt.shape
     scale = 1.0 / (m * n)
     gYt = np.empty((n, X.shape[0]))
     with kernel_threads(4 * n * m * X.shape[0]):
-        sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt, Ct,
-                                           config.REDUCE_CHUNK, float(lam), scale, gYt)
+        sse, gX = _weighted_residual_grads(np.ascontiguousarray(X), np.ascontiguousarray(Yt), Rt,
+                                           kernel_confidence(Ct, Rt.dtype), config.REDUCE_CHUNK, float(lam), scale, gYt)
     gX += 2 * lam * np.asarray(X, dtype=np.float64)
     gX *= scale
     return normalised_loss(sse, X, Yt, lam), gX, gYt
@@ -175,7 +179,8 @@ def weighted_squared_residual_t(X, Yt, Rt, Ct):
     """``sum_{u,i} c_ui (r_ui - x_u^T y_i)^2`` over a block of instances (float64)."""
     X = np.ascontiguousarray(X, dtype=Rt.dtype)
     with kernel_threads(2 * Rt.shape[0] * Rt.shape[1] * X.shape[0]):
-        return _weighted_squared_residual(X, np.ascontiguousarray(Yt, dtype=Rt.dtype), Rt, Ct, config.REDUCE_CHUNK)
+        return _weighted_squared_residual(X, np.ascontiguousarray(Yt, dtype=Rt.dtype), Rt,
+                                          kernel_confidence(Ct, Rt.dtype), config.REDUCE_CHUNK)
 
 
 def reconstruction_loss_t(X, Yt, Rt, Ct, lam):
