@@ -153,8 +153,8 @@ class CFEnsembleClassifier(ClassifierMixin, ClassNamePrefixFeaturesOutMixin, Tra
         increases; needs rho > 0). "joint": Adam on all parameters together.
         See :mod:`cfe_fast.training.trainers`. On the real-data benchmark
         (``benchmarks/results/quality_cpu2.md``) "exact" and "joint" predict
-        worse than "als" (17 and 12 of 33 cells within 0.002 PR-AUC of the
-        better of the mean and LR stacking, against 25): their factors follow the few
+        worse than "als" (19 and 13 of 33 cells within 0.002 PR-AUC of the
+        better of the mean and LR stacking, against 28): their factors follow the few
         labels too, so the aggregator's cross-validation cannot be run on
         fixed factors ("auto" is 0 for them) and they overfit where labels
         are few. Use them to study the joint objective, not for prediction.
