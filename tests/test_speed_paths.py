@@ -192,7 +192,7 @@ def test_closed_form_start_is_the_fixed_point_als_converges_to(m, n, d, dtype):
     rng = np.random.default_rng(m + d)
     R = rng.random((m, n)).astype(dtype)
     ones, lam = np.ones(R.shape), 0.3
-    Yt = shared_gram.optimal_instance_factors(R, d, lam, np)
+    Yt = shared_gram.optimal_start(np.ascontiguousarray(R.T), d, lam).T
     assert Yt.dtype == dtype and Yt.flags.c_contiguous and Yt.shape == (n, d)
     Y = Yt.T.astype(np.float64)
     X = ref.update_classifier_factors(Y, R, ones, lam)

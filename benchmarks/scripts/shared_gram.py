@@ -16,6 +16,8 @@ Current results: ``benchmarks/results/shared_gram_cpu2.md``.
 
 import argparse
 import os
+import pathlib
+import sys
 import time
 import warnings
 
@@ -25,16 +27,10 @@ from cfe_fast import CFEnsembleClassifier, make_ensemble
 from cfe_fast._threads import single_threaded_blas
 from cfe_fast.backends import get_backend
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "suite"))  # for _common
+from _common import median_seconds  # noqa: E402
+
 SHAPES = ((18, 17), (100, 20), (1000, 32))
-
-
-def median_seconds(function, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def kernel_rows(n, repeat):

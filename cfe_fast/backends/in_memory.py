@@ -51,7 +51,7 @@ def start_state(data, P, complete):
     """
     n, m = P.shape
     Y0 = shared_gram.optimal_start(P, data.latent_dim, data.lam) \
-        if data.strategy == "uniform" and complete and data.lam > 0 else None
+        if shared_gram.starts_at_fixed_point(data.strategy, complete, data.lam) else None
     return initial_fit_state(data.rng, n, m, data.latent_dim, P.dtype, Y0)
 
 

@@ -21,7 +21,7 @@ per-system kernels refuse theirs, when a pivot falls to
 import numpy as np
 from scipy.sparse import issparse
 
-from .._float64 import blocks, working_dtype
+from .._float64 import blocks, gram64, working_dtype
 from ..core.losses import normalised_reconstruction_loss
 from ..errors import PIVOT_RTOL, singular_system_error
 
@@ -73,40 +73,42 @@ def instance_factors(X, R, lam, xp, w=None, with_loss=False):
         Also return Zt (n, d) float64, every row (X Xᵀ + lam I)⁻¹ X w (a
         read-only broadcast: the systems are one).
     with_loss : bool
-        Also return sum (r - x_uᵀ y_i)² at (X, Y) (float64 scalar), from the
-        returned (rounded) Y.
+        Also return the normalised L_rec at (X, Y), from the returned
+        (rounded) Y and X read in R's working dtype, as the other kernels give it.
 
     Returns
     -------
     tuple
-        (Yt,), then Zt if ``w`` is given, then the sum if ``with_loss``.
+        (Yt,), then Zt if ``w`` is given, then L_rec if ``with_loss``.
     """
     m, n = R.shape
     dtype = working_dtype(R)
     X64 = xp.asarray(X, dtype=np.float64)
     Xw64 = X64.astype(dtype).astype(np.float64)  # X as the loss of the other kernels reads it
+    Xw_gram = Xw64 @ Xw64.T
     solve_t = (shared_inverse(X64 @ X64.T, lam, "instance", xp) @ X64).T  # (m, d): y_i^T = r_i^T solve_t
     Yt = xp.empty((n, X64.shape[0]), dtype=dtype)
-    sse = 0.0
+    sse = y_squared = 0.0
     for s, e in blocks(n, m):
         rows = _rows64(R, s, e, xp)
         Yt[s:e] = rows @ solve_t
         if with_loss:
-            sse += _block_squared_residual(rows, Yt[s:e].astype(np.float64), Xw64, xp)
+            factors = Yt[s:e].astype(np.float64)
+            sse += _block_squared_residual(rows, factors, Xw64, Xw_gram, xp)
+            y_squared += float(xp.einsum("ij,ij->", factors, factors))
     result = [Yt]
     if w is not None:
         result.append(xp.broadcast_to(xp.asarray(w, dtype=np.float64) @ solve_t, Yt.shape))
     if with_loss:
-        result.append(sse)
+        result.append(normalised_reconstruction_loss(sse, float(xp.trace(Xw_gram)), y_squared, lam, m, n))
     return tuple(result)
 
 
-def _block_squared_residual(rows, factors, X64, xp):
-    """sum over a block of ||r_i - Xᵀ y_i||² = ||r_i||² - 2 (X r_i)ᵀ y_i + y_iᵀ (X Xᵀ) y_i, float64: no
-    (rows, m) temporary; the terms are within a factor ~||r||² / L_rec of each other, far from float64's
-    cancellation."""
-    projected, gram = rows @ X64.T, X64 @ X64.T
-    return float(xp.einsum("ij,ij->", rows, rows) - 2 * xp.einsum("ij,ij->", projected, factors)
+def _block_squared_residual(rows, factors, X64, gram, xp):
+    """sum over a block of ||r_i - Xᵀ y_i||² = ||r_i||² - 2 (X r_i)ᵀ y_i + y_iᵀ (X Xᵀ) y_i, float64, with
+    ``gram`` = X Xᵀ: no (rows, m) temporary; the terms are within a factor ~||r||² / L_rec of each other,
+    far from float64's cancellation."""
+    return float(xp.einsum("ij,ij->", rows, rows) - 2 * xp.einsum("ij,ij->", rows @ X64.T, factors)
                  + xp.einsum("ij,ij->", factors @ gram, factors))
 
 
@@ -134,25 +136,17 @@ def gram_terms(Y, R, xp):
     return xp.broadcast_to(G, (R.shape[0],) + G.shape), B.T
 
 
-def _squared_sums(X, Y, R, xp):
-    """(sum (r - x_uᵀ y_i)² over every entry, ||Y||²), float64, X read in R's working dtype as the other
-    kernels read it."""
+def reconstruction_loss(X, Y, R, lam, xp):
+    """The normalised L_rec at confidence 1, X read in R's working dtype as the other kernels read it."""
     m, n = R.shape
     Xw64 = xp.asarray(X).astype(working_dtype(R)).astype(np.float64)
+    gram = Xw64 @ Xw64.T
     sse = y_squared = 0.0
     for s, e in blocks(n, m + Y.shape[0]):
         factors = _rows64(Y, s, e, xp)
-        sse += _block_squared_residual(_rows64(R, s, e, xp), factors, Xw64, xp)
+        sse += _block_squared_residual(_rows64(R, s, e, xp), factors, Xw64, gram, xp)
         y_squared += float(xp.einsum("ij,ij->", factors, factors))
-    return sse, y_squared
-
-
-def reconstruction_loss(X, Y, R, lam, xp):
-    """The normalised L_rec at confidence 1."""
-    m, n = R.shape
-    x_squared = float(xp.sum(xp.asarray(X).astype(working_dtype(R)).astype(np.float64) ** 2))
-    sse, y_squared = _squared_sums(X, Y, R, xp)
-    return normalised_reconstruction_loss(sse, x_squared, y_squared, lam, m, n)
+    return normalised_reconstruction_loss(sse, float(xp.trace(gram)), y_squared, lam, m, n)
 
 
 def reconstruction_gradient(X, Y, R, lam, xp):
@@ -189,26 +183,34 @@ def optimal_projection(gram, d, lam):
     return projection
 
 
-def optimal_instance_factors(R, d, lam, xp):
-    """Yt (n, d) of :func:`optimal_projection`, C-contiguous in R's working dtype: one pass over R for its
-    Gram, one for Yt."""
-    m, n = R.shape
-    gram = xp.zeros((m, m))
+def gram_of_rows(P):
+    """Pᵀ P (m, m) in float64 for instance-major P (n, m): a NumPy array (converted in blocks) or a
+    ``scipy.sparse`` matrix."""
+    if issparse(P):
+        P64 = P.astype(np.float64)
+        return (P64.T @ P64).toarray()
+    return gram64(P.T)
+
+
+def project_rows(P, projection):
+    """Yt = P projection (n, d) C-contiguous in P's dtype, for P as in :func:`gram_of_rows`."""
+    if issparse(P):
+        return np.ascontiguousarray(P.astype(np.float64) @ projection, dtype=P.dtype)
+    n, m = P.shape
+    Yt = np.empty((n, projection.shape[1]), dtype=P.dtype)
     for s, e in blocks(n, m):
-        rows = _rows64(R, s, e, xp)
-        gram += rows.T @ rows
-    projection = xp.asarray(optimal_projection(gram, d, lam))
-    Yt = xp.empty((n, d), dtype=working_dtype(R))
-    for s, e in blocks(n, m):
-        Yt[s:e] = _rows64(R, s, e, xp) @ projection
+        Yt[s:e] = np.asarray(P[s:e], dtype=np.float64) @ projection
     return Yt
 
 
+def starts_at_fixed_point(strategy, complete, lam):
+    """Whether a fit starts at :func:`optimal_projection`'s Y: every confidence 1 (the "uniform"
+    ``strategy`` on ``complete`` data) and ``lam > 0`` (else directions past R's rank would make the
+    systems singular)."""
+    return strategy == "uniform" and complete and lam > 0
+
+
 def optimal_start(P, d, lam):
-    """Y0 (d, n) of :func:`optimal_projection` for instance-major P (n, m) holding every entry: a NumPy array, or
-    a ``scipy.sparse`` matrix with all m n entries stored; in P's dtype, the transposed view of (n, d)."""
-    if not issparse(P):
-        return optimal_instance_factors(P.T, d, lam, np).T
-    P64 = P.astype(np.float64)
-    projection = optimal_projection((P64.T @ P64).toarray(), d, lam)
-    return np.ascontiguousarray(P64 @ projection, dtype=P.dtype).T
+    """Y0 (d, n) of :func:`optimal_projection` for instance-major P (n, m) holding every entry (as in
+    :func:`gram_of_rows`): in P's dtype, the transposed view of (n, d); two passes over P."""
+    return project_rows(P, optimal_projection(gram_of_rows(P), d, lam)).T

@@ -167,10 +167,8 @@ def update_instance_factors(X, R, C, lam, *, xp=None, chunk=None, with_loss=Fals
     """
     xp = xp or compute_module(X, R, C)
     if C is None:  # confidence 1 everywhere: one shared Gram
-        Yt, *sse = shared_gram.instance_factors(X, R, lam, xp, with_loss=with_loss)
-        Y = _placed_like(R, Yt.T)
-        return (Y, _normalised_loss(sse[0], xp.sum(Yt.astype(np.float64) ** 2), as_module(xp, X, working_dtype(R)),
-                                    lam, R.shape)) if with_loss else Y
+        Yt, *loss = shared_gram.instance_factors(X, R, lam, xp, with_loss=with_loss)
+        return (_placed_like(R, Yt.T), *loss) if with_loss else _placed_like(R, Yt.T)
     dtype = working_dtype(R)
     if not is_numpy(xp):
         warn_if_tf32(dtype)
@@ -264,10 +262,8 @@ def instance_solves(X, R, C, lam, w, *, xp=None, chunk=None, with_loss=False):
     """
     xp = xp or compute_module(X, R, C)
     if C is None:
-        Yt, Zt, *sse = shared_gram.instance_factors(X, R, lam, xp, w=to_host(w), with_loss=with_loss)
-        Y, Z = _placed_like(R, Yt.T), _placed_like(R, Zt.T)
-        return (Y, Z, _normalised_loss(sse[0], xp.sum(Yt.astype(np.float64) ** 2), as_module(xp, X, working_dtype(R)),
-                                       lam, R.shape)) if with_loss else (Y, Z)
+        Yt, Zt, *loss = shared_gram.instance_factors(X, R, lam, xp, w=to_host(w), with_loss=with_loss)
+        return (_placed_like(R, Yt.T), _placed_like(R, Zt.T), *loss)
     dtype = working_dtype(R)
     if not is_numpy(xp):
         warn_if_tf32(dtype)

@@ -22,6 +22,7 @@ from ...core.sparse import has_sparse_chunks, is_sparse
 from ...training.state import FitState, State, initial_instance_factors
 from .. import CAPABILITIES
 from ..numba import NumbaBackend
+from ..shared_gram import starts_at_fixed_point
 from . import sparse
 from .data import (
     as_instance_chunks,
@@ -75,7 +76,7 @@ class DaskBackend(NumbaBackend):
             n_observed = engine.n_observed()
         else:
             engine, quality, n_observed = self._dense_engine(data)
-        if data.strategy == "uniform" and n_observed == P.size and data.lam > 0:
+        if starts_at_fixed_point(data.strategy, n_observed == P.size, data.lam):
             engine.init_optimal_factors(d)  # ALS's fixed point is known: start there, as in memory
         else:
             engine.init_instance_factors(data.rng, functools.partial(initial_instance_factors, d=d, dtype=P.dtype))

@@ -53,7 +53,6 @@ import dask.array as da
 import numba
 import numpy as np
 from distributed import get_worker
-from scipy.sparse import issparse
 
 from ... import config
 from ..._float64 import squared_norm
@@ -63,7 +62,7 @@ from ...errors import SingularSystemError
 from ..numba.classifier_step import classifier_sums, solve_classifier_sums
 from ..numba.instance_step import solve_instances
 from ..numba.losses import aggregator_sums_t, weighted_squared_residual_t
-from ..shared_gram import optimal_projection
+from ..shared_gram import gram_of_rows, optimal_projection, project_rows
 from .data import as_task, on_cluster
 
 
@@ -112,16 +111,9 @@ def _initial_chunk(bit_generator, state, draw, rows, P_chunk, C_chunk):
 
 def _projected_chunk(projection, P_chunk, C_chunk):
     """Pass 0 from Y0 = P projection (the closed-form start): the chunk's Grams."""
-    Yt = (np.asarray(P_chunk, dtype=np.float64) @ projection).astype(P_chunk.dtype)
+    Yt = project_rows(P_chunk, projection)
     with _worker_threads():
         return classifier_sums(Yt, np.ascontiguousarray(P_chunk), np.ascontiguousarray(C_chunk))
-
-
-def _gram_chunk(P_chunk):
-    """P_chunk^T P_chunk (m, m) in float64 (a NumPy or a CSR chunk)."""
-    rows = P_chunk.astype(np.float64)
-    gram = rows.T @ rows
-    return gram.toarray() if issparse(gram) else gram
 
 
 def _sweep_chunk(X, P_chunk, C_chunk, labels, lam, offset):
@@ -266,7 +258,7 @@ class DaskEngine:
     def init_optimal_factors(self, d):
         """Pass 0 from ALS's fixed point, Y0 = P projection (:func:`~cfe_fast.backends.shared_gram.optimal_projection`;
         for confidence 1 everywhere, complete data and lam > 0): one pass for P's Gram, one for the Grams of Y0."""
-        gram = self.client.compute(_tree_sum([dask.delayed(_gram_chunk)(chunk) for chunk in self._P]), sync=True)
+        gram = self.client.compute(_tree_sum([dask.delayed(gram_of_rows)(chunk) for chunk in self._P]), sync=True)
         projection = as_task(optimal_projection(gram, d, self.lam))
         self._run_pass([], [dask.delayed(self.projected_task)(projection, self._P[k], self._C[k])
                             for k in range(len(self._rows))])

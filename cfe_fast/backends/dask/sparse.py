@@ -41,6 +41,7 @@ from ...core.sparse import (
 from ..in_memory import located
 from ..numba.sparse import fold_in_block
 from ..numba.sparse_steps import by_classifier, solve_sparse_instances, sparse_classifier_sums
+from ..shared_gram import project_rows
 from .data import on_cluster
 from .engine import DaskEngine, _located, _worker_threads, redrawn
 
@@ -152,7 +153,7 @@ def _initial_chunk(bit_generator, state, draw, rows, P_chunk, values):
 
 def _projected_chunk(projection, P_chunk, values):
     """Pass 0 from Y0 = P projection (the closed-form start): the Grams over the chunk's stored entries."""
-    Yt = np.ascontiguousarray(P_chunk.astype(np.float64) @ projection, dtype=P_chunk.dtype)
+    Yt = project_rows(P_chunk, projection)
     with _worker_threads():
         return sparse_classifier_sums(Yt, by_classifier(_entries(P_chunk, values), P_chunk.shape[1]))
 

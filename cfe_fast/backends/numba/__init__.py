@@ -60,8 +60,8 @@ class NumbaBackend(InMemoryBackend):
 
     def update_instance_factors(self, X, R, C, lam, *, solver="auto", init=None, with_loss=False):
         if C is None:
-            Yt, *sse = shared_gram.instance_factors(X, R, lam, np, with_loss=with_loss)
-            return (Yt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else Yt.T
+            Yt, *loss = shared_gram.instance_factors(X, R, lam, np, with_loss=with_loss)
+            return (Yt.T, *loss) if with_loss else Yt.T
         dtype = working_dtype(np.asarray(R))
         start = _instance_major(init, dtype) if solver == "cg" and init is not None else None
         result = solve_instances(X, _instance_major(R, dtype), _confidence(C, dtype), lam,
@@ -95,8 +95,8 @@ class NumbaBackend(InMemoryBackend):
 
     def instance_solves(self, X, R, C, lam, w, *, with_loss=False):
         if C is None:
-            Yt, Zt, *sse = shared_gram.instance_factors(X, R, lam, np, w=w, with_loss=with_loss)
-            return (Yt.T, Zt.T, normalised_loss(sse[0], X, Yt, lam)) if with_loss else (Yt.T, Zt.T)
+            Yt, Zt, *loss = shared_gram.instance_factors(X, R, lam, np, w=w, with_loss=with_loss)
+            return (Yt.T, Zt.T, *loss)
         dtype = working_dtype(np.asarray(R))
         Yt, Zt, *sse = solve_instances(X, _instance_major(R, dtype), _confidence(C, dtype), lam, w,
                                        loss=with_loss)
