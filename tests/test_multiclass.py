@@ -11,8 +11,7 @@ from cfe_fast import CFEnsembleClassifier, CollapseWarning, QualityWarning
 K, M, N = 3, 5, 240
 
 
-@pytest.fixture(scope="module")
-def data():
+def make_data():
     """(P (n, m, K) rows summing to 1, labels 'a'/'b'/'c' with None where unlabeled, the class codes)."""
     rng = np.random.default_rng(3)
     codes = rng.integers(0, K, N)
@@ -21,6 +20,11 @@ def data():
     labels = np.array(["a", "b", "c"], dtype=object)[codes]
     labels[rng.random(N) < 0.5] = None
     return P, labels, codes
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
 
 
 def model(**params):

@@ -13,9 +13,9 @@ import scipy.sparse as sp
 
 from cfe_fast import CFEnsembleClassifier
 from conftest import rel_error
+from test_multiclass import K, M, N, make_data
 from test_sparse import FIT_TOL, sparse_and_dense
 
-K, M, N = 3, 5, 240
 FIT = dict(latent_dim=2, max_iter=4, tol=0.0, random_state=0)
 
 
@@ -29,12 +29,7 @@ def _quiet():
 @pytest.fixture(scope="module")
 def data():
     """(P (n, m K) in StackingClassifier's layout, labels 'a'/'b'/'c' with None where unlabeled)."""
-    rng = np.random.default_rng(3)
-    codes = rng.integers(0, K, N)
-    logits = rng.normal(size=(N, M, K)) + 2.0 * np.eye(K)[codes][:, None, :] * rng.uniform(0.3, 1.5, M)[None, :, None]
-    P = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
-    labels = np.array(["a", "b", "c"], dtype=object)[codes]
-    labels[rng.random(N) < 0.5] = None
+    P, labels, _ = make_data()
     return P.reshape(N, M * K), labels
 
 
