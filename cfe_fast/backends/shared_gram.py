@@ -20,6 +20,7 @@ per-system kernels refuse theirs, when a pivot falls to
 
 import numpy as np
 from scipy.sparse import issparse
+from sklearn.utils.extmath import svd_flip
 
 from .._float64 import blocks, gram64, working_dtype
 from ..core.losses import normalised_reconstruction_loss
@@ -171,7 +172,10 @@ def optimal_projection(gram, d, lam):
     evenly: Y = diag(√s) V_dᵀ and X = diag(√s) U_dᵀ, which the classifier
     half-step from this Y gives. U and σ² are the eigenvectors and
     eigenvalues of ``gram`` = R Rᵀ (m, m), so Yt = Rᵀ U_d diag(√s / σ).
-    Directions past the rank of R (and d > m) get zero columns.
+    Directions past the rank of R (and d > m) get zero columns. Each
+    column of U_d has its largest entry in magnitude positive (scikit-learn's
+    ``svd_flip``): the eigensolver's signs would otherwise depend on the
+    rounding of ``gram``, and so on how a backend summed it.
     """
     eigenvalues, vectors = np.linalg.eigh(_host(gram))
     m = eigenvalues.size
@@ -179,7 +183,7 @@ def optimal_projection(gram, d, lam):
     sigma = np.sqrt(np.maximum(eigenvalues[top], 0.0))
     scale = np.sqrt(np.maximum(sigma - lam, 0.0)) / np.where(sigma > 0, sigma, 1.0)
     projection = np.zeros((m, d))
-    projection[:, :top.size] = vectors[:, top] * scale
+    projection[:, :top.size] = svd_flip(vectors[:, top], None)[0] * scale
     return projection
 
 
