@@ -8,7 +8,6 @@ tests/test_sparse.py).
 """
 
 import csv
-import warnings
 
 import numpy as np
 import pytest
@@ -24,11 +23,7 @@ FAST = ["--latent-dim", "3", "--max-iter", "8", "--quiet"]
 API = dict(latent_dim=3, max_iter=8, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # collapse and quality warnings of tiny fits
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # collapse and quality warnings of tiny fits
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ entries missing. Tolerances as in the backends' own tests: relative error
 float32 inputs).
 """
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -30,11 +29,7 @@ FAST = ["numba", "cupy"]  # cupy computes with NumPy as its array module where n
 FIT = dict(latent_dim=3, max_iter=4, tol=0.0, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cupy without a GPU, collapse and quality warnings of tiny fits
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # cupy without a GPU, collapse and quality warnings of tiny fits
 
 
 def knock_out(R, fraction, seed=0):

@@ -9,7 +9,6 @@ for whole fits (several iterations, the aggregator's Newton fit on top)
 1e-8 in float64 and 2e-3 in float32.
 """
 
-import warnings
 
 import numba
 import numpy as np
@@ -37,11 +36,7 @@ MISSING = [0.0, 0.2, 0.5, 0.9, 0.99]
 FIT = dict(latent_dim=3, max_iter=4, tol=0.0, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # collapse and quality warnings of tiny fits
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # collapse and quality warnings of tiny fits
 
 
 def sparse_and_dense(P, fraction, seed=0):

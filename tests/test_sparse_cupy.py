@@ -9,7 +9,6 @@ whole fits 1e-8 and 2e-3 against the reference, 1e-10 and 1e-3 against the
 Numba sparse fit (the sums are taken in another order).
 """
 
-import warnings
 
 import numpy as np
 import pytest
@@ -41,11 +40,7 @@ def xp(request):
     return arrays.gpu_module()
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no-GPU, collapse and quality warnings of tiny fits
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # no GPU, collapse and quality warnings of tiny fits
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -8,7 +8,6 @@ tests/test_dask_backend.py); against the reference 1e-8 in float64 and 2e-3
 in float32 (as for the Numba sparse fit, tests/test_sparse.py).
 """
 
-import warnings
 
 import numpy as np
 import pytest
@@ -32,11 +31,7 @@ def client():
         yield client
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # collapse and quality warnings of tiny fits
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # collapse and quality warnings of tiny fits
 
 
 def _dask_of(S, rows):

@@ -5,7 +5,6 @@ Tolerances are those of whole sparse fits (tests/test_sparse.py): relative
 error <= 1e-8 in float64 and <= 2e-3 in float32.
 """
 
-import warnings
 
 import numpy as np
 import pytest
@@ -19,11 +18,7 @@ from test_sparse import FIT_TOL, sparse_and_dense
 FIT = dict(latent_dim=2, max_iter=4, tol=0.0, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # collapse and quality warnings of tiny fits
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore")  # collapse and quality warnings of tiny fits
 
 
 @pytest.fixture(scope="module")
