@@ -206,8 +206,9 @@ def check_solvable(C, lam, latent_dim, axis):
 
 
 def check_solvable_counts(positive, terms, lam, latent_dim, axis):
-    """:func:`check_solvable` from the counts (or any) of positive confidences of every system, ``positive``,
-    and the number of ``terms`` in each (m for the instance systems, ``axis=0``; n for the classifier ones)."""
+    """:func:`check_solvable` from the counts (or any) of positive confidences of every system, ``positive``
+    (None: every confidence is 1, C None in the backend contract), and the number of ``terms`` in each (m for
+    the instance systems, ``axis=0``; n for the classifier ones)."""
     if lam > 0:
         return
     what = "instance" if axis == 0 else "classifier"
@@ -216,7 +217,9 @@ def check_solvable_counts(positive, terms, lam, latent_dim, axis):
             f"lam=0 with latent_dim={latent_dim} > {terms} (the number of terms in each "
             f"{what} system) makes every {what} system singular; use lam > 0"
         )
-    empty = positive == 0
+    if positive is None:
+        return
+    empty = np.asarray(positive) == 0
     if empty.any():
         raise ValueError(
             f"lam=0 and {what} {int(np.argmax(empty))} has zero confidence everywhere, so its ridge "

@@ -128,8 +128,8 @@ class InMemoryBackend:
                                    data.classifier_names)
         if uniform:  # no C at all (None in the contract)
             C, quality = None, None
-            check_solvable_counts(np.ones(1), P.shape[1], data.lam, data.latent_dim, axis=0)
-            check_solvable_counts(np.ones(1), P.shape[0], data.lam, data.latent_dim, axis=1)
+            check_solvable_counts(None, P.shape[1], data.lam, data.latent_dim, axis=0)
+            check_solvable_counts(None, P.shape[0], data.lam, data.latent_dim, axis=1)
         elif rule is not None:
             C, quality = rule, rule.quality
         else:
@@ -179,7 +179,7 @@ class InMemoryBackend:
                     C = None
             with located(start):
                 if C is None:
-                    check_solvable_counts(np.ones(1), P.shape[1], lam, d, axis=0)
+                    check_solvable_counts(None, P.shape[1], lam, d, axis=0)
                 else:
                     check_solvable(C.T, lam, d, axis=0)
                 Y = self.fold_in_block(X, rows, C, lam)
